@@ -1,0 +1,5 @@
+//! papertrader: a Kafka-native paper-trading engine.
+//!
+//! See `ARCHITECTURE.md` for the modules and the flow of one event through them.
+
+pub mod domain;
