@@ -2,4 +2,19 @@
 //!
 //! See `ARCHITECTURE.md` for the modules and the flow of one event through them.
 
+pub mod account;
+pub mod app;
+pub mod config;
+pub mod csvdata;
 pub mod domain;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod engine;
+pub mod indicators;
+pub mod kafka;
+pub mod paper;
+pub mod replay;
+pub mod sample;
+pub mod strategy;
+pub mod summary;
+pub mod wire;

@@ -1,1 +1,230 @@
-fn main() {}
+//! The `papertrader` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use papertrader::config::{self, Loaded};
+use papertrader::replay::Speed;
+
+#[derive(Parser)]
+#[command(
+    name = "papertrader",
+    version,
+    about = "Kafka-native paper trading: strategies, simulated fills and P&L over Kafka topics"
+)]
+struct Cli {
+    /// Application config layered over config/default.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trade the configured strategies live against the input topics.
+    Paper {
+        /// Stop after this many seconds without input.
+        #[arg(long, value_name = "SECS")]
+        until_idle: Option<f64>,
+        /// Stop after this many input messages.
+        #[arg(long, value_name = "N")]
+        max_events: Option<u64>,
+        /// Write the final summary as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+    },
+    /// Run the embedded Kafka broker (tansu, in memory) alone, until Ctrl-C.
+    Broker {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+        /// Also create papertrader's topics.
+        #[arg(long)]
+        create_topics: bool,
+    },
+    /// Publish historical data (CSV of ticks, OHLCV bars or sentiment) into a topic.
+    Replay {
+        /// The CSV file.
+        #[arg(long)]
+        input: PathBuf,
+        /// The topic to publish to.
+        #[arg(long)]
+        topic: String,
+        /// `max` (as fast as possible) or a multiple of the recorded pace, e.g. 60.
+        #[arg(long, default_value = "max")]
+        speed: Speed,
+        /// Symbol for files without a symbol column.
+        #[arg(long)]
+        symbol: Option<String>,
+        /// bootstrap.servers (default: kafka.brokers from the config).
+        #[arg(long)]
+        brokers: Option<String>,
+    },
+    /// Generate the synthetic sample data (ticks and correlated sentiment).
+    Generate {
+        #[arg(long, default_value = "data/synthetic_ticks.csv")]
+        ticks: PathBuf,
+        #[arg(long, default_value = "data/synthetic_sentiment.csv")]
+        sentiment: PathBuf,
+        /// Ticks per symbol.
+        #[arg(long, default_value_t = 6000)]
+        per_symbol: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let cfg = match config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("papertrader: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_tracing(&cfg, cli.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(try_main(cli.command, cfg)) {
+        eprintln!("papertrader: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(cfg: &Loaded, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        format!(
+            "{},tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_service=warn,tansu_schema=warn,rdkafka=warn",
+            cfg.app.log.level
+        )
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    if json || cfg.app.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
+    match command {
+        Command::Paper {
+            until_idle,
+            max_events,
+            summary,
+        } => {
+            let stop = papertrader::paper::StopWhen {
+                idle: until_idle.map(Duration::from_secs_f64),
+                max_events,
+            };
+            let summary_out = papertrader::app::paper(&cfg, stop, async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("Ctrl-C: stopping");
+            })
+            .await?;
+            println!("{}", summary_out.render());
+            if let Some(path) = summary {
+                std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("summary written to {}", path.display());
+            }
+        }
+        Command::Broker {
+            listen,
+            create_topics,
+        } => {
+            let broker = papertrader::embedded::EmbeddedBroker::start_on(listen).await?;
+            if create_topics {
+                let base = papertrader::kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
+                let mut names: Vec<&str> =
+                    cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
+                names.extend(cfg.app.topics.outputs());
+                papertrader::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+            }
+            println!(
+                "tansu broker listening on {} (in memory); Ctrl-C stops it",
+                broker.bootstrap()
+            );
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = broker.wait() => {}
+            }
+        }
+        Command::Replay {
+            input,
+            topic,
+            speed,
+            symbol,
+            brokers,
+        } => {
+            let bootstrap = brokers.unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+            anyhow::ensure!(
+                bootstrap != "embedded",
+                "replay needs a running broker: pass --brokers HOST:PORT (start one with `papertrader broker`)"
+            );
+            let base = papertrader::kafka::client_config(&cfg.app.kafka, &bootstrap);
+            if cfg.app.kafka.create_topics {
+                papertrader::kafka::ensure_topics(
+                    &base,
+                    &[topic.as_str()],
+                    cfg.app.kafka.partitions,
+                )
+                .await?;
+            }
+            let producer = papertrader::kafka::producer(&base)?;
+            let opts = papertrader::replay::ReplayOptions {
+                speed,
+                symbol,
+                progress: true,
+            };
+            let stats = papertrader::replay::publish_file(&producer, &input, &topic, &opts).await?;
+            println!(
+                "published {} messages from {} to {topic} ({} rows skipped)",
+                stats.published,
+                input.display(),
+                stats.skipped
+            );
+        }
+        Command::Generate {
+            ticks,
+            sentiment,
+            per_symbol,
+            seed,
+        } => {
+            let spec = papertrader::sample::SampleSpec {
+                ticks_per_symbol: per_symbol,
+                seed,
+                ..Default::default()
+            };
+            let (t, s) = papertrader::sample::generate(&spec);
+            let create = |p: &PathBuf| {
+                std::fs::File::create(p)
+                    .map(std::io::BufWriter::new)
+                    .with_context(|| format!("creating {}", p.display()))
+            };
+            papertrader::csvdata::write_ticks_csv(create(&ticks)?, &t)?;
+            papertrader::csvdata::write_sentiment_csv(create(&sentiment)?, &s)?;
+            println!(
+                "wrote {} ticks to {} and {} sentiment readings to {} (synthetic, seed {seed})",
+                t.len(),
+                ticks.display(),
+                s.len(),
+                sentiment.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Wiring of the modes: which broker, which topics, what is fed, what runs.
+
+use std::future::Future;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::Loaded;
+use crate::csvdata::{self, Record};
+use crate::kafka;
+use crate::paper::{self, StopWhen};
+use crate::replay::{self, Speed};
+use crate::summary::Summary;
+
+/// Messages per second at which the demo feeds its sample data: slower than the
+/// engine consumes, so that paper mode sees prices and sentiment interleaved in
+/// event-time order, as from a live feed.
+pub const DEMO_RATE: f64 = 8000.0;
+
+/// Paper mode as the CLI runs it: on the configured cluster, or on an embedded
+/// broker that is started here and fed the demo data.
+pub async fn paper(
+    cfg: &Loaded,
+    stop: StopWhen,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Summary> {
+    if cfg.app.kafka.brokers != "embedded" {
+        return paper::run(cfg, &cfg.app.kafka.brokers, stop, shutdown).await;
+    }
+    #[cfg(feature = "embedded")]
+    {
+        let broker = crate::embedded::EmbeddedBroker::start().await?;
+        let bootstrap = broker.bootstrap();
+        let base = kafka::client_config(&cfg.app.kafka, &bootstrap);
+        let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
+        names.extend(cfg.app.topics.outputs());
+        kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+        let feed = if cfg.app.demo.feed {
+            let records = demo_records(cfg)?;
+            let producer = kafka::producer(&base)?;
+            tracing::info!(messages = records.len(), "feeding the demo data");
+            Some(tokio::spawn(async move {
+                let bar = replay::progress_bar(false, None);
+                replay::publish(
+                    &producer,
+                    records.iter().map(|(t, r)| (t.as_str(), r.clone())),
+                    Speed::Rate(DEMO_RATE),
+                    &bar,
+                )
+                .await
+            }))
+        } else {
+            None
+        };
+        let summary = paper::run(cfg, &bootstrap, stop, shutdown).await;
+        if let Some(feed) = feed {
+            if !feed.is_finished() {
+                feed.abort();
+            } else if let Ok(Err(e)) = feed.await {
+                tracing::error!(error = %e, "feeding the demo data failed");
+            }
+        }
+        drop(broker);
+        summary
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        let _ = (stop, shutdown);
+        anyhow::bail!(
+            "kafka.brokers is \"embedded\" but this build has no embedded broker: \
+             rebuild with the `embedded` feature or set kafka.brokers to your cluster"
+        )
+    }
+}
+
+/// The demo's files as `(topic, record)` pairs merged in event-time order.
+pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
+    let topics = &cfg.app.topics;
+    let mut lists = Vec::new();
+    let files = cfg
+        .app
+        .demo
+        .prices
+        .iter()
+        .map(|f| (f, &topics.live_prices))
+        .chain(
+            cfg.app
+                .demo
+                .sentiment
+                .iter()
+                .map(|f| (f, &topics.news_sentiment)),
+        );
+    for (file, topic) in files {
+        let (good, bad) = csvdata::read_records(Path::new(file), None)
+            .with_context(|| format!("reading demo file {file} (demo.prices / demo.sentiment)"))?;
+        for e in &bad {
+            tracing::warn!(error = %e, "skipping a row of a demo file");
+        }
+        lists.push(
+            good.into_iter()
+                .map(|r| (topic.clone(), r))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut all: Vec<(String, Record)> = lists.into_iter().flatten().collect();
+    all.sort_by_key(|(_, r)| r.ts());
+    Ok(all)
+}

@@ -1,0 +1,911 @@
+//! Application and strategy configuration.
+//!
+//! The application config is layered with the `config` crate: the built-in
+//! `config/default.toml`, then the file given with `--config`, then environment
+//! variables such as `PAPERTRADER__KAFKA__BROKERS=localhost:9092` (double
+//! underscore between levels). Strategies live in their own TOML files, listed
+//! under `strategies` in the application config.
+//!
+//! Every struct denies unknown keys, and every problem, whether a typo, a wrong
+//! type or a value out of range, stops start-up with a [`ConfigError`] that names
+//! the file, the key and the fix.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::domain::{Ts, NANOS_PER_MILLI};
+
+/// The built-in defaults, compiled into the binary from `config/default.toml`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+/// The name the built-in defaults go by in error messages.
+pub const DEFAULT_CONFIG_NAME: &str = "config/default.toml";
+
+/// A configuration problem: which file, which key, what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error in {file}, key `{key}`: {problem}\n  fix: {fix}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            file: file.into(),
+            key: key.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// The whole application configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub input: InputConfig,
+    pub engine: EngineConfig,
+    pub demo: DemoConfig,
+    pub log: LogConfig,
+    /// Paths of the strategy files to run, relative to the working directory.
+    pub strategies: Vec<String>,
+}
+
+/// How to reach Kafka.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, or `embedded` to start a tansu broker in-process.
+    pub brokers: String,
+    /// Consumer group of paper mode.
+    pub group_id: String,
+    /// Create missing topics at start-up.
+    pub create_topics: bool,
+    /// Partitions of topics that papertrader creates.
+    pub partitions: i32,
+    /// Extra librdkafka properties for every client (for example `security.protocol`).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Topic names, all configurable.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub live_prices: String,
+    pub news_sentiment: String,
+    pub order_book: String,
+    pub signals: String,
+    pub orders: String,
+    pub fills: String,
+    pub pnl: String,
+    pub dead_letters: String,
+}
+
+impl TopicsConfig {
+    /// The input topics with the kind of message each carries.
+    pub fn inputs(&self) -> [(&str, crate::wire::InputKind); 3] {
+        use crate::wire::InputKind::*;
+        [
+            (self.live_prices.as_str(), Prices),
+            (self.news_sentiment.as_str(), Sentiment),
+            (self.order_book.as_str(), OrderBook),
+        ]
+    }
+
+    /// The output topics.
+    pub fn outputs(&self) -> [&str; 5] {
+        [
+            &self.signals,
+            &self.orders,
+            &self.fills,
+            &self.pnl,
+            &self.dead_letters,
+        ]
+    }
+
+    fn all(&self) -> [(&'static str, &str); 8] {
+        [
+            ("topics.live_prices", &self.live_prices),
+            ("topics.news_sentiment", &self.news_sentiment),
+            ("topics.order_book", &self.order_book),
+            ("topics.signals", &self.signals),
+            ("topics.orders", &self.orders),
+            ("topics.fills", &self.fills),
+            ("topics.pnl", &self.pnl),
+            ("topics.dead_letters", &self.dead_letters),
+        ]
+    }
+}
+
+/// Input validation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Symbols to accept; empty accepts every symbol. Others go to dead letters.
+    pub symbols: Vec<String>,
+    /// How far (event time) a message may lag the newest one seen for its symbol
+    /// and topic before it is dead-lettered as out of order, e.g. "60s".
+    pub max_out_of_order: String,
+}
+
+/// Engine behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Publish a P&L snapshot for a strategy and symbol every N ticks of that
+    /// symbol (and after every fill). 0 publishes only after fills.
+    pub pnl_every_ticks: u64,
+    /// Most input messages processed between two offset commits.
+    pub max_batch: usize,
+}
+
+/// What the embedded demo feeds into the input topics before trading.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Feed the files below when the broker is `embedded`.
+    pub feed: bool,
+    /// CSV files (ticks or OHLCV bars) for the prices topic.
+    pub prices: Vec<String>,
+    /// CSV files of sentiment readings for the sentiment topic.
+    pub sentiment: Vec<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (readable) or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `papertrader=debug,rdkafka=warn`.
+    pub level: String,
+}
+
+/// One strategy file (`strategies/*.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyConfig {
+    /// Unique name; it keys the strategy's account and its outputs.
+    pub name: String,
+    /// Symbols this strategy trades; one instance per symbol, one shared account.
+    pub symbols: Vec<String>,
+    /// The rule and its parameters.
+    pub rule: RuleConfig,
+    #[serde(default)]
+    pub account: AccountConfig,
+    pub sizing: SizingConfig,
+}
+
+/// A window over events (`20`) or over event time (`"50d"`, `"15m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Window {
+    Events(usize),
+    Time(Ts),
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Window;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of events (e.g. 20) or a duration string (e.g. \"50d\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Window, E> {
+                if v == 0 {
+                    return Err(E::custom("a window must be at least 1 event"));
+                }
+                Ok(Window::Events(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Window, E> {
+                if v <= 0 {
+                    return Err(E::custom("a window must be at least 1 event"));
+                }
+                Ok(Window::Events(v as usize))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Window, E> {
+                parse_duration(v).map(Window::Time).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Which moving average a crossover uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaKind {
+    #[default]
+    Sma,
+    Ema,
+}
+
+/// The rule-based strategies.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RuleConfig {
+    /// Buy when the fast average crosses above the slow one, sell on the cross below.
+    MaCrossover {
+        fast: Window,
+        slow: Window,
+        #[serde(default)]
+        average: MaKind,
+    },
+    /// Buy when RSI falls below `oversold`, sell when it rises above `overbought`.
+    RsiMeanReversion {
+        period: usize,
+        oversold: f64,
+        overbought: f64,
+    },
+    /// Buy when the price closes above the upper band, sell below the lower band.
+    BollingerBreakout { period: usize, k: f64 },
+    /// Buy when smoothed sentiment rises above `enter`, sell when it falls below
+    /// `exit`; with `trend` set, buys need the price above its moving average over
+    /// that window and sells need it below.
+    SentimentMomentum {
+        /// EMA period over sentiment readings.
+        smoothing: usize,
+        enter: f64,
+        exit: f64,
+        #[serde(default)]
+        trend: Option<Window>,
+    },
+}
+
+impl RuleConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuleConfig::MaCrossover { .. } => "ma_crossover",
+            RuleConfig::RsiMeanReversion { .. } => "rsi_mean_reversion",
+            RuleConfig::BollingerBreakout { .. } => "bollinger_breakout",
+            RuleConfig::SentimentMomentum { .. } => "sentiment_momentum",
+        }
+    }
+}
+
+/// The paper account of one strategy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Starting cash, e.g. "100000". Write it as a string to keep it exact.
+    #[serde(default = "default_cash")]
+    pub starting_cash: Decimal,
+    /// Fee per fill in basis points of its notional.
+    #[serde(default)]
+    pub fee_bps: Decimal,
+    /// Allow sell signals to open short positions.
+    #[serde(default)]
+    pub allow_short: bool,
+}
+
+fn default_cash() -> Decimal {
+    Decimal::from(100_000)
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        AccountConfig {
+            starting_cash: default_cash(),
+            fee_bps: Decimal::ZERO,
+            allow_short: false,
+        }
+    }
+}
+
+/// How big an order a signal opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizingMode {
+    FixedQuantity,
+    FixedNotional,
+    FractionOfEquity,
+}
+
+/// Position sizing. `mode` chooses which of `quantity`, `notional` or `fraction`
+/// applies; quantities are rounded down to a multiple of `lot_size`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizingConfig {
+    pub mode: SizingMode,
+    #[serde(default)]
+    pub quantity: Option<Decimal>,
+    #[serde(default)]
+    pub notional: Option<Decimal>,
+    #[serde(default)]
+    pub fraction: Option<Decimal>,
+    #[serde(default = "default_lot")]
+    pub lot_size: Decimal,
+}
+
+fn default_lot() -> Decimal {
+    Decimal::ONE
+}
+
+/// Parse a duration such as `500ms`, `30s`, `15m`, `4h` or `50d` into nanoseconds.
+pub fn parse_duration(s: &str) -> Result<Ts, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {s:?} has no unit (use ms, s, m, h or d)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
+    let mult = match unit {
+        "ms" => NANOS_PER_MILLI,
+        "s" => 1_000 * NANOS_PER_MILLI,
+        "m" => 60_000 * NANOS_PER_MILLI,
+        "h" => 3_600_000 * NANOS_PER_MILLI,
+        "d" => 86_400_000 * NANOS_PER_MILLI,
+        _ => {
+            return Err(format!(
+                "duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    if n <= 0 {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
+/// A loaded, checked configuration: the application config and its strategies.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub app: AppConfig,
+    pub strategies: Vec<StrategyConfig>,
+    /// `input.max_out_of_order`, parsed.
+    pub max_out_of_order: Ts,
+}
+
+/// Load the layered application config and every strategy it names.
+pub fn load(user_file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PAPERTRADER__"))
+        .collect();
+    load_with_env(user_file, &env)
+}
+
+/// [`load`] with the environment given explicitly (for tests).
+pub fn load_with_env(
+    user_file: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    use config::{Config, Environment, File, FileFormat};
+
+    let user_name = user_file.map(|p| p.display().to_string());
+    let user_text = match user_file {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            ConfigError::new(
+                p.display().to_string(),
+                "(file)",
+                format!("cannot read the file: {e}"),
+                "pass an existing TOML file to --config",
+            )
+        })?),
+        None => None,
+    };
+    let mut builder =
+        Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
+    if let (Some(text), Some(name)) = (&user_text, &user_name) {
+        // Parse once ourselves for a precise syntax error.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(ConfigError::new(
+                name.clone(),
+                "(syntax)",
+                e.to_string().trim().to_string(),
+                "correct the TOML syntax",
+            ));
+        }
+        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+    }
+    let env_map: std::collections::HashMap<String, String> = env.iter().cloned().collect();
+    builder = builder.add_source(
+        Environment::with_prefix("PAPERTRADER")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("input.symbols")
+            .with_list_parse_key("strategies")
+            .with_list_parse_key("demo.prices")
+            .with_list_parse_key("demo.sentiment")
+            .source(Some(env_map)),
+    );
+    let merged = builder.build().map_err(|e| {
+        ConfigError::new(
+            user_name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONFIG_NAME.into()),
+            "(file)",
+            e.to_string(),
+            "correct the file",
+        )
+    })?;
+
+    let app: AppConfig = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let key = e.path().to_string();
+        let file = origin_of(&key, user_text.as_deref(), user_name.as_deref(), env);
+        let inner = e.into_inner().to_string();
+        let fix = if inner.contains("unknown field") {
+            "remove or rename the key; the accepted keys are listed in config/default.toml"
+                .to_string()
+        } else if inner.contains("missing field") {
+            "add the key (see config/default.toml for its default)".to_string()
+        } else {
+            "give the key a value of the expected type (see config/default.toml)".to_string()
+        };
+        ConfigError::new(file, key, inner, fix)
+    })?;
+    let file_of = |key: &str| origin_of(key, user_text.as_deref(), user_name.as_deref(), env);
+    let max_out_of_order = check_app(&app, &file_of)?;
+
+    let mut strategies = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, path) in app.strategies.iter().enumerate() {
+        let s = load_strategy(Path::new(path)).map_err(|mut e| {
+            if e.file.is_empty() {
+                e.file = file_of(&format!("strategies[{i}]"));
+                e.key = format!("strategies[{i}]");
+            }
+            e
+        })?;
+        if !names.insert(s.name.clone()) {
+            return Err(ConfigError::new(
+                path.clone(),
+                "name",
+                format!(
+                    "strategy name {:?} is used by another strategy file",
+                    s.name
+                ),
+                "give every strategy a unique name",
+            ));
+        }
+        strategies.push(s);
+    }
+    Ok(Loaded {
+        app,
+        strategies,
+        max_out_of_order,
+    })
+}
+
+/// Which layer a key most likely came from: the user file, the environment or the defaults.
+fn origin_of(
+    key: &str,
+    user_text: Option<&str>,
+    user_name: Option<&str>,
+    env: &[(String, String)],
+) -> String {
+    let parts: Vec<String> = key
+        .split('.')
+        .map(|p| p.split('[').next().unwrap_or(p).to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let env_name = format!("PAPERTRADER__{}", parts.join("__").to_uppercase());
+    if env.iter().any(|(k, _)| k.eq_ignore_ascii_case(&env_name)) {
+        return format!("environment variable {env_name}");
+    }
+    if let (Some(text), Some(name)) = (user_text, user_name) {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            // The deepest existing prefix of the key decides.
+            let mut node: Option<&toml::Value> = None;
+            let mut found = false;
+            for (i, p) in parts.iter().enumerate() {
+                let next = if i == 0 {
+                    table.get(p)
+                } else {
+                    node.and_then(|n| n.get(p))
+                };
+                match next {
+                    Some(v) => {
+                        node = Some(v);
+                        found = true;
+                    }
+                    None => break,
+                }
+            }
+            if found {
+                return name.to_string();
+            }
+        }
+    }
+    DEFAULT_CONFIG_NAME.to_string()
+}
+
+fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, ConfigError> {
+    let err = |key: &str, problem: String, fix: &str| {
+        Err(ConfigError::new(file_of(key), key, problem, fix))
+    };
+    if app.kafka.brokers.trim().is_empty() {
+        return err(
+            "kafka.brokers",
+            "is empty".into(),
+            "set it to host:port[,host:port...] or to \"embedded\"",
+        );
+    }
+    if app.kafka.group_id.trim().is_empty() {
+        return err("kafka.group_id", "is empty".into(), "name a consumer group");
+    }
+    if !(1..=1024).contains(&app.kafka.partitions) {
+        return err(
+            "kafka.partitions",
+            format!("{} is out of range", app.kafka.partitions),
+            "use a value between 1 and 1024",
+        );
+    }
+    let mut seen = BTreeMap::new();
+    for (key, name) in app.topics.all() {
+        if name.trim().is_empty() || name.len() > 249 {
+            return err(
+                key,
+                format!("topic name {name:?} is invalid"),
+                "use 1..=249 characters",
+            );
+        }
+        if let Some(other) = seen.insert(name.to_string(), key) {
+            return err(
+                key,
+                format!("topic {name:?} is also used for {other}"),
+                "give every topic its own name",
+            );
+        }
+    }
+    let max_ooo = match parse_duration(&app.input.max_out_of_order) {
+        Ok(d) => d,
+        Err(e) => {
+            return err(
+                "input.max_out_of_order",
+                e,
+                "write a duration such as \"60s\"",
+            )
+        }
+    };
+    if app.engine.max_batch == 0 {
+        return err(
+            "engine.max_batch",
+            "is 0".into(),
+            "use a positive number such as 1000",
+        );
+    }
+    if !matches!(app.log.format.as_str(), "text" | "json") {
+        return err(
+            "log.format",
+            format!("{:?} is not a log format", app.log.format),
+            "use \"text\" or \"json\"",
+        );
+    }
+    if app.strategies.is_empty() {
+        return err(
+            "strategies",
+            "no strategy files are listed".into(),
+            "list at least one file, e.g. strategies = [\"strategies/ma_crossover.toml\"]",
+        );
+    }
+    Ok(max_ooo)
+}
+
+/// Load and check one strategy file.
+pub fn load_strategy(path: &Path) -> Result<StrategyConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "",
+            "",
+            format!("cannot read strategy file {file}: {e}"),
+            "list existing files under `strategies` (paths are relative to the working directory)",
+        )
+    })?;
+    parse_strategy(&text, &file)
+}
+
+/// Parse and check a strategy from TOML text; `file` names it in errors.
+pub fn parse_strategy(text: &str, file: &str) -> Result<StrategyConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| {
+        ConfigError::new(
+            file,
+            "(syntax)",
+            e.to_string().trim().to_string(),
+            "correct the TOML syntax",
+        )
+    })?;
+    let s: StrategyConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.message().to_string();
+        let fix = if msg.contains("unknown field") {
+            "remove or rename the key; see the examples in strategies/ and docs/strategies.md"
+        } else if msg.contains("missing field") {
+            "add the key; see the examples in strategies/"
+        } else if msg.contains("unknown variant") {
+            "use one of the listed values"
+        } else {
+            "give the key a value of the expected type"
+        };
+        ConfigError::new(file, key, msg, fix)
+    })?;
+    check_strategy(&s, file)?;
+    Ok(s)
+}
+
+fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
+    let err =
+        |key: &str, problem: String, fix: &str| Err(ConfigError::new(file, key, problem, fix));
+    if s.name.trim().is_empty() || s.name.contains(char::is_whitespace) {
+        return err(
+            "name",
+            format!("{:?} is not a usable name", s.name),
+            "use a name without spaces",
+        );
+    }
+    if s.symbols.is_empty() {
+        return err(
+            "symbols",
+            "is empty".into(),
+            "list the symbols to trade, e.g. [\"ACME\"]",
+        );
+    }
+    match &s.rule {
+        RuleConfig::MaCrossover { fast, slow, .. } => {
+            let ok = match (fast, slow) {
+                (Window::Events(f), Window::Events(sl)) => f < sl,
+                (Window::Time(f), Window::Time(sl)) => f < sl,
+                _ => false,
+            };
+            if !ok {
+                return err(
+                    "rule.fast",
+                    "fast must be shorter than slow, and both counts or both durations".into(),
+                    "e.g. fast = 10, slow = 30, or fast = \"5m\", slow = \"30m\"",
+                );
+            }
+        }
+        RuleConfig::RsiMeanReversion {
+            period,
+            oversold,
+            overbought,
+        } => {
+            if *period < 2 {
+                return err(
+                    "rule.period",
+                    format!("{period} is too short"),
+                    "use 2 or more, e.g. 14",
+                );
+            }
+            if !(0.0 < *oversold && oversold < overbought && *overbought < 100.0) {
+                return err(
+                    "rule.oversold",
+                    format!(
+                        "need 0 < oversold < overbought < 100, got {oversold} and {overbought}"
+                    ),
+                    "e.g. oversold = 30, overbought = 70",
+                );
+            }
+        }
+        RuleConfig::BollingerBreakout { period, k } => {
+            if *period < 2 {
+                return err(
+                    "rule.period",
+                    format!("{period} is too short"),
+                    "use 2 or more, e.g. 20",
+                );
+            }
+            if !(*k > 0.0 && k.is_finite()) {
+                return err(
+                    "rule.k",
+                    format!("{k} is not a positive width"),
+                    "e.g. k = 2.0",
+                );
+            }
+        }
+        RuleConfig::SentimentMomentum {
+            smoothing,
+            enter,
+            exit,
+            ..
+        } => {
+            if *smoothing == 0 {
+                return err("rule.smoothing", "is 0".into(), "use 1 or more, e.g. 5");
+            }
+            if !((-1.0..=1.0).contains(enter) && (-1.0..=1.0).contains(exit) && exit < enter) {
+                return err(
+                    "rule.enter",
+                    format!("need -1 <= exit < enter <= 1, got enter {enter}, exit {exit}"),
+                    "e.g. enter = 0.3, exit = -0.3",
+                );
+            }
+        }
+    }
+    if s.account.starting_cash <= Decimal::ZERO {
+        return err(
+            "account.starting_cash",
+            "must be positive".into(),
+            "e.g. starting_cash = \"100000\"",
+        );
+    }
+    if s.account.fee_bps < Decimal::ZERO || s.account.fee_bps > Decimal::from(1000) {
+        return err(
+            "account.fee_bps",
+            format!("{} is out of range", s.account.fee_bps),
+            "use 0..=1000 basis points",
+        );
+    }
+    let z = &s.sizing;
+    if z.lot_size <= Decimal::ZERO {
+        return err(
+            "sizing.lot_size",
+            "must be positive".into(),
+            "e.g. lot_size = \"1\" or \"0.001\"",
+        );
+    }
+    let (key, value, example) = match z.mode {
+        SizingMode::FixedQuantity => ("sizing.quantity", z.quantity, "quantity = \"100\""),
+        SizingMode::FixedNotional => ("sizing.notional", z.notional, "notional = \"10000\""),
+        SizingMode::FractionOfEquity => ("sizing.fraction", z.fraction, "fraction = \"0.25\""),
+    };
+    match value {
+        None => return err(key, format!("is required by mode {:?}", z.mode), example),
+        Some(v) if v <= Decimal::ZERO => return err(key, "must be positive".into(), example),
+        Some(v) if z.mode == SizingMode::FractionOfEquity && v > Decimal::ONE => {
+            return err(key, "must not exceed 1".into(), "use a fraction in (0, 1]")
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Resolve a path given in the config relative to the working directory.
+pub fn resolve(path: &str) -> PathBuf {
+    PathBuf::from(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50d").unwrap(), 50 * 86_400 * 1_000_000_000);
+        assert_eq!(parse_duration("250ms").unwrap(), 250 * NANOS_PER_MILLI);
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn strategy_unknown_key_names_file_and_key() {
+        let e = parse_strategy(
+            "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast=5\nslow=20\nfats=3\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n",
+            "strategies/a.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.file, "strategies/a.toml");
+        assert!(e.problem.contains("fats"), "{e}");
+    }
+
+    #[test]
+    fn strategy_bad_values_are_refused() {
+        let base = |rule: &str, sizing: &str| {
+            format!("name='a'\nsymbols=['X']\n[rule]\n{rule}\n[sizing]\n{sizing}\n")
+        };
+        let cases = [
+            (
+                base(
+                    "kind='ma_crossover'\nfast=30\nslow=10",
+                    "mode='fixed_quantity'\nquantity='1'",
+                ),
+                "rule.fast",
+            ),
+            (
+                base(
+                    "kind='rsi_mean_reversion'\nperiod=14\noversold=80\noverbought=70",
+                    "mode='fixed_quantity'\nquantity='1'",
+                ),
+                "rule.oversold",
+            ),
+            (
+                base(
+                    "kind='bollinger_breakout'\nperiod=20\nk=2.0",
+                    "mode='fraction_of_equity'",
+                ),
+                "sizing.fraction",
+            ),
+            (
+                base(
+                    "kind='bollinger_breakout'\nperiod=20\nk=2.0",
+                    "mode='fraction_of_equity'\nfraction='1.5'",
+                ),
+                "sizing.fraction",
+            ),
+            (
+                base("kind='teleport'", "mode='fixed_quantity'\nquantity='1'"),
+                "rule",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse_strategy(&text, "s.toml").unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+    }
+
+    #[test]
+    fn time_windows_parse() {
+        let s = parse_strategy(
+            "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast='5d'\nslow='50d'\n[sizing]\nmode='fixed_notional'\nnotional='1000'\n",
+            "s.toml",
+        )
+        .unwrap();
+        match s.rule {
+            RuleConfig::MaCrossover { fast, slow, .. } => {
+                assert_eq!(fast, Window::Time(5 * 86_400_000_000_000));
+                assert_eq!(slow, Window::Time(50 * 86_400_000_000_000));
+            }
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn app_config_layers_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let strat = write(
+            dir.path(),
+            "s.toml",
+            "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast=5\nslow=20\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n",
+        );
+        let user = write(
+            dir.path(),
+            "app.toml",
+            &format!(
+                "strategies = [{:?}]\n[kafka]\nbrokers = 'localhost:1'\n",
+                strat.display().to_string()
+            ),
+        );
+        let loaded = load_with_env(Some(&user), &[]).unwrap();
+        assert_eq!(loaded.app.kafka.brokers, "localhost:1");
+        assert_eq!(loaded.strategies.len(), 1);
+
+        // The environment overrides the file.
+        let env = vec![("PAPERTRADER__KAFKA__BROKERS".to_string(), "h:2".to_string())];
+        assert_eq!(
+            load_with_env(Some(&user), &env).unwrap().app.kafka.brokers,
+            "h:2"
+        );
+
+        // An unknown key names the user file and the key.
+        let bad = write(dir.path(), "bad.toml", "[kafka]\nbrokres = 'x'\n");
+        let e = load_with_env(Some(&bad), &[]).unwrap_err();
+        assert_eq!(e.file, bad.display().to_string());
+        assert!(e.key.starts_with("kafka"), "{e}");
+        assert!(e.problem.contains("brokres"), "{e}");
+
+        // A bad value from the environment names the variable.
+        let env = vec![(
+            "PAPERTRADER__KAFKA__PARTITIONS".to_string(),
+            "0".to_string(),
+        )];
+        let e = load_with_env(Some(&user), &env).unwrap_err();
+        assert_eq!(e.key, "kafka.partitions");
+        assert_eq!(
+            e.file,
+            "environment variable PAPERTRADER__KAFKA__PARTITIONS"
+        );
+    }
+}

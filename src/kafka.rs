@@ -1,0 +1,120 @@
+//! Kafka edges: client configuration, topic creation and the output publisher.
+//!
+//! The publisher sends every output of a batch and waits until the broker has
+//! acknowledged each one; only then does the caller commit the input offsets that
+//! caused them. Each output carries its deterministic id in the `papertrader-id`
+//! header (and in its JSON), which later work uses to skip what a restarted run
+//! already published.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{KafkaConfig, TopicsConfig};
+use crate::engine::{Output, OutputKind};
+
+/// Base client configuration: bootstrap servers plus the user's extra properties.
+pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Create the topics that do not exist yet.
+pub async fn ensure_topics(
+    base: &ClientConfig,
+    names: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        base.create().context("creating the Kafka admin client")?;
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&topics, &opts)
+        .await
+        .context("creating topics")?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// A producer configured for safe delivery.
+pub fn producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
+    let mut c = base.clone();
+    c.set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("compression.type", "none");
+    c.create().context("creating the Kafka producer")
+}
+
+/// Publishes engine outputs to their topics and waits for the broker's acks.
+pub struct Publisher {
+    producer: FutureProducer,
+    topics: HashMap<OutputKind, String>,
+}
+
+impl Publisher {
+    pub fn new(producer: FutureProducer, topics: &TopicsConfig) -> Self {
+        let topics = HashMap::from([
+            (OutputKind::Signals, topics.signals.clone()),
+            (OutputKind::Orders, topics.orders.clone()),
+            (OutputKind::Fills, topics.fills.clone()),
+            (OutputKind::Pnl, topics.pnl.clone()),
+            (OutputKind::DeadLetters, topics.dead_letters.clone()),
+        ]);
+        Publisher { producer, topics }
+    }
+
+    /// Send every output and return once all are acknowledged. Messages of one key
+    /// keep their order (one producer, keyed partitioning, in-order sends).
+    pub async fn publish(&self, outputs: &[Output]) -> Result<(), KafkaError> {
+        let sends = outputs.iter().map(|o| {
+            let payload = o.to_json();
+            let topic = &self.topics[&o.kind()];
+            async move {
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "papertrader-id",
+                    value: Some(o.id()),
+                });
+                let mut record = FutureRecord::to(topic).payload(&payload).headers(headers);
+                if let Some(k) = o.key() {
+                    record = record.key(k);
+                }
+                self.producer
+                    .send(record, Duration::from_secs(60))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            }
+        });
+        for r in join_all(sends).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&self) {
+        let _ = self.producer.flush(Duration::from_secs(30));
+    }
+}

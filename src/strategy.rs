@@ -1,0 +1,368 @@
+//! Rule-based strategies: pure functions of the events they see.
+//!
+//! A strategy instance trades one symbol. It receives ticks and sentiment readings
+//! of that symbol and may answer with a [`Decision`]: a side, a strength in
+//! [-1, 1] and the indicator values behind it. It does no I/O and knows nothing
+//! about accounts or orders; the engine turns decisions into signals and orders.
+//!
+//! Every rule signals on a *transition* (a cross, a band break, a threshold
+//! crossing), never on every event while a condition holds.
+
+use std::collections::BTreeMap;
+
+use crate::config::{MaKind, RuleConfig, Window};
+use crate::domain::{Sentiment, Side, Tick, Ts};
+use crate::indicators::{Bollinger, Ema, Rsi, Sma, TimeEma, TimeSma};
+
+/// What a strategy wants, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub side: Side,
+    /// Conviction in [-1, 1]: positive for buys, negative for sells.
+    pub strength: f64,
+    /// The indicator values behind the decision, by name.
+    pub reason: BTreeMap<String, f64>,
+}
+
+impl Decision {
+    fn new(side: Side, strength: f64, reason: &[(&str, f64)]) -> Self {
+        Decision {
+            side,
+            strength: strength.clamp(-1.0, 1.0),
+            reason: reason.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+}
+
+/// A strategy instance for one symbol.
+pub trait Strategy: Send {
+    /// A trade tick; `price` is the tick's price as `f64` (the statistics boundary).
+    fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision>;
+    /// A news-sentiment reading.
+    fn on_sentiment(&mut self, _s: &Sentiment) -> Option<Decision> {
+        None
+    }
+}
+
+/// Build the strategy a rule describes.
+pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
+    match *rule {
+        RuleConfig::MaCrossover {
+            fast,
+            slow,
+            average,
+        } => Box::new(MaCrossover {
+            fast: MovingAverage::new(fast, average),
+            slow: MovingAverage::new(slow, average),
+            last_diff: None,
+        }),
+        RuleConfig::RsiMeanReversion {
+            period,
+            oversold,
+            overbought,
+        } => Box::new(RsiMeanReversion {
+            rsi: Rsi::new(period),
+            oversold,
+            overbought,
+            last: None,
+        }),
+        RuleConfig::BollingerBreakout { period, k } => Box::new(BollingerBreakout {
+            bands: Bollinger::new(period, k),
+            zone: Zone::Inside,
+        }),
+        RuleConfig::SentimentMomentum {
+            smoothing,
+            enter,
+            exit,
+            trend,
+        } => Box::new(SentimentMomentum {
+            smooth: Ema::new(smoothing),
+            enter,
+            exit,
+            trend: trend.map(|w| MovingAverage::new(w, MaKind::Sma)),
+            trend_value: None,
+            last_price: None,
+            last: None,
+        }),
+    }
+}
+
+/// A moving average over a count of events or over an event-time window.
+pub enum MovingAverage {
+    Sma(Sma),
+    Ema(Ema),
+    TimeSma(TimeSma),
+    TimeEma(TimeEma),
+}
+
+impl MovingAverage {
+    pub fn new(window: Window, kind: MaKind) -> Self {
+        match (window, kind) {
+            (Window::Events(n), MaKind::Sma) => MovingAverage::Sma(Sma::new(n)),
+            (Window::Events(n), MaKind::Ema) => MovingAverage::Ema(Ema::new(n)),
+            (Window::Time(w), MaKind::Sma) => MovingAverage::TimeSma(TimeSma::new(w)),
+            (Window::Time(w), MaKind::Ema) => MovingAverage::TimeEma(TimeEma::new(w)),
+        }
+    }
+
+    pub fn update(&mut self, ts: Ts, x: f64) -> Option<f64> {
+        match self {
+            MovingAverage::Sma(m) => m.update(x),
+            MovingAverage::Ema(m) => m.update(x),
+            MovingAverage::TimeSma(m) => m.update(ts, x),
+            MovingAverage::TimeEma(m) => m.update(ts, x),
+        }
+    }
+}
+
+struct MaCrossover {
+    fast: MovingAverage,
+    slow: MovingAverage,
+    last_diff: Option<f64>,
+}
+
+impl Strategy for MaCrossover {
+    fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
+        let fast = self.fast.update(tick.ts, price);
+        let slow = self.slow.update(tick.ts, price);
+        let (fast, slow) = (fast?, slow?);
+        let diff = fast - slow;
+        let prev = self.last_diff.replace(diff)?;
+        // Strength: the gap between the averages, full strength at 1% of the slow one.
+        let strength = if slow != 0.0 {
+            diff / (0.01 * slow.abs())
+        } else {
+            0.0
+        };
+        let reason = [("fast", fast), ("slow", slow), ("price", price)];
+        if prev <= 0.0 && diff > 0.0 {
+            Some(Decision::new(Side::Buy, strength.max(0.01), &reason))
+        } else if prev >= 0.0 && diff < 0.0 {
+            Some(Decision::new(Side::Sell, strength.min(-0.01), &reason))
+        } else {
+            None
+        }
+    }
+}
+
+struct RsiMeanReversion {
+    rsi: Rsi,
+    oversold: f64,
+    overbought: f64,
+    last: Option<f64>,
+}
+
+impl Strategy for RsiMeanReversion {
+    fn on_tick(&mut self, _tick: &Tick, price: f64) -> Option<Decision> {
+        let rsi = self.rsi.update(price)?;
+        let prev = self.last.replace(rsi)?;
+        // Strength: distance from the neutral 50, full strength at 0 or 100.
+        let strength = (50.0 - rsi) / 50.0;
+        let reason = [
+            ("rsi", rsi),
+            ("oversold", self.oversold),
+            ("overbought", self.overbought),
+            ("price", price),
+        ];
+        if prev >= self.oversold && rsi < self.oversold {
+            Some(Decision::new(Side::Buy, strength, &reason))
+        } else if prev <= self.overbought && rsi > self.overbought {
+            Some(Decision::new(Side::Sell, strength, &reason))
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zone {
+    Below,
+    Inside,
+    Above,
+}
+
+struct BollingerBreakout {
+    bands: Bollinger,
+    zone: Zone,
+}
+
+impl Strategy for BollingerBreakout {
+    fn on_tick(&mut self, _tick: &Tick, price: f64) -> Option<Decision> {
+        let b = self.bands.update(price)?;
+        let zone = if price > b.upper {
+            Zone::Above
+        } else if price < b.lower {
+            Zone::Below
+        } else {
+            Zone::Inside
+        };
+        let prev = std::mem::replace(&mut self.zone, zone);
+        // Strength: %b mapped so that the upper band is +1 and the lower band -1.
+        let strength = (b.percent_b - 0.5) * 2.0;
+        let reason = [
+            ("upper", b.upper),
+            ("middle", b.middle),
+            ("lower", b.lower),
+            ("percent_b", b.percent_b),
+            ("price", price),
+        ];
+        match (prev, zone) {
+            (p, Zone::Above) if p != Zone::Above => {
+                Some(Decision::new(Side::Buy, strength, &reason))
+            }
+            (p, Zone::Below) if p != Zone::Below => {
+                Some(Decision::new(Side::Sell, strength, &reason))
+            }
+            _ => None,
+        }
+    }
+}
+
+struct SentimentMomentum {
+    smooth: Ema,
+    enter: f64,
+    exit: f64,
+    trend: Option<MovingAverage>,
+    trend_value: Option<f64>,
+    last_price: Option<f64>,
+    last: Option<f64>,
+}
+
+impl Strategy for SentimentMomentum {
+    fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
+        self.last_price = Some(price);
+        if let Some(t) = &mut self.trend {
+            self.trend_value = t.update(tick.ts, price);
+        }
+        None
+    }
+
+    fn on_sentiment(&mut self, s: &Sentiment) -> Option<Decision> {
+        let smoothed = self.smooth.update(s.score)?;
+        let prev = self.last.replace(smoothed)?;
+        let mut reason = vec![("sentiment", smoothed), ("score", s.score)];
+        // With a trend filter, trade only with the trend (and only once it is known).
+        let (up, down) = match (&self.trend, self.trend_value, self.last_price) {
+            (None, _, _) => (true, true),
+            (Some(_), Some(ma), Some(p)) => {
+                reason.push(("trend", ma));
+                reason.push(("price", p));
+                (p > ma, p < ma)
+            }
+            (Some(_), _, _) => (false, false),
+        };
+        if prev <= self.enter && smoothed > self.enter && up {
+            Some(Decision::new(Side::Buy, smoothed, &reason))
+        } else if prev >= self.exit && smoothed < self.exit && down {
+            Some(Decision::new(Side::Sell, smoothed, &reason))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn tick(ts: Ts, p: f64) -> Tick {
+        Tick {
+            symbol: "X".into(),
+            ts,
+            price: Decimal::try_from(p).unwrap(),
+            size: Decimal::ONE,
+            bid: None,
+            ask: None,
+        }
+    }
+
+    fn run(s: &mut dyn Strategy, prices: &[f64]) -> Vec<(usize, Side)> {
+        prices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &p)| s.on_tick(&tick(i as i64, p), p).map(|d| (i, d.side)))
+            .collect()
+    }
+
+    #[test]
+    fn sma_crossover_signals_on_the_cross_only() {
+        let mut s = build(&RuleConfig::MaCrossover {
+            fast: Window::Events(2),
+            slow: Window::Events(3),
+            average: MaKind::Sma,
+        });
+        // i=2: fast (2+1)/2=1.5, slow (3+2+1)/3=2 -> diff -0.5 (first, no signal)
+        // i=3: fast (1+5)/2=3, slow (2+1+5)/3=2.667 -> cross up: buy
+        // i=4: fast (5+6)/2=5.5 > slow 4 -> no new signal
+        // i=5: fast (6+1)/2=3.5, slow (5+6+1)/3=4 -> cross down: sell
+        let signals = run(s.as_mut(), &[3.0, 2.0, 1.0, 5.0, 6.0, 1.0]);
+        assert_eq!(signals, vec![(3, Side::Buy), (5, Side::Sell)]);
+    }
+
+    #[test]
+    fn rsi_buys_when_falling_through_oversold() {
+        let mut s = build(&RuleConfig::RsiMeanReversion {
+            period: 2,
+            oversold: 30.0,
+            overbought: 70.0,
+        });
+        // Rising prices push RSI to 100, then a sharp fall drops it below 30.
+        let signals = run(s.as_mut(), &[10.0, 11.0, 12.0, 13.0, 8.0, 5.0, 9.0, 14.0]);
+        assert!(
+            signals.contains(&(4, Side::Buy)) || signals.contains(&(5, Side::Buy)),
+            "{signals:?}"
+        );
+        assert!(
+            signals.iter().any(|&(i, s)| s == Side::Sell && i >= 6),
+            "{signals:?}"
+        );
+    }
+
+    #[test]
+    fn bollinger_breakout_fires_once_per_break() {
+        let mut s = build(&RuleConfig::BollingerBreakout { period: 5, k: 1.0 });
+        let mut prices = vec![10.0, 10.1, 9.9, 10.0, 10.05, 10.0];
+        prices.extend([12.0, 12.5, 10.0, 7.0]);
+        let signals = run(s.as_mut(), &prices);
+        assert_eq!(signals[0], (6, Side::Buy));
+        assert_eq!(
+            signals.iter().filter(|(_, s)| *s == Side::Buy).count(),
+            1,
+            "{signals:?}"
+        );
+        assert!(
+            signals.iter().any(|&(i, s)| s == Side::Sell && i >= 8),
+            "{signals:?}"
+        );
+    }
+
+    #[test]
+    fn sentiment_momentum_respects_trend_gate() {
+        let rule = |trend| RuleConfig::SentimentMomentum {
+            smoothing: 1,
+            enter: 0.3,
+            exit: -0.3,
+            trend,
+        };
+        let sent = |ts, score| Sentiment {
+            symbol: "X".into(),
+            ts,
+            score,
+            source: "t".into(),
+            headline: None,
+        };
+        // Without a gate: 0 -> 0.5 crosses enter: buy; 0.5 -> -0.5 crosses exit: sell.
+        let mut s = build(&rule(None));
+        assert!(s.on_sentiment(&sent(1, 0.0)).is_none());
+        assert_eq!(s.on_sentiment(&sent(2, 0.5)).unwrap().side, Side::Buy);
+        assert_eq!(s.on_sentiment(&sent(3, -0.5)).unwrap().side, Side::Sell);
+        // With a 2-event trend gate and a falling price, the buy is blocked.
+        let mut s = build(&rule(Some(Window::Events(2))));
+        s.on_tick(&tick(1, 10.0), 10.0);
+        s.on_tick(&tick(2, 9.0), 9.0);
+        assert!(s.on_sentiment(&sent(3, 0.0)).is_none());
+        assert!(s.on_sentiment(&sent(4, 0.5)).is_none());
+        assert_eq!(s.on_sentiment(&sent(5, -0.5)).unwrap().side, Side::Sell);
+    }
+}

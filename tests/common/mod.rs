@@ -1,0 +1,169 @@
+//! Test harness: a real tansu broker on a loopback port, and plain rdkafka
+//! clients to feed it and read it back. Nothing here is faked: a test that
+//! cannot start the broker fails.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use papertrader::config::{self, Loaded};
+use papertrader::embedded::EmbeddedBroker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub const TOPICS: [&str; 8] = [
+    "live_prices",
+    "news_sentiment",
+    "order_book",
+    "signals",
+    "orders",
+    "fills",
+    "pnl",
+    "dead_letters",
+];
+
+/// Start a broker and create the default topics with `partitions` partitions.
+pub async fn broker(partitions: i32) -> EmbeddedBroker {
+    let b = EmbeddedBroker::start()
+        .await
+        .expect("the embedded tansu broker must start");
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", b.bootstrap());
+    papertrader::kafka::ensure_topics(&c, &TOPICS, partitions)
+        .await
+        .expect("creating topics");
+    b
+}
+
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .create()
+        .expect("producer")
+}
+
+/// Produce messages in order, each acknowledged before the next is sent.
+pub async fn produce(p: &FutureProducer, topic: &str, messages: &[(String, String)]) {
+    for (key, payload) in messages {
+        p.send(
+            FutureRecord::to(topic)
+                .key(key.as_str())
+                .payload(payload.as_bytes()),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+    }
+}
+
+/// Read every message of a topic from the beginning up to its current end.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "papertrader-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut ends = Vec::new();
+    for p in &partitions {
+        let (lo, hi) = c
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .expect("watermarks");
+        remaining += hi - lo;
+        ends.push((*p, hi));
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, Option<String>, Vec<u8>)>> =
+        Default::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while remaining > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out reading {topic}: {remaining} messages missing"
+        );
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            let hi = ends.iter().find(|(p, _)| *p == m.partition()).unwrap().1;
+            if m.offset() < hi {
+                remaining -= 1;
+                by_partition.entry(m.partition()).or_default().push((
+                    m.offset(),
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+        }
+    }
+    by_partition
+        .into_values()
+        .flatten()
+        .map(|(_, k, v)| (k, v))
+        .collect()
+}
+
+/// A topic's messages as JSON values.
+pub fn read_json(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
+    read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).expect("outputs are JSON"))
+        .collect()
+}
+
+/// Committed offsets of a group, summed over a topic's partitions.
+pub fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Write strategy files and an application config into `dir` and load them the
+/// way the binary does.
+pub fn config(dir: &Path, bootstrap: &str, app_extra: &str, strategies: &[&str]) -> Loaded {
+    let mut paths = Vec::new();
+    for (i, s) in strategies.iter().enumerate() {
+        let p = dir.join(format!("strategy{i}.toml"));
+        std::fs::write(&p, s).unwrap();
+        paths.push(format!("{:?}", p.display().to_string()));
+    }
+    let app = format!(
+        "strategies = [{}]\n{app_extra}\n[kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"test\"\n",
+        paths.join(", ")
+    );
+    let p = dir.join("app.toml");
+    std::fs::write(&p, app).unwrap();
+    config::load_with_env(Some(&p), &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn tick(symbol: &str, ts_ms: i64, price: &str, size: &str) -> (String, String) {
+    (
+        symbol.to_string(),
+        format!(r#"{{"symbol":"{symbol}","ts":{ts_ms},"price":"{price}","size":"{size}"}}"#),
+    )
+}
