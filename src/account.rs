@@ -215,7 +215,9 @@ mod tests {
                 let side = if buy { Side::Buy } else { Side::Sell };
                 a.apply_fill("X", side, Decimal::from(q), Decimal::from(p), Decimal::from(f));
                 let identity = a.starting_cash + a.realized() + a.unrealized() - a.fees();
-                prop_assert_eq!(a.equity(), identity);
+                // Exact up to the rounding of the average cost (a repeating decimal
+                // is cut at 28 digits).
+                prop_assert!((a.equity() - identity).abs() < Decimal::new(1, 15), "{} vs {}", a.equity(), identity);
                 prop_assert!(a.max_drawdown >= Decimal::ZERO && a.max_drawdown <= Decimal::ONE);
             }
         }
