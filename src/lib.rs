@@ -3,3 +3,4 @@
 //! See `ARCHITECTURE.md` for the modules and the flow of one event through them.
 
 pub mod domain;
+pub mod indicators;
