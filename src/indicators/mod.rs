@@ -5,7 +5,9 @@
 //! (amortized) per update and allocation-free in steady state (ring buffers
 //! are sized once, or grow only while a time window fills). Indicator state
 //! derives `Serialize`/`Deserialize` so that it can be checkpointed and
-//! restored mid-stream.
+//! restored mid-stream. (Through JSON the restore is only bit-exact if
+//! serde_json's `float_roundtrip` feature is on: without it, serde_json
+//! parses some f64s back 1 ulp off.)
 //!
 //! # Conventions
 //!

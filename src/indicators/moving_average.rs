@@ -7,7 +7,7 @@ use super::stats::{CompensatedSum, RollingMoments};
 /// Simple moving average of the last `period` values (TA-Lib `TA_SMA`).
 ///
 /// Warm-up: the first value is returned with the `period`-th input
-/// (lookback `period - 1`). Drift is bounded by [`RollingMoments`]' periodic
+/// (lookback `period - 1`). Drift is bounded by a periodic two-pass
 /// recompute; a window of identical values averages to exactly that value.
 /// Non-finite input is ignored: the state is unchanged and `update` returns
 /// `None`.
