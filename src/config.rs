@@ -837,7 +837,7 @@ mod tests {
             ),
             (
                 base("kind='teleport'", "mode='fixed_quantity'\nquantity='1'"),
-                "rule",
+                "rule.kind",
             ),
         ];
         for (text, key) in cases {
