@@ -2,4 +2,5 @@
 //!
 //! See `ARCHITECTURE.md` for the modules and the flow of one event through them.
 
+pub mod csvdata;
 pub mod domain;
