@@ -4,3 +4,4 @@
 
 pub mod csvdata;
 pub mod domain;
+pub mod sample;
