@@ -227,7 +227,7 @@ pub enum RowErrorKind {
 pub struct ReadOptions {
     /// Symbol for files without a `symbol`/`ticker` column.
     pub default_symbol: Option<String>,
-    /// Period of bars in nanoseconds; `None` infers it per symbol.
+    /// Period of bars in nanoseconds; `None` (or a value <= 0) infers it per symbol.
     pub bar_period: Option<Ts>,
 }
 

@@ -489,14 +489,18 @@ mod tests {
 
     #[test]
     fn check_rejects_bad_specs() {
-        let mut s = SampleSpec::default();
-        s.mean_interval_ms = 0.0;
+        let s = SampleSpec {
+            mean_interval_ms: 0.0,
+            ..SampleSpec::default()
+        };
         assert!(s.check().is_err());
         let mut s = SampleSpec::default();
         s.symbols[0].tick_size = Decimal::ZERO;
         assert!(s.check().is_err());
-        let mut s = SampleSpec::default();
-        s.sentiment_per_hour = f64::NAN;
+        let s = SampleSpec {
+            sentiment_per_hour: f64::NAN,
+            ..SampleSpec::default()
+        };
         assert!(s.check().is_err());
     }
 
