@@ -359,3 +359,237 @@ pub fn generate(spec: &SampleSpec) -> (Vec<Tick>, Vec<Sentiment>) {
     news.sort_by_key(|s| s.ts);
     (ticks, news)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::csvdata::{parse_ts, write_sentiment_csv, write_ticks_csv};
+
+    fn csv_bytes(ticks: &[Tick], news: &[Sentiment]) -> (Vec<u8>, Vec<u8>) {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        write_ticks_csv(&mut a, ticks).unwrap();
+        write_sentiment_csv(&mut b, news).unwrap();
+        (a, b)
+    }
+
+    fn small(seed: u64) -> SampleSpec {
+        SampleSpec {
+            ticks_per_symbol: 2_000,
+            seed,
+            ..SampleSpec::default()
+        }
+    }
+
+    #[test]
+    fn default_spec() {
+        let spec = SampleSpec::default();
+        assert_eq!(Some(spec.start_ts), parse_ts("2026-01-05T14:30:00Z"));
+        let names: Vec<&str> = spec.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["ACME", "GLOBEX"]);
+        assert_eq!(spec.check(), Ok(()));
+    }
+
+    #[test]
+    fn same_seed_same_bytes_different_seed_different_output() {
+        let (t1, n1) = generate(&small(7));
+        let (t2, n2) = generate(&small(7));
+        assert_eq!(csv_bytes(&t1, &n1), csv_bytes(&t2, &n2));
+        let (t3, n3) = generate(&small(8));
+        assert_ne!(t1, t3);
+        assert_ne!(n1, n3);
+    }
+
+    #[test]
+    fn adding_a_symbol_leaves_the_others_unchanged() {
+        let spec = small(3);
+        let mut more = spec.clone();
+        more.symbols
+            .push(SymbolSpec::new("INITECH", Decimal::new(2000, 2), 0.5));
+        let (t1, n1) = generate(&spec);
+        let (t2, n2) = generate(&more);
+        let t2: Vec<Tick> = t2.into_iter().filter(|t| t.symbol != "INITECH").collect();
+        let n2: Vec<Sentiment> = n2.into_iter().filter(|s| s.symbol != "INITECH").collect();
+        assert_eq!(t1, t2);
+        assert_eq!(n1, n2);
+    }
+
+    #[test]
+    fn output_invariants() {
+        let spec = SampleSpec::default();
+        let (ticks, news) = generate(&spec);
+        assert_eq!(ticks.len(), 2 * spec.ticks_per_symbol);
+        assert!(ticks.windows(2).all(|w| w[0].ts <= w[1].ts));
+        assert!(news.windows(2).all(|w| w[0].ts <= w[1].ts));
+        for sym in &spec.symbols {
+            let mine: Vec<&Tick> = ticks.iter().filter(|t| t.symbol == sym.name).collect();
+            assert_eq!(mine.len(), spec.ticks_per_symbol);
+            assert!(mine[0].ts > spec.start_ts);
+            assert!(mine.windows(2).all(|w| w[0].ts < w[1].ts));
+            for t in &mine {
+                assert!(t.price > Decimal::ZERO);
+                assert!((t.price % sym.tick_size).is_zero(), "{t:?}");
+                assert!(t.size >= Decimal::ONE && t.size.fract().is_zero(), "{t:?}");
+                let (bid, ask) = (t.bid.unwrap(), t.ask.unwrap());
+                assert!(bid > Decimal::ZERO && bid < ask, "{t:?}");
+                assert!(bid <= t.price && t.price <= ask, "{t:?}");
+                assert!(t.ts % NANOS_PER_MILLI == 0);
+            }
+            // Prices move: the synthetic session is not flat.
+            let lo = mine.iter().map(|t| t.price).min().unwrap();
+            let hi = mine.iter().map(|t| t.price).max().unwrap();
+            assert!(
+                hi - lo > sym.tick_size * Decimal::from(20),
+                "{} {lo}..{hi}",
+                sym.name
+            );
+            let n = news.iter().filter(|s| s.symbol == sym.name).count();
+            assert!(n >= 10, "{}: only {n} sentiment readings", sym.name);
+        }
+        let last_tick = ticks.last().unwrap().ts;
+        for s in &news {
+            assert!((-1.0..=1.0).contains(&s.score), "{s:?}");
+            assert_eq!(s.source, "synthetic");
+            let h = s.headline.as_deref().unwrap();
+            assert!(
+                h.starts_with(&format!("{}: ", s.symbol)) && h.ends_with("(synthetic)"),
+                "{h}"
+            );
+            assert!(s.ts > spec.start_ts && s.ts <= last_tick);
+        }
+    }
+
+    #[test]
+    fn prices_stay_positive_for_tiny_wild_symbols() {
+        let mut sym = SymbolSpec::new("PENNY", Decimal::new(3, 2), 5.0);
+        sym.max_spread_ticks = 3;
+        let spec = SampleSpec {
+            symbols: vec![sym],
+            ticks_per_symbol: 20_000,
+            trend_drift: 5.0,
+            ..SampleSpec::default()
+        };
+        let (ticks, _) = generate(&spec);
+        assert!(ticks
+            .iter()
+            .all(|t| t.price >= Decimal::new(1, 2) && t.bid.unwrap() > Decimal::ZERO));
+    }
+
+    #[test]
+    fn no_quotes_no_sentiment() {
+        let spec = SampleSpec {
+            quotes: false,
+            sentiment_per_hour: 0.0,
+            ..small(1)
+        };
+        let (ticks, news) = generate(&spec);
+        assert!(news.is_empty());
+        assert!(ticks.iter().all(|t| t.bid.is_none() && t.ask.is_none()));
+    }
+
+    #[test]
+    fn check_rejects_bad_specs() {
+        let s = SampleSpec {
+            mean_interval_ms: 0.0,
+            ..SampleSpec::default()
+        };
+        assert!(s.check().is_err());
+        let mut s = SampleSpec::default();
+        s.symbols[0].tick_size = Decimal::ZERO;
+        assert!(s.check().is_err());
+        let s = SampleSpec {
+            sentiment_per_hour: f64::NAN,
+            ..SampleSpec::default()
+        };
+        assert!(s.check().is_err());
+    }
+
+    /// Pearson correlation between each sentiment score and its symbol's log
+    /// return over the following hour (last trade at or before `ts` to last
+    /// trade at or before `ts + 1h`).
+    fn score_return_correlation(spec: &SampleSpec) -> (f64, usize) {
+        let (ticks, news) = generate(spec);
+        let hour = 3600 * NANOS_PER_SEC;
+        let mut pairs = Vec::new();
+        for sym in &spec.symbols {
+            let mine: Vec<(Ts, f64)> = ticks
+                .iter()
+                .filter(|t| t.symbol == sym.name)
+                .map(|t| (t.ts, t.price.to_f64().unwrap()))
+                .collect();
+            let price_at = |ts: Ts| {
+                let i = mine.partition_point(|(t, _)| *t <= ts);
+                (i > 0).then(|| mine[i - 1].1)
+            };
+            let end = mine.last().unwrap().0;
+            for s in news.iter().filter(|s| s.symbol == sym.name) {
+                if s.ts + hour > end {
+                    continue;
+                }
+                if let (Some(p0), Some(p1)) = (price_at(s.ts), price_at(s.ts + hour)) {
+                    pairs.push((s.score, (p1 / p0).ln()));
+                }
+            }
+        }
+        let n = pairs.len() as f64;
+        let (mx, my) = pairs
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+        let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+        for (x, y) in &pairs {
+            sxy += (x - mx) * (y - my);
+            sxx += (x - mx) * (x - mx);
+            syy += (y - my) * (y - my);
+        }
+        (sxy / (sxx * syy).sqrt(), pairs.len())
+    }
+
+    #[test]
+    fn sentiment_predicts_next_hour_return() {
+        // About 55 hours per symbol, ~550 readings per symbol.
+        let spec = SampleSpec {
+            ticks_per_symbol: 200_000,
+            mean_interval_ms: 1_000.0,
+            sentiment_per_hour: 10.0,
+            seed: 2026,
+            ..SampleSpec::default()
+        };
+        let (corr, n) = score_return_correlation(&spec);
+        eprintln!("corr(score, next-hour return) = {corr:.3} over {n} readings");
+        assert!(n > 800, "{n}");
+        assert!(corr > 0.15, "correlation {corr:.3} over {n} readings");
+    }
+
+    /// The bundled files are exactly what `cargo run --example generate_sample`
+    /// writes, and read back through `csvdata` without errors.
+    #[test]
+    fn bundled_files_match_the_default_spec() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        let ticks_path = dir.join("synthetic_ticks.csv");
+        let news_path = dir.join("synthetic_sentiment.csv");
+        let (ticks, news) = generate(&SampleSpec::default());
+        let (a, b) = csv_bytes(&ticks, &news);
+        assert!(
+            std::fs::read(&ticks_path).unwrap() == a,
+            "data/synthetic_ticks.csv is stale: run cargo run --example generate_sample"
+        );
+        assert!(
+            std::fs::read(&news_path).unwrap() == b,
+            "data/synthetic_sentiment.csv is stale: run cargo run --example generate_sample"
+        );
+        let (records, bad) = crate::csvdata::read_records(&ticks_path, None).unwrap();
+        assert!(bad.is_empty());
+        let back: Vec<crate::csvdata::Record> = ticks
+            .into_iter()
+            .map(crate::csvdata::Record::Tick)
+            .collect();
+        assert_eq!(records, back);
+        let (records, bad) = crate::csvdata::read_records(&news_path, None).unwrap();
+        assert!(bad.is_empty());
+        let back: Vec<crate::csvdata::Record> = news
+            .into_iter()
+            .map(crate::csvdata::Record::Sentiment)
+            .collect();
+        assert_eq!(records, back);
+    }
+}
