@@ -73,11 +73,12 @@ enum Command {
         ticks: PathBuf,
         #[arg(long, default_value = "data/synthetic_sentiment.csv")]
         sentiment: PathBuf,
-        /// Ticks per symbol.
-        #[arg(long, default_value_t = 6000)]
-        per_symbol: usize,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
+        /// Ticks per symbol (default: as the bundled files).
+        #[arg(long)]
+        per_symbol: Option<usize>,
+        /// Random seed (default: as the bundled files).
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 
@@ -204,11 +205,10 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             per_symbol,
             seed,
         } => {
-            let spec = papertrader::sample::SampleSpec {
-                ticks_per_symbol: per_symbol,
-                seed,
-                ..Default::default()
-            };
+            let mut spec = papertrader::sample::SampleSpec::default();
+            spec.ticks_per_symbol = per_symbol.unwrap_or(spec.ticks_per_symbol);
+            spec.seed = seed.unwrap_or(spec.seed);
+            let seed = spec.seed;
             let (t, s) = papertrader::sample::generate(&spec);
             let create = |p: &PathBuf| {
                 std::fs::File::create(p)

@@ -140,7 +140,7 @@ impl Default for SampleSpec {
             ticks_per_symbol: 6_000,
             mean_interval_ms: 3_900.0,
             seed: 42,
-            sentiment_per_hour: 4.0,
+            sentiment_per_hour: 20.0,
             quotes: true,
             news_half_life_minutes: 60.0,
             news_drift: 0.8,
@@ -560,7 +560,7 @@ mod tests {
         assert!(corr > 0.15, "correlation {corr:.3} over {n} readings");
     }
 
-    /// The bundled files are exactly what `cargo run --example generate_sample`
+    /// The bundled files are exactly what `papertrader generate`
     /// writes, and read back through `csvdata` without errors.
     #[test]
     fn bundled_files_match_the_default_spec() {
@@ -571,11 +571,11 @@ mod tests {
         let (a, b) = csv_bytes(&ticks, &news);
         assert!(
             std::fs::read(&ticks_path).unwrap() == a,
-            "data/synthetic_ticks.csv is stale: run cargo run --example generate_sample"
+            "data/synthetic_ticks.csv is stale: run `cargo run --release -- generate`"
         );
         assert!(
             std::fs::read(&news_path).unwrap() == b,
-            "data/synthetic_sentiment.csv is stale: run cargo run --example generate_sample"
+            "data/synthetic_sentiment.csv is stale: run `cargo run --release -- generate`"
         );
         let (records, bad) = crate::csvdata::read_records(&ticks_path, None).unwrap();
         assert!(bad.is_empty());
