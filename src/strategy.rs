@@ -62,9 +62,12 @@ pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
             overbought,
         } => Box::new(RsiMeanReversion {
             rsi: Rsi::new(period),
+            period,
             oversold,
             overbought,
             last: None,
+            last_price: None,
+            unchanged: 0,
         }),
         RuleConfig::BollingerBreakout { period, k } => Box::new(BollingerBreakout {
             bands: Bollinger::new(period, k),
@@ -147,14 +150,29 @@ impl Strategy for MaCrossover {
 
 struct RsiMeanReversion {
     rsi: Rsi,
+    period: usize,
     oversold: f64,
     overbought: f64,
     last: Option<f64>,
+    last_price: Option<f64>,
+    /// Consecutive ticks without a price change.
+    unchanged: usize,
 }
 
 impl Strategy for RsiMeanReversion {
     fn on_tick(&mut self, _tick: &Tick, price: f64) -> Option<Decision> {
+        if self.last_price.replace(price) == Some(price) {
+            self.unchanged += 1;
+        } else {
+            self.unchanged = 0;
+        }
         let rsi = self.rsi.update(price)?;
+        // After `period` unchanged prices TA-Lib's RSI is 0 (no gains, no losses):
+        // a quiet market, not an oversold one. No signal, and no cross from it.
+        if self.unchanged >= self.period {
+            self.last = None;
+            return None;
+        }
         let prev = self.last.replace(rsi)?;
         // Strength: distance from the neutral 50, full strength at 0 or 100.
         let strength = (50.0 - rsi) / 50.0;
@@ -315,6 +333,22 @@ mod tests {
         );
         assert!(
             signals.iter().any(|&(i, s)| s == Side::Sell && i >= 6),
+            "{signals:?}"
+        );
+    }
+
+    #[test]
+    fn rsi_ignores_a_flat_market() {
+        let mut s = build(&RuleConfig::RsiMeanReversion {
+            period: 2,
+            oversold: 30.0,
+            overbought: 50.0,
+        });
+        // Up moves keep RSI at 100; a flat stretch makes TA-Lib's RSI 0, which must
+        // not read as oversold.
+        let signals = run(s.as_mut(), &[10.0, 11.0, 12.0, 12.0, 12.0, 12.0, 12.0]);
+        assert!(
+            signals.iter().all(|&(_, side)| side != Side::Buy),
             "{signals:?}"
         );
     }

@@ -285,6 +285,16 @@ pub fn parse_ts(v: &serde_json::Value) -> Result<Ts, Rejection> {
 }
 
 /// Parse epoch milliseconds or RFC 3339 text into nanoseconds.
+///
+/// ```
+/// use papertrader::wire::parse_ts_str;
+/// let a = parse_ts_str("1700000000123").unwrap();
+/// let b = parse_ts_str("2023-11-14T22:13:20.123Z").unwrap();
+/// assert_eq!(a, b);
+/// assert_eq!(a, 1_700_000_000_123_000_000);
+/// assert_eq!(parse_ts_str("1700000000123.5"), Some(1_700_000_000_123_500_000));
+/// assert_eq!(parse_ts_str("yesterday"), None);
+/// ```
 pub fn parse_ts_str(s: &str) -> Option<Ts> {
     let s = s.trim();
     if let Some(n) = millis_text_to_nanos(s) {

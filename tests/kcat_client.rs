@@ -50,7 +50,10 @@ fn kcat_feeds_ticks_and_reads_fills() {
             )
         })
         .collect();
-    assert_eq!(f, vec![("buy", "10", "5", "0.05"), ("sell", "10", "1", "0.01")]);
+    assert_eq!(
+        f,
+        vec![("buy", "10", "5", "0.05"), ("sell", "10", "1", "0.01")]
+    );
     assert!(fills.iter().all(|(k, _)| k == "AAA"));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("summary.json")).unwrap()).unwrap();

@@ -84,7 +84,8 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>)
             .fetch_watermarks(topic, *p, Duration::from_secs(10))
             .expect("watermarks");
         at_least += hi - lo;
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).expect("assign");
     let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, Option<String>, Vec<u8>)>> =
