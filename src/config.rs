@@ -13,7 +13,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::domain::{Ts, NANOS_PER_MILLI};
 
@@ -766,14 +766,10 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Resolve a path given in the config relative to the working directory.
-pub fn resolve(path: &str) -> PathBuf {
-    PathBuf::from(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
