@@ -102,6 +102,24 @@ fn main() {
     }
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: stopping");
+    }
+}
+
 fn init_tracing(cfg: &Loaded, json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
@@ -131,11 +149,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 idle: until_idle.map(Duration::from_secs_f64),
                 max_events,
             };
-            let summary_out = papertrader::app::paper(&cfg, stop, async {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("Ctrl-C: stopping");
-            })
-            .await?;
+            let summary_out = papertrader::app::paper(&cfg, stop, stop_signal()).await?;
             println!("{}", summary_out.render());
             if let Some(path) = summary {
                 std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)
@@ -160,7 +174,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 broker.bootstrap()
             );
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = stop_signal() => {}
                 _ = broker.wait() => {}
             }
         }
