@@ -54,10 +54,12 @@ pub async fn paper(
         };
         let summary = paper::run(cfg, &bootstrap, stop, shutdown).await;
         if let Some(feed) = feed {
-            if !feed.is_finished() {
-                feed.abort();
-            } else if let Ok(Err(e)) = feed.await {
-                tracing::error!(error = %e, "feeding the demo data failed");
+            // Stop the feeder and let its producer close before the broker goes.
+            feed.abort();
+            match feed.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "feeding the demo data failed"),
+                Ok(Ok(n)) => tracing::debug!(published = n, "demo feed finished"),
+                Err(_) => tracing::info!("demo feed stopped before its end"),
             }
         }
         drop(broker);

@@ -231,45 +231,64 @@ pub enum MaKind {
     Ema,
 }
 
-/// The rule-based strategies.
+/// The rule-based strategies, chosen by `kind`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleConfig {
-    /// Buy when the fast average crosses above the slow one, sell on the cross below.
-    MaCrossover {
-        fast: Window,
-        slow: Window,
-        #[serde(default)]
-        average: MaKind,
-    },
-    /// Buy when RSI falls below `oversold`, sell when it rises above `overbought`.
-    RsiMeanReversion {
-        period: usize,
-        oversold: f64,
-        overbought: f64,
-    },
-    /// Buy when the price closes above the upper band, sell below the lower band.
-    BollingerBreakout { period: usize, k: f64 },
-    /// Buy when smoothed sentiment rises above `enter`, sell when it falls below
-    /// `exit`; with `trend` set, buys need the price above its moving average over
-    /// that window and sells need it below.
-    SentimentMomentum {
-        /// EMA period over sentiment readings.
-        smoothing: usize,
-        enter: f64,
-        exit: f64,
-        #[serde(default)]
-        trend: Option<Window>,
-    },
+    MaCrossover(MaCrossoverRule),
+    RsiMeanReversion(RsiRule),
+    BollingerBreakout(BollingerRule),
+    SentimentMomentum(SentimentRule),
+}
+
+/// Buy when the fast average crosses above the slow one, sell on the cross below.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaCrossoverRule {
+    pub fast: Window,
+    pub slow: Window,
+    #[serde(default)]
+    pub average: MaKind,
+}
+
+/// Buy when RSI falls below `oversold`, sell when it rises above `overbought`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RsiRule {
+    pub period: usize,
+    pub oversold: f64,
+    pub overbought: f64,
+}
+
+/// Buy when the price closes above the upper band, sell below the lower band.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BollingerRule {
+    pub period: usize,
+    pub k: f64,
+}
+
+/// Buy when smoothed sentiment rises above `enter`, sell when it falls below
+/// `exit`; with `trend` set, buys need the price above its moving average over
+/// that window and sells need it below.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentimentRule {
+    /// EMA period over sentiment readings.
+    pub smoothing: usize,
+    pub enter: f64,
+    pub exit: f64,
+    #[serde(default)]
+    pub trend: Option<Window>,
 }
 
 impl RuleConfig {
     pub fn kind(&self) -> &'static str {
         match self {
-            RuleConfig::MaCrossover { .. } => "ma_crossover",
-            RuleConfig::RsiMeanReversion { .. } => "rsi_mean_reversion",
-            RuleConfig::BollingerBreakout { .. } => "bollinger_breakout",
-            RuleConfig::SentimentMomentum { .. } => "sentiment_momentum",
+            RuleConfig::MaCrossover(_) => "ma_crossover",
+            RuleConfig::RsiMeanReversion(_) => "rsi_mean_reversion",
+            RuleConfig::BollingerBreakout(_) => "bollinger_breakout",
+            RuleConfig::SentimentMomentum(_) => "sentiment_momentum",
         }
     }
 }
@@ -378,10 +397,36 @@ pub fn load(user_file: Option<&Path>) -> Result<Loaded, ConfigError> {
     load_with_env(user_file, &env)
 }
 
+/// Load the layered application config alone, for commands that run no strategy
+/// (`broker`, `replay`, `generate`): `strategies` is left empty.
+pub fn load_app(user_file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PAPERTRADER__"))
+        .collect();
+    load_inner(user_file, &env, false)
+}
+
+/// Environment variables that look like papertrader settings but are ignored
+/// because they use a single underscore after the prefix.
+pub fn ignored_env_vars() -> Vec<String> {
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("PAPERTRADER_") && !k.starts_with("PAPERTRADER__"))
+        .collect()
+}
+
 /// [`load`] with the environment given explicitly (for tests).
 pub fn load_with_env(
     user_file: Option<&Path>,
     env: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    load_inner(user_file, env, true)
+}
+
+fn load_inner(
+    user_file: Option<&Path>,
+    env: &[(String, String)],
+    with_strategies: bool,
 ) -> Result<Loaded, ConfigError> {
     use config::{Config, Environment, File, FileFormat};
 
@@ -454,7 +499,12 @@ pub fn load_with_env(
 
     let mut strategies = Vec::new();
     let mut names = BTreeSet::new();
-    for (i, path) in app.strategies.iter().enumerate() {
+    let paths = if with_strategies {
+        &app.strategies[..]
+    } else {
+        &[]
+    };
+    for (i, path) in paths.iter().enumerate() {
         let s = load_strategy(Path::new(path)).map_err(|mut e| {
             if e.file.is_empty() {
                 e.file = file_of(&format!("strategies[{i}]"));
@@ -580,6 +630,28 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
             "use a positive number such as 1000",
         );
     }
+    for directive in app.log.level.split(',').map(str::trim) {
+        let level = directive.rsplit('=').next().unwrap_or("");
+        let known = ["trace", "debug", "info", "warn", "error", "off"];
+        if !known.contains(&level.to_ascii_lowercase().as_str()) {
+            return err(
+                "log.level",
+                format!("{directive:?} is not a log level"),
+                "use trace, debug, info, warn, error or off, optionally per target: \"info,papertrader=debug\"",
+            );
+        }
+    }
+    for (name, value) in &app.kafka.properties {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set(name, value);
+        if let Err(e) = c.create_native_config() {
+            return err(
+                &format!("kafka.properties.{name}"),
+                e.to_string(),
+                "use a librdkafka property name and value (see librdkafka's CONFIGURATION.md)",
+            );
+        }
+    }
     if !matches!(app.log.format.as_str(), "text" | "json") {
         return err(
             "log.format",
@@ -605,7 +677,8 @@ pub fn load_strategy(path: &Path) -> Result<StrategyConfig, ConfigError> {
             "",
             "",
             format!("cannot read strategy file {file}: {e}"),
-            "list existing files under `strategies` (paths are relative to the working directory)",
+            "list existing files under `strategies`; relative paths are taken from the working directory \
+             (run from the repository root, or use absolute paths)",
         )
     })?;
     parse_strategy(&text, &file)
@@ -622,9 +695,17 @@ pub fn parse_strategy(text: &str, file: &str) -> Result<StrategyConfig, ConfigEr
         )
     })?;
     let s: StrategyConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        let mut key = e.path().to_string();
         let inner = e.into_inner();
-        let msg = inner.message().to_string();
+        let mut msg = inner.message().to_string();
+        // `[rule]` is read through its `kind` tag, which hides the key path: read
+        // the table again as the chosen rule to name the key.
+        if key == "rule" {
+            if let Some((k, m)) = diagnose_rule(text) {
+                key = k;
+                msg = m;
+            }
+        }
         let fix = if msg.contains("unknown field") {
             "remove or rename the key; see the examples in strategies/ and docs/strategies.md"
         } else if msg.contains("missing field") {
@@ -638,6 +719,27 @@ pub fn parse_strategy(text: &str, file: &str) -> Result<StrategyConfig, ConfigEr
     })?;
     check_strategy(&s, file)?;
     Ok(s)
+}
+
+/// The key and message of an error inside `[rule]`, found by reading the table as
+/// the rule its `kind` names.
+fn diagnose_rule(text: &str) -> Option<(String, String)> {
+    fn as_rule<T: serde::de::DeserializeOwned>(v: toml::Value) -> Option<(String, String)> {
+        serde_path_to_error::deserialize::<_, T>(v)
+            .err()
+            .map(|e| (format!("rule.{}", e.path()), e.into_inner().to_string()))
+    }
+    let table: toml::Table = text.parse().ok()?;
+    let mut rule = table.get("rule")?.as_table()?.clone();
+    let kind = rule.remove("kind")?.as_str()?.to_string();
+    let v = toml::Value::Table(rule);
+    match kind.as_str() {
+        "ma_crossover" => as_rule::<MaCrossoverRule>(v),
+        "rsi_mean_reversion" => as_rule::<RsiRule>(v),
+        "bollinger_breakout" => as_rule::<BollingerRule>(v),
+        "sentiment_momentum" => as_rule::<SentimentRule>(v),
+        _ => None,
+    }
 }
 
 fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
@@ -658,7 +760,7 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
         );
     }
     match &s.rule {
-        RuleConfig::MaCrossover { fast, slow, .. } => {
+        RuleConfig::MaCrossover(MaCrossoverRule { fast, slow, .. }) => {
             let ok = match (fast, slow) {
                 (Window::Events(f), Window::Events(sl)) => f < sl,
                 (Window::Time(f), Window::Time(sl)) => f < sl,
@@ -672,11 +774,11 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
                 );
             }
         }
-        RuleConfig::RsiMeanReversion {
+        RuleConfig::RsiMeanReversion(RsiRule {
             period,
             oversold,
             overbought,
-        } => {
+        }) => {
             if *period < 2 {
                 return err(
                     "rule.period",
@@ -694,7 +796,7 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
                 );
             }
         }
-        RuleConfig::BollingerBreakout { period, k } => {
+        RuleConfig::BollingerBreakout(BollingerRule { period, k }) => {
             if *period < 2 {
                 return err(
                     "rule.period",
@@ -710,12 +812,12 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
                 );
             }
         }
-        RuleConfig::SentimentMomentum {
+        RuleConfig::SentimentMomentum(SentimentRule {
             smoothing,
             enter,
             exit,
             ..
-        } => {
+        }) => {
             if *smoothing == 0 {
                 return err("rule.smoothing", "is 0".into(), "use 1 or more, e.g. 5");
             }
@@ -756,7 +858,11 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
         SizingMode::FractionOfEquity => ("sizing.fraction", z.fraction, "fraction = \"0.25\""),
     };
     match value {
-        None => return err(key, format!("is required by mode {:?}", z.mode), example),
+        None => {
+            let mode = serde_json::to_value(z.mode).ok();
+            let mode = mode.as_ref().and_then(|m| m.as_str()).unwrap_or("");
+            return err(key, format!("is required by mode {mode:?}"), example);
+        }
         Some(v) if v <= Decimal::ZERO => return err(key, "must be positive".into(), example),
         Some(v) if z.mode == SizingMode::FractionOfEquity && v > Decimal::ONE => {
             return err(key, "must not exceed 1".into(), "use a fraction in (0, 1]")
@@ -795,6 +901,21 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.file, "strategies/a.toml");
         assert!(e.problem.contains("fats"), "{e}");
+        assert!(e.key.starts_with("rule"), "{e}");
+        // Keys inside [rule] are named.
+        let e = parse_strategy(
+            "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast='5x'\nslow=20\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n",
+            "s.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "rule.fast", "{e}");
+        assert!(e.problem.contains("unknown unit"), "{e}");
+        let e = parse_strategy(
+            "name='a'\nsymbols=['X']\n[rule]\nkind='bollinger_breakout'\nperiod=20\nk='wide'\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n",
+            "s.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "rule.k", "{e}");
     }
 
     #[test]
@@ -850,7 +971,7 @@ mod tests {
         )
         .unwrap();
         match s.rule {
-            RuleConfig::MaCrossover { fast, slow, .. } => {
+            RuleConfig::MaCrossover(MaCrossoverRule { fast, slow, .. }) => {
                 assert_eq!(fast, Window::Time(5 * 86_400_000_000_000));
                 assert_eq!(slow, Window::Time(50 * 86_400_000_000_000));
             }

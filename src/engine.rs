@@ -171,7 +171,17 @@ pub struct DeadLetterMsg {
     pub payload: Option<String>,
     /// The original payload in hex when it is not UTF-8.
     pub payload_hex: Option<String>,
+    /// Size of the original payload in bytes.
+    pub payload_bytes: usize,
+    /// True when the payload fields hold only the first
+    /// [`DEAD_LETTER_PAYLOAD_LIMIT`] bytes (messages refused as `too_large`).
+    pub payload_truncated: bool,
 }
+
+/// Most payload bytes a dead letter carries. Every message the decoder accepts for
+/// inspection is smaller (`wire::MAX_MESSAGE_BYTES`); only `too_large` ones are cut,
+/// so that a dead letter always fits in a broker's message size limit.
+pub const DEAD_LETTER_PAYLOAD_LIMIT: usize = wire::MAX_MESSAGE_BYTES;
 
 /// Counts per strategy and symbol.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -403,11 +413,12 @@ impl Engine {
             .dead_letters
             .entry(r.code.to_string())
             .or_default() += 1;
-        let (text, hex) = match std::str::from_utf8(payload) {
+        let kept = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_LIMIT)];
+        let (text, hex) = match std::str::from_utf8(kept) {
             Ok(s) => (Some(s.to_string()), None),
             Err(_) => (
                 None,
-                Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
+                Some(kept.iter().map(|b| format!("{b:02x}")).collect()),
             ),
         };
         out.push(Output::DeadLetter(DeadLetterMsg {
@@ -420,6 +431,8 @@ impl Engine {
             key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
             payload: text,
             payload_hex: hex,
+            payload_bytes: payload.len(),
+            payload_truncated: kept.len() < payload.len(),
         }));
     }
 

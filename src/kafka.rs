@@ -58,6 +58,46 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// Errors that retrying cannot mend: the broker refuses the message itself.
+pub fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | MessageBatchTooLarge
+                | InvalidRecord
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | InvalidTopic
+        )
+    )
+}
+
+/// Check that the brokers answer, with an error that names them and the key.
+pub async fn check_reachable(base: &ClientConfig, bootstrap: &str) -> anyhow::Result<()> {
+    let base = base.clone();
+    let bootstrap = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || {
+        let probe: rdkafka::producer::BaseProducer = base
+            .create()
+            .context("creating a Kafka client (check [kafka.properties])")?;
+        probe
+            .client()
+            .fetch_metadata(None, Duration::from_secs(15))
+            .map(|_| ())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach Kafka at {bootstrap:?} (kafka.brokers): {e}\n  fix: start the cluster, correct kafka.brokers \
+                     (or PAPERTRADER__KAFKA__BROKERS), or use \"embedded\""
+                )
+            })
+    })
+    .await?
+}
+
 /// A producer configured for safe delivery.
 pub fn producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
     let mut c = base.clone();
@@ -86,10 +126,13 @@ impl Publisher {
         Publisher { producer, topics }
     }
 
-    /// Send every output and return once all are acknowledged. Messages of one key
-    /// keep their order (one producer, keyed partitioning, in-order sends).
-    pub async fn publish(&self, outputs: &[Output]) -> Result<(), KafkaError> {
-        let sends = outputs.iter().map(|o| {
+    /// Send the outputs at `indexes` and wait for every acknowledgement. Returns
+    /// the indexes that failed, with their errors (empty when all were acked).
+    /// Messages of one key keep their order (one producer, keyed partitioning,
+    /// in-order sends).
+    pub async fn publish(&self, outputs: &[Output], indexes: &[usize]) -> Vec<(usize, KafkaError)> {
+        let sends = indexes.iter().map(|&i| {
+            let o = &outputs[i];
             let payload = o.to_json();
             let topic = &self.topics[&o.kind()];
             async move {
@@ -105,13 +148,14 @@ impl Publisher {
                     .send(record, Duration::from_secs(60))
                     .await
                     .map(|_| ())
-                    .map_err(|(e, _)| e)
+                    .map_err(|(e, _)| (i, e))
             }
         });
-        for r in join_all(sends).await {
-            r?;
-        }
-        Ok(())
+        join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
     }
 
     pub fn flush(&self) {

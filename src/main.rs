@@ -84,7 +84,12 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let cfg = match config::load(cli.config.as_deref()) {
+    // Only paper mode runs strategies; the other commands need no strategy files.
+    let loaded = match cli.command {
+        Command::Paper { .. } => config::load(cli.config.as_deref()),
+        _ => config::load_app(cli.config.as_deref()),
+    };
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("papertrader: {e}");
@@ -92,6 +97,9 @@ fn main() {
         }
     };
     init_tracing(&cfg, cli.log_json);
+    for var in config::ignored_env_vars() {
+        tracing::warn!(%var, "ignored: settings take a double underscore, e.g. PAPERTRADER__KAFKA__BROKERS");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,6 +128,12 @@ async fn stop_signal() {
     }
 }
 
+/// Print to stdout, ignoring a closed pipe (`papertrader ... | head`).
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 fn init_tracing(cfg: &Loaded, json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
@@ -128,8 +142,10 @@ fn init_tracing(cfg: &Loaded, json: bool) {
             cfg.app.log.level
         )
     });
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json || cfg.app.log.format == "json" {
         builder.json().init();
@@ -150,7 +166,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 max_events,
             };
             let summary_out = papertrader::app::paper(&cfg, stop, stop_signal()).await?;
-            println!("{}", summary_out.render());
+            print_out(&summary_out.render());
             if let Some(path) = summary {
                 std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -169,10 +185,10 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 names.extend(cfg.app.topics.outputs());
                 papertrader::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
             }
-            println!(
+            print_out(&format!(
                 "tansu broker listening on {} (in memory); Ctrl-C stops it",
                 broker.bootstrap()
-            );
+            ));
             tokio::select! {
                 _ = stop_signal() => {}
                 _ = broker.wait() => {}
@@ -206,12 +222,12 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 progress: true,
             };
             let stats = papertrader::replay::publish_file(&producer, &input, &topic, &opts).await?;
-            println!(
+            print_out(&format!(
                 "published {} messages from {} to {topic} ({} rows skipped)",
                 stats.published,
                 input.display(),
                 stats.skipped
-            );
+            ));
         }
         Command::Generate {
             ticks,
@@ -231,13 +247,13 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             };
             papertrader::csvdata::write_ticks_csv(create(&ticks)?, &t)?;
             papertrader::csvdata::write_sentiment_csv(create(&sentiment)?, &s)?;
-            println!(
+            print_out(&format!(
                 "wrote {} ticks to {} and {} sentiment readings to {} (synthetic, seed {seed})",
                 t.len(),
                 ticks.display(),
                 s.len(),
                 sentiment.display()
-            );
+            ));
         }
     }
     Ok(())

@@ -41,6 +41,7 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let app = &cfg.app;
     let base = kafka::client_config(&app.kafka, bootstrap);
+    kafka::check_reachable(&base, bootstrap).await?;
     if app.kafka.create_topics {
         let mut names: Vec<&str> = app.topics.inputs().iter().map(|(t, _)| *t).collect();
         names.extend(app.topics.outputs());
@@ -119,12 +120,31 @@ pub async fn run(
         seen += batch.len() as u64;
 
         // Outputs first, acknowledged by the broker; then the offsets.
+        let mut pending: Vec<usize> = (0..out.len()).collect();
         let mut attempt = 0u32;
-        while let Err(e) = publisher.publish(&out).await {
+        loop {
+            let failed = publisher.publish(&out, &pending).await;
+            if failed.is_empty() {
+                break;
+            }
+            if let Some((_, e)) = failed.iter().find(|(_, e)| kafka::is_permanent(e)) {
+                anyhow::bail!(
+                    "the broker refused an output ({e}); stopping without committing the offsets of this batch"
+                );
+            }
             attempt += 1;
             let backoff = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
-            tracing::warn!(error = %e, attempt, ?backoff, "publishing outputs failed; retrying");
-            tokio::time::sleep(backoff).await;
+            tracing::warn!(error = %failed[0].1, unpublished = failed.len(), attempt, ?backoff,
+                "publishing outputs failed; retrying the failed ones");
+            pending = failed.into_iter().map(|(i, _)| i).collect();
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::warn!(unpublished = pending.len(),
+                        "stopping with unpublished outputs; this batch's offsets stay uncommitted and it will be replayed");
+                    break 'run;
+                }
+                _ = tokio::time::sleep(backoff) => {}
+            }
         }
         out.clear();
         let mut tpl = TopicPartitionList::new();

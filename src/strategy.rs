@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{MaKind, RuleConfig, Window};
+use crate::config::{
+    BollingerRule, MaCrossoverRule, MaKind, RsiRule, RuleConfig, SentimentRule, Window,
+};
 use crate::domain::{Sentiment, Side, Tick, Ts};
 use crate::indicators::{Bollinger, Ema, Rsi, Sma, TimeEma, TimeSma};
 
@@ -47,20 +49,20 @@ pub trait Strategy: Send {
 /// Build the strategy a rule describes.
 pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
     match *rule {
-        RuleConfig::MaCrossover {
+        RuleConfig::MaCrossover(MaCrossoverRule {
             fast,
             slow,
             average,
-        } => Box::new(MaCrossover {
+        }) => Box::new(MaCrossover {
             fast: MovingAverage::new(fast, average),
             slow: MovingAverage::new(slow, average),
             last_diff: None,
         }),
-        RuleConfig::RsiMeanReversion {
+        RuleConfig::RsiMeanReversion(RsiRule {
             period,
             oversold,
             overbought,
-        } => Box::new(RsiMeanReversion {
+        }) => Box::new(RsiMeanReversion {
             rsi: Rsi::new(period),
             period,
             oversold,
@@ -69,16 +71,16 @@ pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
             last_price: None,
             unchanged: 0,
         }),
-        RuleConfig::BollingerBreakout { period, k } => Box::new(BollingerBreakout {
+        RuleConfig::BollingerBreakout(BollingerRule { period, k }) => Box::new(BollingerBreakout {
             bands: Bollinger::new(period, k),
             zone: Zone::Inside,
         }),
-        RuleConfig::SentimentMomentum {
+        RuleConfig::SentimentMomentum(SentimentRule {
             smoothing,
             enter,
             exit,
             trend,
-        } => Box::new(SentimentMomentum {
+        }) => Box::new(SentimentMomentum {
             smooth: Ema::new(smoothing),
             enter,
             exit,
@@ -305,11 +307,11 @@ mod tests {
 
     #[test]
     fn sma_crossover_signals_on_the_cross_only() {
-        let mut s = build(&RuleConfig::MaCrossover {
+        let mut s = build(&RuleConfig::MaCrossover(MaCrossoverRule {
             fast: Window::Events(2),
             slow: Window::Events(3),
             average: MaKind::Sma,
-        });
+        }));
         // i=2: fast (2+1)/2=1.5, slow (3+2+1)/3=2 -> diff -0.5 (first, no signal)
         // i=3: fast (1+5)/2=3, slow (2+1+5)/3=2.667 -> cross up: buy
         // i=4: fast (5+6)/2=5.5 > slow 4 -> no new signal
@@ -320,11 +322,11 @@ mod tests {
 
     #[test]
     fn rsi_buys_when_falling_through_oversold() {
-        let mut s = build(&RuleConfig::RsiMeanReversion {
+        let mut s = build(&RuleConfig::RsiMeanReversion(RsiRule {
             period: 2,
             oversold: 30.0,
             overbought: 70.0,
-        });
+        }));
         // Rising prices push RSI to 100, then a sharp fall drops it below 30.
         let signals = run(s.as_mut(), &[10.0, 11.0, 12.0, 13.0, 8.0, 5.0, 9.0, 14.0]);
         assert!(
@@ -339,11 +341,11 @@ mod tests {
 
     #[test]
     fn rsi_ignores_a_flat_market() {
-        let mut s = build(&RuleConfig::RsiMeanReversion {
+        let mut s = build(&RuleConfig::RsiMeanReversion(RsiRule {
             period: 2,
             oversold: 30.0,
             overbought: 50.0,
-        });
+        }));
         // Up moves keep RSI at 100; a flat stretch makes TA-Lib's RSI 0, which must
         // not read as oversold.
         let signals = run(s.as_mut(), &[10.0, 11.0, 12.0, 12.0, 12.0, 12.0, 12.0]);
@@ -355,7 +357,10 @@ mod tests {
 
     #[test]
     fn bollinger_breakout_fires_once_per_break() {
-        let mut s = build(&RuleConfig::BollingerBreakout { period: 5, k: 1.0 });
+        let mut s = build(&RuleConfig::BollingerBreakout(BollingerRule {
+            period: 5,
+            k: 1.0,
+        }));
         let mut prices = vec![10.0, 10.1, 9.9, 10.0, 10.05, 10.0];
         prices.extend([12.0, 12.5, 10.0, 7.0]);
         let signals = run(s.as_mut(), &prices);
@@ -373,11 +378,13 @@ mod tests {
 
     #[test]
     fn sentiment_momentum_respects_trend_gate() {
-        let rule = |trend| RuleConfig::SentimentMomentum {
-            smoothing: 1,
-            enter: 0.3,
-            exit: -0.3,
-            trend,
+        let rule = |trend| {
+            RuleConfig::SentimentMomentum(SentimentRule {
+                smoothing: 1,
+                enter: 0.3,
+                exit: -0.3,
+                trend,
+            })
         };
         let sent = |ts, score| Sentiment {
             symbol: "X".into(),
