@@ -169,7 +169,7 @@ pub enum CsvDataError {
         header: String,
         reason: String,
     },
-    #[error("{path}:1: no Ticker/Symbol column and no symbol supplied by the caller")]
+    #[error("{path}:1: no Ticker/Symbol column and no symbol given (pass --symbol SYMBOL)")]
     NoSymbol { path: String },
     #[error("{path}:1: cannot read header: {message}")]
     Header { path: String, message: String },

@@ -76,16 +76,28 @@ pub async fn publish_file(
     let reader =
         RecordReader::open(path, &ropts).with_context(|| format!("opening {}", path.display()))?;
     let mut skipped = 0;
-    let records = reader.filter_map(|r| match r {
-        Ok(r) => Some((topic, r)),
-        Err(e) => {
-            skipped += 1;
-            tracing::warn!(error = %e, "skipping a row");
-            None
-        }
-    });
-    let bar = progress_bar(opts.progress, None);
-    let published = publish(producer, records, opts.speed, &bar).await?;
+    let mut records: Vec<Record> = reader
+        .filter_map(|r| match r {
+            Ok(r) => Some(r),
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(error = %e, "skipping a row");
+                None
+            }
+        })
+        .collect();
+    // Event-time order across symbols (files of bars often list one ticker after
+    // another); a stable sort keeps file order for equal times. The file is held
+    // in memory for this.
+    crate::csvdata::sort_by_ts(&mut records);
+    let bar = progress_bar(opts.progress, Some(records.len() as u64));
+    let published = publish(
+        producer,
+        records.into_iter().map(|r| (topic, r)),
+        opts.speed,
+        &bar,
+    )
+    .await?;
     bar.finish_and_clear();
     Ok(ReplayStats { published, skipped })
 }
@@ -171,9 +183,11 @@ pub fn progress_bar(show: bool, len: Option<u64>) -> ProgressBar {
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::new_spinner(),
     };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} messages published ({per_sec}) {elapsed}")
-            .expect("valid template"),
-    );
+    let template = if len.is_some() {
+        "{bar:40} {pos}/{len} messages published ({per_sec}, eta {eta})"
+    } else {
+        "{spinner} {pos} messages published ({per_sec}) {elapsed}"
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar
 }

@@ -125,7 +125,7 @@ impl Summary {
                 "  {:<8} {:>8} {:>6} {:>7} {:>6} {:>6} {:>10} {:>12} {:>12} {:>10}",
                 "symbol",
                 "ticks",
-                "sent",
+                "news",
                 "signals",
                 "orders",
                 "fills",

@@ -105,6 +105,15 @@ pub fn decode(kind: InputKind, bytes: &[u8]) -> Result<MarketEvent, Rejection> {
             ),
         ));
     }
+    // Every message is one JSON object (serde would also take an array).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => Rejection::new("invalid_field", "message must be a JSON object"),
+                Err(e) => Rejection::new("malformed_json", e.to_string()),
+            },
+        );
+    }
     match kind {
         InputKind::Prices => decode_tick(bytes).map(MarketEvent::Tick),
         InputKind::Sentiment => decode_sentiment(bytes).map(MarketEvent::Sentiment),
@@ -113,7 +122,12 @@ pub fn decode(kind: InputKind, bytes: &[u8]) -> Result<MarketEvent, Rejection> {
 }
 
 fn json_error(e: serde_json::Error) -> Rejection {
-    let msg = e.to_string();
+    // Speak of the message, not of internal type names.
+    let msg = e
+        .to_string()
+        .replace("struct RawTick", "a price tick object")
+        .replace("struct RawSentiment", "a sentiment object")
+        .replace("struct RawBook", "a depth object");
     if msg.starts_with("missing field") {
         Rejection::new("missing_field", msg)
     } else if e.is_syntax() || e.is_eof() {
@@ -182,7 +196,13 @@ fn decode_sentiment(bytes: &[u8]) -> Result<Sentiment, Rejection> {
             format!("score is not a number: {}", raw.score),
         )
     })?;
-    if !score.is_finite() || !(-1.0..=1.0).contains(&score) {
+    if !score.is_finite() {
+        return Err(Rejection::new(
+            "invalid_field",
+            format!("score is not a finite number: {}", raw.score),
+        ));
+    }
+    if !(-1.0..=1.0).contains(&score) {
         return Err(Rejection::new(
             "score_out_of_range",
             format!("score must lie in [-1, 1], got {score}"),
@@ -237,12 +257,34 @@ fn decode_book(bytes: &[u8]) -> Result<BookUpdate, Rejection> {
             })
             .collect()
     };
+    let bids = levels(raw.bids)?;
+    let asks = levels(raw.asks)?;
+    if snapshot {
+        let best_bid = bids
+            .iter()
+            .filter(|l| l.size > Decimal::ZERO)
+            .map(|l| l.price)
+            .max();
+        let best_ask = asks
+            .iter()
+            .filter(|l| l.size > Decimal::ZERO)
+            .map(|l| l.price)
+            .min();
+        if let (Some(b), Some(a)) = (best_bid, best_ask) {
+            if b >= a {
+                return Err(Rejection::new(
+                    "crossed_book",
+                    format!("best bid {b} is not below best ask {a}"),
+                ));
+            }
+        }
+    }
     Ok(BookUpdate {
         symbol,
         ts,
         snapshot,
-        bids: levels(raw.bids)?,
-        asks: levels(raw.asks)?,
+        bids,
+        asks,
     })
 }
 
@@ -270,9 +312,8 @@ fn check_symbol(symbol: String) -> Result<String, Rejection> {
 pub fn parse_ts(v: &serde_json::Value) -> Result<Ts, Rejection> {
     let bad = |what: &str| Rejection::new("invalid_timestamp", format!("ts {what}: {v}"));
     let ts = match v {
-        serde_json::Value::Number(n) => {
-            millis_text_to_nanos(&n.to_string()).ok_or_else(|| bad("is not epoch milliseconds"))?
-        }
+        serde_json::Value::Number(n) => millis_text_to_nanos(&n.to_string())
+            .ok_or_else(|| bad("is not epoch milliseconds with at most nanosecond precision"))?,
         serde_json::Value::String(s) => {
             parse_ts_str(s).ok_or_else(|| bad("is neither epoch milliseconds nor RFC 3339"))?
         }
@@ -459,6 +500,12 @@ mod tests {
                 "crossed_quote",
             ),
             (r#"[1,2,3]"#, "invalid_field"),
+            (r#"["A",1,"1","1"]"#, "invalid_field"),
+            (r#"42"#, "invalid_field"),
+            (
+                r#"{"symbol":"A","ts":1.00000001,"price":1,"size":1}"#,
+                "invalid_timestamp",
+            ),
         ];
         for (json, code) in cases {
             let err = decode(InputKind::Prices, json.as_bytes()).unwrap_err();
@@ -480,6 +527,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, "score_out_of_range");
+        let err = decode(
+            InputKind::Sentiment,
+            br#"{"symbol":"A","ts":1,"score":"NaN","source":"x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "invalid_field");
+        // A score given as a numeric string is accepted.
+        let ok = decode(
+            InputKind::Sentiment,
+            br#"{"symbol":"A","ts":1,"score":"0.5","source":"x"}"#,
+        );
+        assert!(matches!(ok, Ok(MarketEvent::Sentiment(s)) if s.score == 0.5));
+    }
+
+    #[test]
+    fn crossed_snapshots_are_rejected() {
+        let err = decode(
+            InputKind::OrderBook,
+            br#"{"symbol":"A","ts":1,"type":"snapshot","bids":[["101.3","5"]],"asks":[["101.2","7"]]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "crossed_book");
+        let err = decode(InputKind::Prices, b"42").unwrap_err();
+        assert!(!err.detail.contains("Raw"), "{err}");
     }
 
     #[test]

@@ -119,3 +119,35 @@ fn every_fill_is_accounted_for_in_the_summary() {
         );
     }
 }
+
+#[test]
+fn oversized_input_becomes_a_bounded_dead_letter() {
+    let cfg = cfg();
+    let mut engine = Engine::new(&cfg);
+    let mut out = Vec::new();
+    let payload = vec![b'x'; 600_000];
+    let origin = Origin {
+        topic: "live_prices".into(),
+        partition: 0,
+        offset: 7,
+    };
+    engine.on_message(
+        InputKind::Prices,
+        &origin,
+        Some(b"ACME"),
+        &payload,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&out[0].to_json()).unwrap();
+    assert_eq!(v["reason"], "too_large");
+    assert_eq!(v["payload_bytes"], 600_000);
+    assert_eq!(v["payload_truncated"], true);
+    assert_eq!(
+        v["payload"].as_str().unwrap().len(),
+        wire::MAX_MESSAGE_BYTES
+    );
+    // Well under a broker's default 1 MB message limit.
+    assert!(out[0].to_json().len() < 200_000);
+    assert_eq!(engine.counts().dead_letters["too_large"], 1);
+}

@@ -1,6 +1,10 @@
 //! A client other than papertrader (kcat, from Debian's packages) produces ticks
 //! in the documented format; papertrader, run as its own binary against its own
 //! broker, trades them; kcat reads the fills back. `.ci/run` installs kcat.
+//!
+//! Debian's kcat runs here on the librdkafka 2.12.1 that rdkafka-sys built, not on
+//! the system's 2.0.2, which cannot parse tansu 0.6's ApiVersions answer (see
+//! docs/broker.md). The test finds that library explicitly and fails if it cannot.
 
 use std::process::Command;
 
@@ -13,7 +17,12 @@ fn kcat_feeds_ticks_and_reads_fills() {
         .port();
     let work = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kcat_roundtrip.sh");
+    let lib_dir = librdkafka_dir().expect(
+        "no librdkafka.so.1 from the rdkafka-sys build on LD_LIBRARY_PATH (cargo test sets it)",
+    );
     let out = Command::new("bash")
+        .env_remove("LD_LIBRARY_PATH")
+        .env("LIBRDKAFKA_DIR", &lib_dir)
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_papertrader"))
         .arg(port.to_string())
@@ -59,4 +68,11 @@ fn kcat_feeds_ticks_and_reads_fills() {
         serde_json::from_slice(&std::fs::read(work.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["strategies"][0]["realized"], "-40");
     assert_eq!(summary["inputs"]["processed"]["prices"], 6);
+}
+
+/// The directory of the librdkafka.so.1 that rdkafka-sys built for this test.
+fn librdkafka_dir() -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("LD_LIBRARY_PATH")?;
+    std::env::split_paths(&paths)
+        .find(|p| p.to_string_lossy().contains("rdkafka-sys") && p.join("librdkafka.so.1").exists())
 }
