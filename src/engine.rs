@@ -394,7 +394,7 @@ impl Engine {
             if let Some(d) = inst.rule.on_tick(t, price) {
                 filled = decide(slot, &t.symbol, t.ts, Some(t.price), d, origin, out);
             }
-            if !filled && self.pnl_every > 0 && ticks % self.pnl_every == 0 {
+            if !filled && self.pnl_every > 0 && ticks.is_multiple_of(self.pnl_every) {
                 out.push(pnl(slot, &t.symbol, t.ts, origin));
             }
         }

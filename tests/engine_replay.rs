@@ -110,10 +110,9 @@ fn every_fill_is_accounted_for_in_the_summary() {
         assert_eq!(cash.round_dp(8), s.cash, "{}", s.name);
         assert_eq!(fees.round_dp(8), s.fees, "{}", s.name);
         // Equity identity at the end.
-        assert_eq!(
+        assert!(
             (s.starting_cash + s.realized + s.unrealized - s.fees - s.equity).abs()
                 < rust_decimal::Decimal::new(1, 6),
-            true,
             "{}",
             s.name
         );

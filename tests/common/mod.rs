@@ -88,8 +88,9 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>)
             .unwrap();
     }
     c.assign(&tpl).expect("assign");
-    let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, Option<String>, Vec<u8>)>> =
-        Default::default();
+    // (partition, offset, key, payload)
+    type Read = (i32, i64, Option<String>, Vec<u8>);
+    let mut read: Vec<Read> = Vec::new();
     let mut got = 0i64;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let quiet = Duration::from_millis(700);
@@ -104,7 +105,8 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>)
                 let m = m.expect("consume");
                 got += 1;
                 last = std::time::Instant::now();
-                by_partition.entry(m.partition()).or_default().push((
+                read.push((
+                    m.partition(),
                     m.offset(),
                     m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     m.payload().unwrap_or_default().to_vec(),
@@ -114,11 +116,8 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Vec<u8>)
             None => {}
         }
     }
-    by_partition
-        .into_values()
-        .flatten()
-        .map(|(_, k, v)| (k, v))
-        .collect()
+    read.sort_by_key(|r| (r.0, r.1));
+    read.into_iter().map(|(_, _, k, v)| (k, v)).collect()
 }
 
 /// A topic's messages as JSON values.
