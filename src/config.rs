@@ -445,15 +445,18 @@ fn load_inner(
     let mut builder =
         Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
     if let (Some(text), Some(name)) = (&user_text, &user_name) {
-        // Parse once ourselves for a precise syntax error.
-        if let Err(e) = text.parse::<toml::Table>() {
-            return Err(ConfigError::new(
+        // Parse once ourselves for a precise syntax error, and to check value
+        // types strictly (the layered `config` crate would turn 3.5 into 3).
+        let table = text.parse::<toml::Table>().map_err(|e| {
+            ConfigError::new(
                 name.clone(),
                 "(syntax)",
                 e.to_string().trim().to_string(),
                 "correct the TOML syntax",
-            ));
-        }
+            )
+        })?;
+        let defaults: toml::Table = DEFAULT_CONFIG.parse().expect("the built-in defaults parse");
+        check_types(&defaults, &table, "", name)?;
         builder = builder.add_source(File::from_str(text, FileFormat::Toml));
     }
     let env_map: std::collections::HashMap<String, String> = env.iter().cloned().collect();
@@ -530,6 +533,45 @@ fn load_inner(
         strategies,
         max_out_of_order,
     })
+}
+
+/// Every value of the user's file must have the type of the same key in the
+/// defaults (an integer stays an integer, a boolean a boolean). Unknown keys are
+/// left to the deserializer, which names them.
+fn check_types(
+    defaults: &toml::Table,
+    user: &toml::Table,
+    prefix: &str,
+    file: &str,
+) -> Result<(), ConfigError> {
+    for (k, v) in user {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let Some(d) = defaults.get(k) else { continue };
+        match (d, v) {
+            (toml::Value::Table(dt), toml::Value::Table(ut)) => {
+                if !dt.is_empty() {
+                    check_types(dt, ut, &key, file)?;
+                }
+            }
+            (d, v) if d.type_str() != v.type_str() => {
+                return Err(ConfigError::new(
+                    file,
+                    key,
+                    format!("expected {}, found {} {v}", d.type_str(), v.type_str()),
+                    format!(
+                        "write {}, like the default {d} in config/default.toml",
+                        d.type_str()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Which layer a key most likely came from: the user file, the environment or the defaults.
@@ -1012,6 +1054,18 @@ mod tests {
         assert_eq!(e.file, bad.display().to_string());
         assert!(e.key.starts_with("kafka"), "{e}");
         assert!(e.problem.contains("brokres"), "{e}");
+
+        // A float where an integer belongs is refused, not truncated.
+        let bad = write(dir.path(), "float.toml", "[kafka]\npartitions = 3.5\n");
+        let e = load_with_env(Some(&bad), &[]).unwrap_err();
+        assert_eq!(e.key, "kafka.partitions", "{e}");
+        let bad = write(
+            dir.path(),
+            "bool.toml",
+            "[kafka]\ncreate_topics = \"yes\"\n",
+        );
+        let e = load_with_env(Some(&bad), &[]).unwrap_err();
+        assert_eq!(e.key, "kafka.create_topics", "{e}");
 
         // A bad value from the environment names the variable.
         let env = vec![(
