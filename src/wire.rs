@@ -570,6 +570,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// No input makes a decoder panic: arbitrary bytes, and JSON objects with
+        /// arbitrary values in the expected fields.
+        #[test]
+        fn decoders_never_panic_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            for kind in [InputKind::Prices, InputKind::Sentiment, InputKind::OrderBook] {
+                let _ = decode(kind, &bytes);
+            }
+        }
+
+        #[test]
+        fn decoders_never_panic_on_fields(
+            sym in "\\PC{0,40}",
+            ts in "[-+0-9eE.:TZ ]{0,30}",
+            price in "[-+0-9eE.naNIinf]{0,40}",
+            n in proptest::prelude::any::<f64>(),
+        ) {
+            let docs = [
+                format!(r#"{{"symbol":{sym:?},"ts":{ts:?},"price":{price:?},"size":{n}}}"#),
+                format!(r#"{{"symbol":{sym:?},"ts":{n},"price":{n},"size":"1","bid":{price:?}}}"#),
+                format!(r#"{{"symbol":{sym:?},"ts":{ts:?},"score":{n},"source":"s"}}"#),
+                format!(r#"{{"symbol":{sym:?},"ts":1,"type":"update","bids":[[{price:?},{n}]],"asks":[]}}"#),
+            ];
+            for d in &docs {
+                for kind in [InputKind::Prices, InputKind::Sentiment, InputKind::OrderBook] {
+                    if let Ok(ev) = decode(kind, d.as_bytes()) {
+                        // Whatever is accepted satisfies the invariants.
+                        if let MarketEvent::Tick(t) = ev {
+                            proptest::prop_assert!(t.price > Decimal::ZERO && t.size >= Decimal::ZERO);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn encoded_tick_decodes_to_itself() {
         let t = Tick {
