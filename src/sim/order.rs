@@ -169,9 +169,9 @@ pub struct Fill {
     pub fee: Decimal,
     pub liquidity: Liquidity,
     /// `(price - reference) * sign(side)`: positive is worse for us. The reference
-    /// is the best opposite price when the order reached the venue (for a resting
-    /// order filled as maker: its own limit price, so zero unless improved).
-    pub slippage: Decimal,
+    /// is the best opposite price when the order reached the venue (or, for a stop,
+    /// when it triggered); `None` when that side of the book was empty then.
+    pub slippage: Option<Decimal>,
 }
 
 /// What happened to an order.
@@ -181,10 +181,23 @@ pub enum EventKind {
     New,
     Accepted,
     Triggered,
-    PartiallyFilled { fill: Fill, leaves_qty: Decimal },
-    Filled { fill: Fill },
-    Cancelled { reason: String },
-    Rejected { reason: String },
+    PartiallyFilled {
+        fill: Fill,
+        leaves_qty: Decimal,
+    },
+    Filled {
+        fill: Fill,
+    },
+    Cancelled {
+        reason: String,
+    },
+    Rejected {
+        reason: String,
+    },
+    /// A cancel request for an order that is not open (unknown, filled or cancelled).
+    CancelRejected {
+        reason: String,
+    },
     Expired,
 }
 
