@@ -281,10 +281,7 @@ impl Simulator {
     /// `ts` when `inclusive`), expiring DAY orders on the way.
     fn step(&mut self, ts: Ts, inclusive: bool, out: &mut Vec<SimEvent>) {
         let start = out.len();
-        loop {
-            let Some((&(at, seq), _)) = self.pending.first_key_value() else {
-                break;
-            };
+        while let Some((&(at, seq), _)) = self.pending.first_key_value() {
             if at > ts || (at == ts && !inclusive) {
                 break;
             }
