@@ -54,7 +54,8 @@ fn simulator() -> Simulator {
             ..RiskLimits::default()
         },
         Decimal::from(1_000_000_000),
-    );
+    )
+    .expect("valid instruments");
     s.on_book(&snapshot(), &mut Vec::new());
     s
 }

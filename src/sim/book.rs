@@ -73,6 +73,43 @@ impl InstrumentConfig {
         }
     }
 
+    /// Check the values serde cannot: positive tick and lot sizes, fees and
+    /// `min_fee` not negative, a synthesized book with `0 < decay <= 1`, a positive
+    /// depth and spread.
+    ///
+    /// # Errors
+    /// The first invalid field and why.
+    pub fn validate(&self) -> Result<(), String> {
+        let z = Decimal::ZERO;
+        if self.tick_size <= z {
+            return Err(format!("tick_size must be > 0, got {}", self.tick_size));
+        }
+        if self.lot_size <= z {
+            return Err(format!("lot_size must be > 0, got {}", self.lot_size));
+        }
+        for (name, v) in [
+            ("maker_fee_bps", self.maker_fee_bps),
+            ("taker_fee_bps", self.taker_fee_bps),
+            ("min_fee", self.min_fee),
+        ] {
+            if v < z {
+                return Err(format!("{name} must be >= 0, got {v}"));
+            }
+        }
+        let s = &self.synth;
+        if s.decay <= z || s.decay > Decimal::ONE {
+            return Err(format!("synth.decay must be in (0, 1], got {}", s.decay));
+        }
+        if s.depth <= z {
+            return Err(format!("synth.depth must be > 0, got {}", s.depth));
+        }
+        match s.spread {
+            Spread::Ticks(t) if t < 1 => Err(format!("synth.spread ticks must be >= 1, got {t}")),
+            Spread::Bps(b) if b <= z => Err(format!("synth.spread bps must be > 0, got {b}")),
+            _ => Ok(()),
+        }
+    }
+
     /// Fee of one fill: `max(min_fee, qty * price * bps / 10_000)`.
     pub fn fee(&self, qty: Decimal, price: Decimal, liquidity: super::order::Liquidity) -> Decimal {
         let bps = match liquidity {

@@ -21,7 +21,8 @@
 //! - a trade at the order's price first reduces the queue ahead; whatever of the
 //!   trade's size is left over fills the order (at most its remaining quantity);
 //! - a depth update that shrinks the level caps the queue ahead at the new size
-//!   (cancels ahead of us count as ours to gain; growth goes behind us);
+//!   plus our own earlier orders there (cancels are taken to be ahead of us;
+//!   growth goes behind us);
 //! - a trade **through** the level (below a resting buy, above a resting sell)
 //!   fills the whole remainder at the order's limit price.
 //!
@@ -183,10 +184,28 @@ impl Venue {
         self.requeue(q);
     }
 
+    /// The level sizes changed: each resting order's queue ahead follows the new
+    /// visible size plus our own earlier orders at its level.
     fn requeue(&mut self, q: &dyn QueueModel) {
+        let mut own: Vec<((Side, i64), Decimal)> = Vec::new();
         for w in &mut self.resting {
             let t = w.limit.expect("resting orders have a limit");
-            q.depth(&mut w.queue_ahead, self.book.size_at(w.order.side, t));
+            let key = (w.order.side, t);
+            let ahead = match own.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, a)) => {
+                    let before = *a;
+                    *a += w.leaves;
+                    before
+                }
+                None => {
+                    own.push((key, w.leaves));
+                    Decimal::ZERO
+                }
+            };
+            q.depth(
+                &mut w.queue_ahead,
+                self.book.size_at(w.order.side, t) + ahead,
+            );
         }
     }
 

@@ -34,7 +34,7 @@ pub mod order;
 pub mod risk;
 
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::account::Account;
 use crate::domain::{BookUpdate, Side, Ts};
@@ -63,19 +63,31 @@ pub struct Simulator {
     /// (arrival ts, sequence) -> request.
     pending: BTreeMap<(Ts, u64), Action>,
     seq: u64,
-    ids: BTreeSet<String>,
+    /// Every order id admitted so far -> its symbol (ids are never reused).
+    ids: BTreeMap<String, String>,
+}
+
+/// A simulator that cannot be built: an instrument's config is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("instrument {symbol}: {reason}")]
+pub struct InstrumentError {
+    pub symbol: String,
+    pub reason: String,
 }
 
 impl Simulator {
     /// A simulator for the given instruments, with constant latency, the
     /// trades-reduce-queue model, UTC-midnight sessions, an account with
     /// `starting_cash` and the given risk limits.
+    ///
+    /// # Errors
+    /// An instrument whose config fails [`InstrumentConfig::validate`].
     pub fn new(
         instruments: BTreeMap<String, InstrumentConfig>,
         latency_ns: i64,
         limits: RiskLimits,
         starting_cash: Decimal,
-    ) -> Self {
+    ) -> Result<Self, InstrumentError> {
         Simulator::with_models(
             instruments,
             Box::new(ConstantLatency::new(latency_ns)),
@@ -87,6 +99,9 @@ impl Simulator {
     }
 
     /// A simulator with explicit models.
+    ///
+    /// # Errors
+    /// An instrument whose config fails [`InstrumentConfig::validate`].
     pub fn with_models(
         instruments: BTreeMap<String, InstrumentConfig>,
         latency: Box<dyn LatencyModel>,
@@ -94,8 +109,14 @@ impl Simulator {
         session: Session,
         risk: RiskManager,
         account: Account,
-    ) -> Self {
-        Simulator {
+    ) -> Result<Self, InstrumentError> {
+        for (symbol, c) in &instruments {
+            c.validate().map_err(|reason| InstrumentError {
+                symbol: symbol.clone(),
+                reason,
+            })?;
+        }
+        Ok(Simulator {
             venues: instruments
                 .into_iter()
                 .map(|(s, c)| (s.clone(), Venue::new(&s, c)))
@@ -107,8 +128,8 @@ impl Simulator {
             account,
             pending: BTreeMap::new(),
             seq: 0,
-            ids: BTreeSet::new(),
-        }
+            ids: BTreeMap::new(),
+        })
     }
 
     pub fn venue(&self, symbol: &str) -> Option<&Venue> {
@@ -192,7 +213,7 @@ impl Simulator {
             });
             return;
         }
-        self.ids.insert(order.id.clone());
+        self.ids.insert(order.id.clone(), order.symbol.clone());
         let at = self.latency.entry(ts, &order).max(ts);
         self.enqueue(at, Action::Submit(order));
         self.step(ts, true, out);
@@ -224,7 +245,7 @@ impl Simulator {
         let Some(v) = self.venues.get(&order.symbol) else {
             return Err(format!("unknown symbol {:?}", order.symbol));
         };
-        if self.ids.contains(&order.id) {
+        if self.ids.contains_key(&order.id) {
             return Err(format!("duplicate order id {:?}", order.id));
         }
         order.validate(&v.cfg)?;
@@ -311,7 +332,7 @@ impl Simulator {
                 if !done {
                     out.push(SimEvent {
                         ts: at,
-                        symbol: String::new(),
+                        symbol: self.ids.get(&id).cloned().unwrap_or_default(),
                         kind: EventKind::CancelRejected {
                             reason: format!("order {id:?} is not open"),
                         },

@@ -29,6 +29,7 @@ fn sim(latency_ns: i64) -> Simulator {
         },
         d("1000000"),
     )
+    .expect("valid instruments")
 }
 
 fn book(ts: Ts, snapshot: bool, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
@@ -170,6 +171,29 @@ fn limit_order_waits_behind_the_queue_until_trades_drain_it() {
     // (100.00): 99.99 - 100.00 = -0.01 (better than crossing).
     assert_eq!(f[0].fee, d("0.019998"));
     assert_eq!(f[0].slippage, Some(d("-0.01")));
+}
+
+#[test]
+fn our_own_earlier_orders_count_in_the_queue() {
+    let mut s = sim(0);
+    standard(&mut s, 0);
+    let mut out = Vec::new();
+    // Bids 99.99 x 10. o1 buys 5 there: ahead 10. o2 buys 5: ahead 10 + 5 (o1).
+    s.submit(1, limit("o1", Side::Buy, "5", "99.99", Tif::Gtc), &mut out);
+    s.submit(1, limit("o2", Side::Buy, "5", "99.99", Tif::Gtc), &mut out);
+    // The level shrinks to 4: o1 ahead min(10, 4) = 4; o2 ahead min(15, 4 + 5) = 9.
+    s.on_book(&book(2, false, &[("99.99", "4")], &[]), &mut out);
+    out.clear();
+    // Trade 6: o1 gets 6 - 4 = 2 (ahead 0); o2 ahead 9 - 6 = 3.
+    s.on_trade("X", 3, d("99.99"), d("6"), &mut out);
+    // Trade 6: o1 gets its last 3; o2 gets 6 - 3 = 3 of its 5.
+    s.on_trade("X", 4, d("99.99"), d("6"), &mut out);
+    let got: Vec<_> = fills(&out)
+        .iter()
+        .map(|f| (f.order_id.as_str(), f.qty))
+        .collect();
+    assert_eq!(got, [("o1", d("2")), ("o1", d("3")), ("o2", d("3"))]);
+    // 12 traded = 4 (market ahead) + 5 (o1) + 3 (o2).
 }
 
 #[test]
@@ -454,7 +478,8 @@ fn rejections_carry_reasons() {
             ..RiskLimits::default()
         },
         d("1000"),
-    );
+    )
+    .expect("valid instruments");
     standard(&mut s, 0);
     let mut out = Vec::new();
     s.submit(1, Order::market("a", "Y", Side::Buy, d("1")), &mut out);
@@ -555,7 +580,8 @@ fn run(ops: &[Op], latency: i64) -> Result<(Vec<SimEvent>, Simulator), TestCaseE
             ..RiskLimits::default()
         },
         d("1000000"),
-    );
+    )
+    .expect("valid instruments");
     let mut out = Vec::new();
     // Start from an observed book (no synthesized book: its rebuild on each trade
     // would be a book update inside the op).
