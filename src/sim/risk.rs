@@ -14,6 +14,10 @@
 //! The kill switch is a flag: [`RiskManager::halt`] (the engine calls it, e.g. on
 //! a drawdown trigger) makes every new order fail until [`RiskManager::resume`].
 //! Cancels are never refused.
+//!
+//! Simplifications: short sales (with `allow_short`) are not margin-checked, and
+//! the cash check prices open buys at their reference price now, not at the price
+//! they will fill at.
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
