@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod paper;
 pub mod replay;
 pub mod sample;
+pub mod sim;
 pub mod strategy;
 pub mod summary;
 pub mod wire;
