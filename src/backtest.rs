@@ -388,6 +388,7 @@ fn read_topic(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
+                tracing::debug!(%topic, partition = p, "partition EOF");
                 if let Some(part) = parts.get_mut(&p) {
                     part.eof = true;
                 }
@@ -420,6 +421,10 @@ fn read_topic(
                 });
             }
         }
+    }
+    for (p, part) in &parts {
+        tracing::debug!(%topic, partition = p, messages = part.messages.len(), watermark = part.at_least,
+            by_eof = part.eof, "partition read to its end");
     }
     Ok(Some(parts.into_values().map(|p| p.messages).collect()))
 }
