@@ -207,15 +207,18 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 to: papertrader::backtest::parse_bound(&to)
                     .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
             };
+            let started = std::time::Instant::now();
             let bt =
                 papertrader::app::backtest(&cfg, &input, range, brokers.as_deref(), true).await?;
+            let total = started.elapsed();
             papertrader::report::write(&report, &bt)?;
             print_out(&bt.summary.render());
             print_out(&format!(
-                "{} events in {:.3} s ({:.0} events/s); report in {}",
+                "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
                 bt.events,
                 bt.elapsed.as_secs_f64(),
                 bt.events_per_sec(),
+                total.as_secs_f64(),
                 report.display()
             ));
         }
