@@ -45,6 +45,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Loaded;
+use crate::csvdata::NANOS_PER_DAY;
 use crate::csvdata::{ReadOptions, Record, RecordReader};
 use crate::domain::{MarketEvent, Origin, Ts};
 use crate::engine::Engine;
@@ -96,9 +97,17 @@ pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool
     let mut out = Vec::new();
     let mut n = 0u64;
     let (mut start, mut end) = (None, None);
+    let mut day: Option<i64> = None;
     for ev in events {
         start.get_or_insert(ev.ts);
         end = Some(ev.ts);
+        // Daily closes for the return statistics: the accounts after the last
+        // event of each UTC day that has events.
+        let d = ev.ts.div_euclid(NANOS_PER_DAY);
+        if day.is_some_and(|p| p != d) {
+            collector.close_period(&engine.summary());
+        }
+        day = Some(d);
         match ev.decoded {
             Some(m) => engine.on_event(
                 ev.kind,
@@ -127,6 +136,9 @@ pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool
     bar.set_position(n);
     bar.finish_and_clear();
     let summary = engine.summary();
+    if day.is_some() {
+        collector.close_period(&summary);
+    }
     Backtest {
         summary,
         collector,

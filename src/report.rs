@@ -19,6 +19,7 @@ use crate::backtest::Backtest;
 use crate::config::Loaded;
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
 use crate::engine::{FillMsg, InputCounts, Output};
+use crate::summary::Summary;
 use crate::wire::format_ts;
 
 /// One fill with the realized P&L it caused (before fees).
@@ -46,6 +47,8 @@ pub struct Collector {
     /// Replays the fills to attribute realized P&L to each one.
     books: BTreeMap<String, Account>,
     trips: BTreeMap<(String, String), Trips>,
+    /// Per strategy: equity at the close of each period (UTC day with events).
+    pub closes: BTreeMap<String, Vec<Decimal>>,
 }
 
 impl Collector {
@@ -60,6 +63,7 @@ impl Collector {
             equity: BTreeMap::new(),
             books: BTreeMap::new(),
             trips: BTreeMap::new(),
+            closes: BTreeMap::new(),
         }
     }
 
@@ -73,6 +77,16 @@ impl Collector {
                 .or_default()
                 .push((p.ts, p.account_equity)),
             _ => {}
+        }
+    }
+
+    /// Record every strategy's equity as the close of a period.
+    pub fn close_period(&mut self, summary: &Summary) {
+        for s in &summary.strategies {
+            self.closes
+                .entry(s.name.clone())
+                .or_default()
+                .push(s.equity);
         }
     }
 
@@ -225,6 +239,61 @@ pub fn total_return(series: &[(Ts, Decimal)]) -> Decimal {
     }
 }
 
+/// Periods per year used to annualize daily statistics (trading days).
+pub const PERIODS_PER_YEAR: f64 = 252.0;
+
+/// Return statistics of a series of period closes (see docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReturnStats {
+    /// Number of period returns.
+    pub periods: usize,
+    pub mean: Option<f64>,
+    /// Sample standard deviation (n - 1) times `sqrt(PERIODS_PER_YEAR)`.
+    pub volatility: Option<f64>,
+    /// `mean / stdev * sqrt(PERIODS_PER_YEAR)`, risk-free rate 0.
+    pub sharpe: Option<f64>,
+    /// `mean / downside deviation * sqrt(PERIODS_PER_YEAR)`, where the downside
+    /// deviation is `sqrt(sum(min(r, 0)^2) / n)`.
+    pub sortino: Option<f64>,
+}
+
+/// Statistics of the simple returns `c[i] / c[i-1] - 1` of `closes` (the first
+/// close is the starting cash). `None` where undefined: fewer than two returns,
+/// or a zero deviation.
+pub fn return_stats(closes: &[Decimal]) -> ReturnStats {
+    use rust_decimal::prelude::ToPrimitive;
+    let c: Vec<f64> = closes
+        .iter()
+        .map(|d| d.to_f64().unwrap_or(f64::NAN))
+        .collect();
+    let r: Vec<f64> = c
+        .windows(2)
+        .filter(|w| w[0] != 0.0)
+        .map(|w| w[1] / w[0] - 1.0)
+        .collect();
+    let n = r.len();
+    let mut st = ReturnStats {
+        periods: n,
+        ..ReturnStats::default()
+    };
+    if n < 2 {
+        return st;
+    }
+    let mean = r.iter().sum::<f64>() / n as f64;
+    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let down = (r.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let k = PERIODS_PER_YEAR.sqrt();
+    st.mean = Some(mean);
+    st.volatility = Some(sd * k);
+    st.sharpe = (sd > 0.0).then(|| mean / sd * k);
+    st.sortino = (down > 0.0).then(|| mean / down * k);
+    st
+}
+
+fn opt(x: Option<f64>) -> serde_json::Value {
+    x.map_or(serde_json::Value::Null, |v| fixed(v, 6))
+}
+
 /// A number written with exactly `dp` decimals (a JSON number, not a string).
 fn fixed(x: f64, dp: usize) -> serde_json::Value {
     if !x.is_finite() {
@@ -292,6 +361,11 @@ pub struct StrategyReport {
     pub longest_drawdown_s: serde_json::Value,
     /// The account's own max drawdown, marked at every tick (finer than the series).
     pub max_drawdown_marked: Decimal,
+    /// Daily returns (UTC days with events): count, annualized volatility, Sharpe, Sortino.
+    pub daily_returns: usize,
+    pub volatility: serde_json::Value,
+    pub sharpe: serde_json::Value,
+    pub sortino: serde_json::Value,
     pub symbols: BTreeMap<String, SymbolReport>,
 }
 
@@ -367,6 +441,9 @@ impl Report {
             }
             let series = c.series(&s.name, start, end, s.equity);
             let dd = drawdown_stats(&series);
+            let mut closes = vec![s.starting_cash];
+            closes.extend(c.closes.get(&s.name).into_iter().flatten().copied());
+            let rs = return_stats(&closes);
             let fills: u64 = symbols.values().map(|r| r.fills).sum();
             let turnover: Decimal = symbols.values().map(|r| r.turnover).sum();
             totals.starting_cash += s.starting_cash;
@@ -396,6 +473,10 @@ impl Report {
                     max_drawdown_duration_s: secs(dd.max_drawdown_duration),
                     longest_drawdown_s: secs(dd.longest_drawdown),
                     max_drawdown_marked: s.max_drawdown,
+                    daily_returns: rs.periods,
+                    volatility: opt(rs.volatility),
+                    sharpe: opt(rs.sharpe),
+                    sortino: opt(rs.sortino),
                     symbols,
                 },
             );
