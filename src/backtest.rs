@@ -74,7 +74,7 @@ pub struct Backtest {
     pub collector: Collector,
     /// Input messages fed to the engine (valid or dead-lettered).
     pub events: u64,
-    /// Event time of the first and last message fed.
+    /// Earliest and latest event time of the messages fed.
     pub start: Option<Ts>,
     pub end: Option<Ts>,
     /// Wall-clock time spent in the engine loop (not part of any report).
@@ -99,15 +99,19 @@ pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool
     let (mut start, mut end) = (None, None);
     let mut day: Option<i64> = None;
     for ev in events {
-        start.get_or_insert(ev.ts);
-        end = Some(ev.ts);
-        // Daily closes for the return statistics: the accounts after the last
-        // event of each UTC day that has events.
-        let d = ev.ts.div_euclid(NANOS_PER_DAY);
-        if day.is_some_and(|p| p != d) {
-            collector.close_period(&engine.summary());
+        // An undecodable first message of a partition has no event time (Ts::MIN):
+        // it opens no period and sets no bound.
+        if ev.ts != Ts::MIN {
+            start = Some(start.map_or(ev.ts, |s: Ts| s.min(ev.ts)));
+            end = Some(end.map_or(ev.ts, |e: Ts| e.max(ev.ts)));
+            // Daily closes for the return statistics: the accounts after the last
+            // event of each UTC day that has events.
+            let d = ev.ts.div_euclid(NANOS_PER_DAY);
+            if day.is_some_and(|p| p != d) {
+                collector.close_period(&engine.summary());
+            }
+            day = Some(d);
         }
-        day = Some(d);
         match ev.decoded {
             Some(m) => engine.on_event(
                 ev.kind,

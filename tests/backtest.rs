@@ -354,3 +354,37 @@ async fn kafka_backtest_of_batched_demo_data_equals_the_file_backtest() {
     assert_eq!(from_kafka.summary, from_files.summary);
     assert!(from_files.summary.total_fills() > 100);
 }
+
+#[test]
+fn cli_backtest_of_the_embedded_demo_reads_every_record_and_refuses_bad_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().join("r");
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["backtest", "--report", &report_dir.display().to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The demo data: every record published to the embedded broker is read back.
+    assert!(stdout.contains("16619 events:"), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["events"], 16619);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["backtest", "--from", "yesterday", "--report", "x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--from") && stderr.contains("yesterday"),
+        "{stderr}"
+    );
+}
