@@ -155,14 +155,25 @@ pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool
 
 /// A spinner with events and events/s on a terminal (stderr); hidden otherwise.
 pub fn progress_bar(show: bool) -> ProgressBar {
+    progress_bar_for(show, "events")
+}
+
+/// [`progress_bar`] counting `what`.
+fn progress_bar_for(show: bool, what: &str) -> ProgressBar {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} events ({per_sec}) {elapsed}")
-            .expect("valid template"),
+        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {what} ({{eps}}) {{elapsed}}"))
+            .expect("valid template")
+            .with_key(
+                "eps",
+                |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", st.per_sec());
+                },
+            ),
     );
     bar
 }
@@ -299,6 +310,7 @@ pub async fn kafka_events(
     cfg: &Loaded,
     bootstrap: &str,
     opts: &KafkaRange,
+    progress: bool,
 ) -> anyhow::Result<Vec<Event>> {
     let base = kafka::client_config(&cfg.app.kafka, bootstrap);
     kafka::check_reachable(&base, bootstrap).await?;
@@ -316,8 +328,34 @@ pub async fn kafka_events(
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    tokio::task::spawn_blocking(move || read_partitions(c, kinds, opts)).await?
+    let bar = progress_bar_for(progress, "messages read");
+    let events = tokio::task::spawn_blocking({
+        let bar = bar.clone();
+        move || read_partitions(c, kinds, opts, &bar)
+    })
+    .await?;
+    bar.finish_and_clear();
+    events
 }
+
+/// Client context of the backtest consumers: librdkafka also reports partition
+/// EOF, which the backtest asks for, as a "global error"; that one is expected.
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+            || reason.contains("PartitionEOF")
+        {
+            tracing::debug!(%reason, "partition EOF");
+        } else {
+            tracing::error!(error = %error, %reason, "librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
 /// Read each topic with its own consumer (a partition EOF names only the
 /// partition, so one consumer per topic keeps it unambiguous).
@@ -325,12 +363,13 @@ fn read_partitions(
     cc: rdkafka::ClientConfig,
     kinds: Vec<(String, InputKind)>,
     opts: KafkaRange,
+    bar: &ProgressBar,
 ) -> anyhow::Result<Vec<Event>> {
     let deadline = Instant::now() + opts.timeout;
     let mut lists = Vec::new();
     let mut found = 0;
     for (topic, kind) in &kinds {
-        if let Some(parts) = read_topic(&cc, topic, *kind, &opts, deadline)? {
+        if let Some(parts) = read_topic(&cc, topic, *kind, &opts, deadline, bar)? {
             found += 1;
             lists.extend(parts);
         }
@@ -352,6 +391,7 @@ fn read_topic(
     kind: InputKind,
     opts: &KafkaRange,
     deadline: Instant,
+    bar: &ProgressBar,
 ) -> anyhow::Result<Option<Vec<Vec<Event>>>> {
     struct Part {
         messages: Vec<Event>,
@@ -361,7 +401,9 @@ fn read_topic(
         eof: bool,
         last: Instant,
     }
-    let consumer: BaseConsumer = cc.create().context("creating the Kafka consumer")?;
+    let consumer: BaseConsumer<QuietEof> = cc
+        .create_with_context(QuietEof)
+        .context("creating the Kafka consumer")?;
     let t = Duration::from_secs(15);
     let md = consumer
         .fetch_metadata(Some(topic), t)
@@ -416,6 +458,7 @@ fn read_topic(
                 };
                 part.next = m.offset() + 1;
                 part.last = Instant::now();
+                bar.inc(1);
                 part.eof = false;
                 let payload = m.payload().unwrap_or(&[]).to_vec();
                 let decoded = wire::decode(kind, &payload).ok();
@@ -476,6 +519,6 @@ pub async fn run_kafka(
     opts: &KafkaRange,
     progress: bool,
 ) -> anyhow::Result<Backtest> {
-    let events = kafka_events(cfg, bootstrap, opts).await?;
+    let events = kafka_events(cfg, bootstrap, opts, progress).await?;
     Ok(run(cfg, events, progress))
 }
