@@ -108,3 +108,63 @@ pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
     all.sort_by_key(|(_, r)| r.ts());
     Ok(all)
 }
+
+/// A backtest as the CLI runs it: over `inputs` (CSV files) when there are any,
+/// else over the input topics of `brokers` (default `kafka.brokers`).
+///
+/// With `"embedded"` there is no recorded history to read, so an embedded broker
+/// is started, its input topics are filled with the demo data (`[demo]`, the same
+/// records paper mode's demo feeds) at full speed, and the backtest reads them
+/// back: a self-contained demonstration of the Kafka path.
+pub async fn backtest(
+    cfg: &Loaded,
+    inputs: &[std::path::PathBuf],
+    range: crate::backtest::TimeRange,
+    brokers: Option<&str>,
+    progress: bool,
+) -> anyhow::Result<crate::backtest::Backtest> {
+    use crate::backtest::{self, KafkaRange};
+    if !inputs.is_empty() {
+        return backtest::run_files(cfg, inputs, range, progress);
+    }
+    let opts = KafkaRange {
+        range,
+        ..KafkaRange::default()
+    };
+    let bootstrap = brokers.unwrap_or(&cfg.app.kafka.brokers);
+    if bootstrap != "embedded" {
+        return backtest::run_kafka(cfg, bootstrap, &opts, progress).await;
+    }
+    #[cfg(feature = "embedded")]
+    {
+        let broker = crate::embedded::EmbeddedBroker::start().await?;
+        let bootstrap = broker.bootstrap();
+        let base = kafka::client_config(&cfg.app.kafka, &bootstrap);
+        let names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
+        kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+        let records = demo_records(cfg)?;
+        let producer = kafka::producer(&base)?;
+        tracing::info!(
+            messages = records.len(),
+            "embedded broker: publishing the demo data to backtest it"
+        );
+        let bar = replay::progress_bar(false, None);
+        replay::publish(
+            &producer,
+            records.iter().map(|(t, r)| (t.as_str(), r.clone())),
+            Speed::Max,
+            &bar,
+        )
+        .await?;
+        drop(producer);
+        let bt = backtest::run_kafka(cfg, &bootstrap, &opts, progress).await;
+        drop(broker);
+        bt
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        anyhow::bail!(
+            "a Kafka backtest needs a cluster: pass --brokers HOST:PORT or set kafka.brokers (or use --input FILE)"
+        )
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod app;
+pub mod backtest;
 pub mod config;
 pub mod csvdata;
 pub mod domain;
@@ -14,6 +15,7 @@ pub mod indicators;
 pub mod kafka;
 pub mod paper;
 pub mod replay;
+pub mod report;
 pub mod sample;
 pub mod sim;
 pub mod strategy;

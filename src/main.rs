@@ -40,6 +40,27 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
     },
+    /// Run the strategies over recorded data (CSV files or the input topics) and
+    /// write a report: report.json, trades.csv, equity.csv.
+    Backtest {
+        /// A CSV of ticks, OHLCV bars or sentiment (repeatable). Without it, the
+        /// input topics of the cluster are read.
+        #[arg(long, value_name = "FILE")]
+        input: Vec<PathBuf>,
+        /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
+        #[arg(long, default_value = "earliest", value_name = "TIME")]
+        from: String,
+        /// Last event time to include: `latest` or a time.
+        #[arg(long, default_value = "latest", value_name = "TIME")]
+        to: String,
+        /// bootstrap.servers for the Kafka path (default: kafka.brokers; with
+        /// "embedded" the demo data is published to an embedded broker first).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Directory for report.json, trades.csv and equity.csv.
+        #[arg(long, value_name = "DIR")]
+        report: PathBuf,
+    },
     /// Run the embedded Kafka broker (tansu, in memory) alone, until Ctrl-C.
     Broker {
         /// Address to listen on.
@@ -84,9 +105,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    // Only paper mode runs strategies; the other commands need no strategy files.
+    // Only paper mode and backtests run strategies; the other commands need no strategy files.
     let loaded = match cli.command {
-        Command::Paper { .. } => config::load(cli.config.as_deref()),
+        Command::Paper { .. } | Command::Backtest { .. } => config::load(cli.config.as_deref()),
         _ => config::load_app(cli.config.as_deref()),
     };
     let cfg = match loaded {
@@ -172,6 +193,34 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("summary written to {}", path.display());
             }
+        }
+        Command::Backtest {
+            input,
+            from,
+            to,
+            brokers,
+            report,
+        } => {
+            let range = papertrader::backtest::TimeRange {
+                from: papertrader::backtest::parse_bound(&from)
+                    .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+                to: papertrader::backtest::parse_bound(&to)
+                    .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+            };
+            let started = std::time::Instant::now();
+            let bt =
+                papertrader::app::backtest(&cfg, &input, range, brokers.as_deref(), true).await?;
+            let total = started.elapsed();
+            papertrader::report::write(&report, &bt)?;
+            print_out(&bt.summary.render());
+            print_out(&format!(
+                "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
+                bt.events,
+                bt.elapsed.as_secs_f64(),
+                bt.events_per_sec(),
+                total.as_secs_f64(),
+                report.display()
+            ));
         }
         Command::Broker {
             listen,

@@ -1,0 +1,524 @@
+//! Backtests: the paper-mode engine run over a deterministic, finite event stream.
+//!
+//! The engine is the same as in paper mode ([`Engine::on_message`] /
+//! [`Engine::on_event`], same admission checks, same deterministic ids); only the
+//! source and the clock differ. The source is a set of CSV files or the recorded
+//! input topics of a Kafka cluster, merged into one stream in event-time order with
+//! a fixed tie-break, so that the same inputs always give byte-identical outputs.
+//! There is no wall clock: time is the event time of the data.
+//!
+//! Ordering rules (the places where a decision is made):
+//!
+//! * **Files** ([`file_events`]): every record of every file is read, then all are
+//!   sorted by `(event ts, file position on the command line, record number in
+//!   the file)`. A file's records get the origin `(file stem, partition 0, record
+//!   number)`, where the record number counts the records the reader yields
+//!   (four per OHLCV bar), good or bad, from 0.
+//! * **Kafka** ([`kafka_events`]): each partition is read in offset order, and the
+//!   partitions are merged by the head of each: smallest `(event ts, topic,
+//!   partition, offset)` first. Order within a partition is never changed (as in
+//!   paper mode), so with one partition per topic a backtest sees exactly what
+//!   paper mode sees. A message that does not decode has no event time; it takes
+//!   the event time of the message before it in its partition (or the lowest
+//!   time when it is the first), so it stays in place.
+//! * **Ranges**: `--from` and `--to` filter by the event time in the message (the
+//!   record's own `ts` after decoding), both inclusive. tansu's offsets-for-times
+//!   compares storage time, not record time (docs/broker.md), so partitions are
+//!   always read from the beginning.
+//! * **End of a partition**: tansu's ListOffsets(latest) can undercount
+//!   (docs/broker.md), so the queried high watermark is only a lower bound. A
+//!   partition is finished when its consumer has passed that watermark AND either
+//!   librdkafka reported partition EOF (`enable.partition.eof = true`; EOF follows
+//!   the high watermark of the Fetch responses, which tansu gets right) or the
+//!   partition has been quiet for [`KafkaRange::quiet`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::Loaded;
+use crate::csvdata::NANOS_PER_DAY;
+use crate::csvdata::{ReadOptions, Record, RecordReader};
+use crate::domain::{MarketEvent, Origin, Ts};
+use crate::engine::Engine;
+use crate::kafka;
+use crate::report::Collector;
+use crate::summary::Summary;
+use crate::wire::{self, InputKind};
+
+/// One input message of a backtest, in the engine's terms.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: InputKind,
+    pub origin: Origin,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// The event time used for ordering (see the module docs for undecodable messages).
+    pub ts: Ts,
+    /// The decoded event, when it decodes (saves decoding twice).
+    pub decoded: Option<MarketEvent>,
+}
+
+/// The result of a backtest.
+pub struct Backtest {
+    pub summary: Summary,
+    /// Fills and P&L snapshots, collected for the report.
+    pub collector: Collector,
+    /// Input messages fed to the engine (valid or dead-lettered).
+    pub events: u64,
+    /// Earliest and latest event time of the messages fed.
+    pub start: Option<Ts>,
+    pub end: Option<Ts>,
+    /// Wall-clock time spent in the engine loop (not part of any report).
+    pub elapsed: Duration,
+}
+
+impl Backtest {
+    /// Input messages per second of wall-clock time in the engine loop.
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Run the engine over `events`, in the order given, and collect its outputs.
+pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool) -> Backtest {
+    let bar = progress_bar(progress);
+    let started = Instant::now();
+    let mut engine = Engine::new(cfg);
+    let mut collector = Collector::new(cfg);
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    let (mut start, mut end) = (None, None);
+    let mut day: Option<i64> = None;
+    for ev in events {
+        // An undecodable first message of a partition has no event time (Ts::MIN):
+        // it opens no period and sets no bound.
+        if ev.ts != Ts::MIN {
+            start = Some(start.map_or(ev.ts, |s: Ts| s.min(ev.ts)));
+            end = Some(end.map_or(ev.ts, |e: Ts| e.max(ev.ts)));
+            // Daily closes for the return statistics: the accounts after the last
+            // event of each UTC day that has events.
+            let d = ev.ts.div_euclid(NANOS_PER_DAY);
+            if day.is_some_and(|p| p != d) {
+                collector.close_period(&engine.summary());
+            }
+            day = Some(d);
+        }
+        match ev.decoded {
+            Some(m) => engine.on_event(
+                ev.kind,
+                &ev.origin,
+                ev.key.as_deref(),
+                &ev.payload,
+                m,
+                &mut out,
+            ),
+            None => engine.on_message(
+                ev.kind,
+                &ev.origin,
+                ev.key.as_deref(),
+                &ev.payload,
+                &mut out,
+            ),
+        }
+        for o in out.drain(..) {
+            collector.push(o);
+        }
+        n += 1;
+        if n.is_multiple_of(4096) {
+            bar.set_position(n);
+        }
+    }
+    bar.set_position(n);
+    bar.finish_and_clear();
+    let summary = engine.summary();
+    if day.is_some() {
+        collector.close_period(&summary);
+    }
+    Backtest {
+        summary,
+        collector,
+        events: n,
+        start,
+        end,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A spinner with events and events/s on a terminal (stderr); hidden otherwise.
+pub fn progress_bar(show: bool) -> ProgressBar {
+    progress_bar_for(show, "events")
+}
+
+/// [`progress_bar`] counting `what`.
+fn progress_bar_for(show: bool, what: &str) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {what} ({{eps}}) {{elapsed}}"))
+            .expect("valid template")
+            .with_key(
+                "eps",
+                |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", st.per_sec());
+                },
+            ),
+    );
+    bar
+}
+
+/// Time filter of a backtest, on event time, both ends inclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    /// `None`: from the earliest message.
+    pub from: Option<Ts>,
+    /// `None`: to the latest message.
+    pub to: Option<Ts>,
+}
+
+impl TimeRange {
+    pub fn contains(&self, ts: Ts) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts <= t)
+    }
+}
+
+/// Parse `--from`/`--to`: `earliest`/`latest` (no bound) or a time that
+/// [`crate::csvdata::parse_ts`] accepts (epoch ms, RFC 3339, `yyyy-mm-dd`, ...).
+pub fn parse_bound(s: &str) -> Result<Option<Ts>, String> {
+    if s.eq_ignore_ascii_case("earliest") || s.eq_ignore_ascii_case("latest") {
+        return Ok(None);
+    }
+    crate::csvdata::parse_ts(s).map(Some).ok_or_else(|| {
+        format!("{s:?} is not a time: use earliest/latest, epoch ms, RFC 3339 or yyyy-mm-dd")
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+/// Read the files and merge their records by `(ts, file order, record number)`.
+///
+/// Ticks become `live_prices` messages and sentiment `news_sentiment` messages, in
+/// the wire format (`wire::encode_tick` / `wire::encode_sentiment`), keyed by
+/// symbol. Rows that cannot be read are logged and skipped (they keep their record
+/// number). Two files with the same stem are refused: their ids would collide.
+pub fn file_events(paths: &[PathBuf], range: TimeRange) -> anyhow::Result<Vec<Event>> {
+    let mut stems: BTreeMap<String, &Path> = BTreeMap::new();
+    let mut all: Vec<(Ts, usize, i64, Event)> = Vec::new();
+    for (fi, path) in paths.iter().enumerate() {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        if let Some(other) = stems.insert(stem.clone(), path) {
+            anyhow::bail!(
+                "{} and {} have the same file stem {stem:?}, which names the origin of their events: rename one",
+                other.display(),
+                path.display()
+            );
+        }
+        let reader = RecordReader::open(path, &ReadOptions::default())
+            .with_context(|| format!("opening {}", path.display()))?;
+        for (row, r) in reader.enumerate() {
+            let record = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a row");
+                    continue;
+                }
+            };
+            let ts = record.ts();
+            if !range.contains(ts) {
+                continue;
+            }
+            let (kind, key, payload) = match &record {
+                Record::Tick(t) => (InputKind::Prices, &t.symbol, wire::encode_tick(t)),
+                Record::Sentiment(s) => {
+                    (InputKind::Sentiment, &s.symbol, wire::encode_sentiment(s))
+                }
+            };
+            let ev = Event {
+                kind,
+                origin: Origin {
+                    topic: stem.clone(),
+                    partition: 0,
+                    offset: row as i64,
+                },
+                key: Some(key.as_bytes().to_vec()),
+                payload,
+                ts,
+                decoded: None,
+            };
+            all.push((ts, fi, row as i64, ev));
+        }
+    }
+    all.sort_by_key(|(ts, fi, row, _)| (*ts, *fi, *row));
+    Ok(all.into_iter().map(|(_, _, _, e)| e).collect())
+}
+
+/// Backtest over CSV files.
+pub fn run_files(
+    cfg: &Loaded,
+    paths: &[PathBuf],
+    range: TimeRange,
+    progress: bool,
+) -> anyhow::Result<Backtest> {
+    let events = file_events(paths, range)?;
+    Ok(run(cfg, events, progress))
+}
+
+// ---------------------------------------------------------------------------
+// Kafka
+
+/// How the Kafka source reads its topics.
+#[derive(Debug, Clone)]
+pub struct KafkaRange {
+    pub range: TimeRange,
+    /// A partition past its queried watermark with nothing new for this long is
+    /// finished even without an EOF.
+    pub quiet: Duration,
+    /// Give up when the topics have not been read to their end after this long.
+    pub timeout: Duration,
+}
+
+impl Default for KafkaRange {
+    fn default() -> Self {
+        KafkaRange {
+            range: TimeRange::default(),
+            quiet: Duration::from_secs(2),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Read every partition of the configured input topics to its end and merge them
+/// by `(ts, topic, partition, offset)` (see the module docs). Topics that do not
+/// exist are skipped with a warning. No consumer group is joined and no offset is
+/// committed.
+pub async fn kafka_events(
+    cfg: &Loaded,
+    bootstrap: &str,
+    opts: &KafkaRange,
+    progress: bool,
+) -> anyhow::Result<Vec<Event>> {
+    let base = kafka::client_config(&cfg.app.kafka, bootstrap);
+    kafka::check_reachable(&base, bootstrap).await?;
+    let kinds: Vec<(String, InputKind)> = cfg
+        .app
+        .topics
+        .inputs()
+        .iter()
+        .map(|(t, k)| (t.to_string(), *k))
+        .collect();
+    let opts = opts.clone();
+    let mut c = base.clone();
+    c.set("group.id", format!("{}-backtest", cfg.app.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let bar = progress_bar_for(progress, "messages read");
+    let events = tokio::task::spawn_blocking({
+        let bar = bar.clone();
+        move || read_partitions(c, kinds, opts, &bar)
+    })
+    .await?;
+    bar.finish_and_clear();
+    events
+}
+
+/// Client context of the backtest consumers: librdkafka also reports partition
+/// EOF, which the backtest asks for, as a "global error"; that one is expected.
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+            || reason.contains("PartitionEOF")
+        {
+            tracing::debug!(%reason, "partition EOF");
+        } else {
+            tracing::error!(error = %error, %reason, "librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// Read each topic with its own consumer (a partition EOF names only the
+/// partition, so one consumer per topic keeps it unambiguous).
+fn read_partitions(
+    cc: rdkafka::ClientConfig,
+    kinds: Vec<(String, InputKind)>,
+    opts: KafkaRange,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<Event>> {
+    let deadline = Instant::now() + opts.timeout;
+    let mut lists = Vec::new();
+    let mut found = 0;
+    for (topic, kind) in &kinds {
+        if let Some(parts) = read_topic(&cc, topic, *kind, &opts, deadline, bar)? {
+            found += 1;
+            lists.extend(parts);
+        }
+    }
+    anyhow::ensure!(
+        found > 0,
+        "none of the input topics {:?} exists on the cluster: nothing to backtest",
+        kinds.iter().map(|(t, _)| t).collect::<Vec<_>>()
+    );
+    let mut merged = merge_partitions(lists);
+    merged.retain(|e| opts.range.contains(e.ts));
+    Ok(merged)
+}
+
+/// One topic's partitions, each in offset order; `None` when the topic does not exist.
+fn read_topic(
+    cc: &rdkafka::ClientConfig,
+    topic: &str,
+    kind: InputKind,
+    opts: &KafkaRange,
+    deadline: Instant,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<Vec<Vec<Event>>>> {
+    struct Part {
+        messages: Vec<Event>,
+        /// The queried high watermark: a lower bound of the end on tansu.
+        at_least: i64,
+        next: i64,
+        eof: bool,
+        last: Instant,
+    }
+    let consumer: BaseConsumer<QuietEof> = cc
+        .create_with_context(QuietEof)
+        .context("creating the Kafka consumer")?;
+    let t = Duration::from_secs(15);
+    let md = consumer
+        .fetch_metadata(Some(topic), t)
+        .with_context(|| format!("reading the metadata of topic {topic}"))?;
+    let Some(tm) = md.topics().first() else {
+        return Ok(None);
+    };
+    if tm.error().is_some() || tm.partitions().is_empty() {
+        tracing::warn!(%topic, "input topic does not exist; skipped");
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut parts: BTreeMap<i32, Part> = BTreeMap::new();
+    for p in tm.partitions() {
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, p.id(), t)
+            .with_context(|| format!("watermarks of {topic}/{}", p.id()))?;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        parts.insert(
+            p.id(),
+            Part {
+                messages: Vec::new(),
+                at_least: hi.max(lo),
+                next: lo,
+                eof: false,
+                last: Instant::now(),
+            },
+        );
+    }
+    consumer
+        .assign(&tpl)
+        .with_context(|| format!("assigning the partitions of {topic}"))?;
+    let done = |p: &Part| p.next >= p.at_least && (p.eof || p.last.elapsed() >= opts.quiet);
+    while !parts.values().all(done) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out after {:?} reading the input topics to their end ({topic})",
+            opts.timeout
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                tracing::debug!(%topic, partition = p, "partition EOF");
+                if let Some(part) = parts.get_mut(&p) {
+                    part.eof = true;
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, %topic, "consumer error; retrying"),
+            Some(Ok(m)) => {
+                let Some(part) = parts.get_mut(&m.partition()) else {
+                    continue;
+                };
+                part.next = m.offset() + 1;
+                part.last = Instant::now();
+                bar.inc(1);
+                part.eof = false;
+                let payload = m.payload().unwrap_or(&[]).to_vec();
+                let decoded = wire::decode(kind, &payload).ok();
+                let ts = match &decoded {
+                    Some(ev) => ev.ts(),
+                    None => part.messages.last().map_or(Ts::MIN, |e| e.ts),
+                };
+                part.messages.push(Event {
+                    kind,
+                    origin: Origin {
+                        topic: topic.to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    },
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload,
+                    ts,
+                    decoded,
+                });
+            }
+        }
+    }
+    for (p, part) in &parts {
+        tracing::debug!(%topic, partition = p, messages = part.messages.len(), watermark = part.at_least,
+            by_eof = part.eof, "partition read to its end");
+    }
+    Ok(Some(parts.into_values().map(|p| p.messages).collect()))
+}
+
+/// Merge partitions, each kept in its own order, by the smallest head
+/// `(ts, topic, partition, offset)`.
+pub fn merge_partitions(lists: Vec<Vec<Event>>) -> Vec<Event> {
+    let total = lists.iter().map(Vec::len).sum();
+    let mut iters: Vec<std::vec::IntoIter<Event>> = lists.into_iter().map(Vec::into_iter).collect();
+    let mut heads: HashMap<usize, Event> = HashMap::new();
+    let mut heap = BinaryHeap::new();
+    for (i, it) in iters.iter_mut().enumerate() {
+        if let Some(e) = it.next() {
+            heap.push(Reverse((e.ts, e.origin.clone(), i)));
+            heads.insert(i, e);
+        }
+    }
+    let mut out = Vec::with_capacity(total);
+    while let Some(Reverse((_, _, i))) = heap.pop() {
+        out.push(heads.remove(&i).expect("head"));
+        if let Some(e) = iters[i].next() {
+            heap.push(Reverse((e.ts, e.origin.clone(), i)));
+            heads.insert(i, e);
+        }
+    }
+    out
+}
+
+/// Backtest over the input topics of the cluster at `bootstrap`.
+pub async fn run_kafka(
+    cfg: &Loaded,
+    bootstrap: &str,
+    opts: &KafkaRange,
+    progress: bool,
+) -> anyhow::Result<Backtest> {
+    let events = kafka_events(cfg, bootstrap, opts, progress).await?;
+    Ok(run(cfg, events, progress))
+}
