@@ -552,11 +552,10 @@ fn check_types(
         };
         let Some(d) = defaults.get(k) else { continue };
         match (d, v) {
-            (toml::Value::Table(dt), toml::Value::Table(ut)) => {
-                if !dt.is_empty() {
-                    check_types(dt, ut, &key, file)?;
-                }
+            (toml::Value::Table(dt), toml::Value::Table(ut)) if !dt.is_empty() => {
+                check_types(dt, ut, &key, file)?;
             }
+            (toml::Value::Table(_), toml::Value::Table(_)) => {}
             (d, v) if d.type_str() != v.type_str() => {
                 return Err(ConfigError::new(
                     file,

@@ -595,11 +595,9 @@ mod tests {
             ];
             for d in &docs {
                 for kind in [InputKind::Prices, InputKind::Sentiment, InputKind::OrderBook] {
-                    if let Ok(ev) = decode(kind, d.as_bytes()) {
-                        // Whatever is accepted satisfies the invariants.
-                        if let MarketEvent::Tick(t) = ev {
-                            proptest::prop_assert!(t.price > Decimal::ZERO && t.size >= Decimal::ZERO);
-                        }
+                    // Whatever is accepted satisfies the invariants.
+                    if let Ok(MarketEvent::Tick(t)) = decode(kind, d.as_bytes()) {
+                        proptest::prop_assert!(t.price > Decimal::ZERO && t.size >= Decimal::ZERO);
                     }
                 }
             }
