@@ -422,21 +422,7 @@ mod tests {
     }
 
     fn upd(snapshot: bool, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
-        let lv = |v: &[(&str, &str)]| {
-            v.iter()
-                .map(|(p, s)| Level {
-                    price: d(p),
-                    size: d(s),
-                })
-                .collect()
-        };
-        BookUpdate {
-            symbol: "X".into(),
-            ts: 0,
-            snapshot,
-            bids: lv(bids),
-            asks: lv(asks),
-        }
+        crate::sim::tests::book(0, snapshot, bids, asks)
     }
 
     #[test]

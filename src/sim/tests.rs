@@ -32,7 +32,13 @@ fn sim(latency_ns: i64) -> Simulator {
     .expect("valid instruments")
 }
 
-fn book(ts: Ts, snapshot: bool, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
+/// A depth message for symbol X (shared with the book's unit tests).
+pub(super) fn book(
+    ts: Ts,
+    snapshot: bool,
+    bids: &[(&str, &str)],
+    asks: &[(&str, &str)],
+) -> BookUpdate {
     let lv = |v: &[(&str, &str)]| {
         v.iter()
             .map(|(p, s)| Level {
