@@ -91,7 +91,9 @@ impl Rsi {
         Some(if total == 0.0 {
             0.0
         } else {
-            100.0 * self.avg_gain / total
+            // gain / total <= 1 exactly (rounding is monotone), so the
+            // result never leaves [0, 100]; 100 * gain / total can.
+            100.0 * (self.avg_gain / total)
         })
     }
 

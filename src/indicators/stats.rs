@@ -43,11 +43,18 @@ impl CompensatedSum {
 /// moments are recomputed from the buffer with a compensated two-pass
 /// algorithm every `period` pushes: O(period) work every `period` pushes, so
 /// O(1) amortized, and the result never carries more than `period` updates'
-/// worth of rounding error. The buffer is allocated once, at construction.
+/// worth of rounding error. A slide that cancels more than six digits of the
+/// sum of squared deviations (a large outlier leaving the window) also
+/// triggers the recomputation, since its residue would otherwise dominate the
+/// small variance left. The buffer is allocated once, at construction.
 ///
 /// A window whose values are all bit-for-bit equal is tracked exactly (by the
 /// length of the run of equal values at its end): its mean is that value and
 /// its variance exactly 0, with no rounding residue.
+/// A sliding update that leaves less than this fraction of the previous m2
+/// triggers an exact recomputation (see [`RollingMoments::push`]).
+const CANCELLATION_LIMIT: f64 = 1e-6;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RollingMoments {
     period: usize,
@@ -87,8 +94,15 @@ impl RollingMoments {
             self.buf.push_back(x);
             let n = self.period as f64;
             let old_mean = self.mean;
+            let old_m2 = self.m2;
             self.mean += (x - old) / n;
             self.m2 += (x - old) * ((x - self.mean) + (old - old_mean));
+            // An outlier leaving the window can cancel most of m2; the
+            // rounding error left behind is relative to the old m2, so when
+            // more than six digits cancel, recompute from the buffer.
+            if self.m2 < old_m2 * CANCELLATION_LIMIT {
+                self.since_recompute = self.period;
+            }
         } else {
             self.buf.push_back(x);
             let n = self.buf.len() as f64;

@@ -79,6 +79,19 @@ mod tests {
     }
 
     #[test]
+    fn outlier_leaving_a_two_value_window_keeps_z_at_one() {
+        // Found by proptest in CI: a large value leaving the window cancelled
+        // most of the running sum of squares and left |z| = 1 + 6e-9.
+        let mut z = ZScore::new(2);
+        let mut last = None;
+        for x in [445211.1784763345, -847528.2549237317, -847685.0159048312] {
+            last = z.update(x);
+        }
+        // In any two-value window the newest value sits one sigma from the mean.
+        assert!((last.unwrap() + 1.0).abs() < 1e-12, "{last:?}");
+    }
+
+    #[test]
     fn zscore_is_none_on_flat_window() {
         let mut z = ZScore::new(3);
         assert_eq!([0.1, 0.1, 0.1].map(|x| z.update(x)), [None, None, None]);
