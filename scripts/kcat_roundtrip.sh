@@ -53,7 +53,6 @@ fast = 2
 slow = 3
 [account]
 starting_cash = "100000"
-fee_bps = "10"
 [sizing]
 mode = "fixed_quantity"
 quantity = "10"
@@ -63,6 +62,14 @@ strategies = ["$work/cross.toml"]
 [kafka]
 brokers = "$bs"
 group_id = "kcat-roundtrip"
+# No latency; a book synthesized one tick either side of each trade, deep.
+[venue]
+latency = "0ms"
+[venue.default]
+taker_fee_bps = "10"
+[venue.default.synth]
+spread = "2 ticks"
+depth = "1000000"
 TOML
 
 "$bin" --config "$work/app.toml" paper --max-events 6 --summary "$work/summary.json" >"$work/paper.out" 2>"$work/paper.log"

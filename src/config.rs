@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::domain::{Ts, NANOS_PER_MILLI};
+use crate::sim::InstrumentConfig;
 
 /// The built-in defaults, compiled into the binary from `config/default.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -58,6 +59,7 @@ pub struct AppConfig {
     pub engine: EngineConfig,
     pub demo: DemoConfig,
     pub log: LogConfig,
+    pub venue: VenueConfig,
     /// Paths of the strategy files to run, relative to the working directory.
     pub strategies: Vec<String>,
 }
@@ -172,6 +174,21 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The simulated venue every strategy trades on (see `sim`): how long orders
+/// take to reach it, and each symbol's instrument (tick and lot size, fees, the
+/// synthesized book). Tables are kept raw here and resolved per symbol by
+/// [`Loaded::instrument`] (`symbols.X` overrides keys of `default`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VenueConfig {
+    /// Event-time delay from an order or cancel to the venue: "0ms" (none), "1ms", "250ms".
+    pub latency: String,
+    /// Instrument settings of every symbol.
+    pub default: toml::Table,
+    /// Per-symbol overrides of keys of `default`.
+    pub symbols: BTreeMap<String, toml::Table>,
+}
+
 /// One strategy file (`strategies/*.toml`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +202,73 @@ pub struct StrategyConfig {
     #[serde(default)]
     pub account: AccountConfig,
     pub sizing: SizingConfig,
+    /// Pre-trade limits and the drawdown kill switch.
+    #[serde(default)]
+    pub risk: RiskConfig,
+    /// How a signal becomes an order.
+    #[serde(default)]
+    pub orders: OrdersConfig,
+}
+
+/// Pre-trade risk limits of one strategy; an absent limit is not checked. The
+/// cash check (buys must be paid from cash) and the short-selling check
+/// (`account.allow_short`) always apply.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskConfig {
+    /// Largest absolute position per symbol, counting open orders.
+    pub max_position: Option<Decimal>,
+    /// Largest sum of |position| * price over the strategy's symbols, plus the new order.
+    pub max_gross_notional: Option<Decimal>,
+    /// Largest quantity of one order.
+    pub max_order_qty: Option<Decimal>,
+    /// Most orders per second of event time.
+    pub max_orders_per_sec: Option<u32>,
+    /// Kill switch: at this drawdown of the account from its peak (a fraction,
+    /// 0.2 = 20%), cancel every order, flatten every position and halt.
+    pub max_drawdown: Option<Decimal>,
+}
+
+/// The order type a signal is sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStyle {
+    /// A market order (immediate or cancel): walks the book.
+    #[default]
+    Market,
+    /// A limit order at the best price of the order's own side (best bid for a
+    /// buy), moved `limit_offset_ticks` towards the other side.
+    Limit,
+}
+
+/// Time in force of limit orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TifConfig {
+    Gtc,
+    Ioc,
+    Fok,
+    #[default]
+    Day,
+}
+
+/// How a signal becomes an order.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// `market` or `limit`.
+    #[serde(rename = "type", default)]
+    pub style: OrderStyle,
+    /// Limit orders: ticks from the own side's best price towards the other side
+    /// (0 joins the best bid or ask; the spread in ticks or more crosses it).
+    #[serde(default)]
+    pub limit_offset_ticks: i64,
+    /// Limit orders: `gtc`, `ioc`, `fok` or `day` (expires at UTC midnight, event time).
+    #[serde(default)]
+    pub tif: TifConfig,
+    /// Limit orders: reject instead of taking liquidity.
+    #[serde(default)]
+    pub post_only: bool,
 }
 
 /// A window over events (`20`) or over event time (`"50d"`, `"15m"`).
@@ -300,9 +384,6 @@ pub struct AccountConfig {
     /// Starting cash, e.g. "100000". Write it as a string to keep it exact.
     #[serde(default = "default_cash")]
     pub starting_cash: Decimal,
-    /// Fee per fill in basis points of its notional.
-    #[serde(default)]
-    pub fee_bps: Decimal,
     /// Allow sell signals to open short positions.
     #[serde(default)]
     pub allow_short: bool,
@@ -316,7 +397,6 @@ impl Default for AccountConfig {
     fn default() -> Self {
         AccountConfig {
             starting_cash: default_cash(),
-            fee_bps: Decimal::ZERO,
             allow_short: false,
         }
     }
@@ -387,6 +467,60 @@ pub struct Loaded {
     pub strategies: Vec<StrategyConfig>,
     /// `input.max_out_of_order`, parsed.
     pub max_out_of_order: Ts,
+    /// `venue.latency`, parsed.
+    pub venue_latency: Ts,
+    /// The instrument of every symbol a strategy trades, resolved and checked.
+    pub instruments: BTreeMap<String, InstrumentConfig>,
+}
+
+impl Loaded {
+    /// The instrument of `symbol`: `venue.default` with `venue.symbols.SYMBOL`'s
+    /// keys laid over it (tables merge key by key, e.g. `synth`).
+    ///
+    /// # Errors
+    /// A value of the wrong type or out of range, naming the key.
+    pub fn instrument(&self, symbol: &str) -> Result<InstrumentConfig, (String, String)> {
+        resolve_instrument(&self.app.venue, symbol)
+    }
+}
+
+fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// `venue.default` merged with `venue.symbols.SYMBOL`, deserialized and checked;
+/// an error is (key, problem).
+fn resolve_instrument(v: &VenueConfig, symbol: &str) -> Result<InstrumentConfig, (String, String)> {
+    let mut table = v.default.clone();
+    let prefix = match v.symbols.get(symbol) {
+        Some(over) => {
+            merge_tables(&mut table, over);
+            format!("venue.symbols.{symbol}")
+        }
+        None => "venue.default".to_string(),
+    };
+    let inst: InstrumentConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| (format!("{prefix}.{}", e.path()), e.into_inner().to_string()))?;
+    inst.validate().map_err(|problem| {
+        let field = problem.split_whitespace().next().unwrap_or("").to_string();
+        (format!("{prefix}.{field}"), problem)
+    })?;
+    Ok(inst)
+}
+
+/// A latency: a duration, or zero ("0", "0ms").
+fn parse_latency(s: &str) -> Result<Ts, String> {
+    if s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(0);
+    }
+    parse_duration(s)
 }
 
 /// Load the layered application config and every strategy it names.
@@ -528,10 +662,36 @@ fn load_inner(
         }
         strategies.push(s);
     }
+    let venue_latency = parse_latency(&app.venue.latency).map_err(|e| {
+        ConfigError::new(
+            file_of("venue.latency"),
+            "venue.latency",
+            e,
+            "write a duration such as \"1ms\", or \"0ms\" for none",
+        )
+    })?;
+    let mut instruments = BTreeMap::new();
+    let wanted = strategies
+        .iter()
+        .flat_map(|s| s.symbols.iter())
+        .chain(app.venue.symbols.keys());
+    for sym in wanted {
+        let inst = resolve_instrument(&app.venue, sym).map_err(|(key, problem)| {
+            ConfigError::new(
+                file_of(&key),
+                key,
+                problem,
+                "give the key a valid value (see [venue.default] in config/default.toml and docs/execution.md)",
+            )
+        })?;
+        instruments.insert(sym.clone(), inst);
+    }
     Ok(Loaded {
         app,
         strategies,
         max_out_of_order,
+        venue_latency,
+        instruments,
     })
 }
 
@@ -747,7 +907,10 @@ pub fn parse_strategy(text: &str, file: &str) -> Result<StrategyConfig, ConfigEr
                 msg = m;
             }
         }
-        let fix = if msg.contains("unknown field") {
+        let fix = if key == "account.fee_bps" {
+            "fees are set per symbol on the venue now: remove the key and set \
+             venue.default.taker_fee_bps / maker_fee_bps (or venue.symbols.SYMBOL.*) in the app config"
+        } else if msg.contains("unknown field") {
             "remove or rename the key; see the examples in strategies/ and docs/strategies.md"
         } else if msg.contains("missing field") {
             "add the key; see the examples in strategies/"
@@ -878,11 +1041,43 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
             "e.g. starting_cash = \"100000\"",
         );
     }
-    if s.account.fee_bps < Decimal::ZERO || s.account.fee_bps > Decimal::from(1000) {
+    let r = &s.risk;
+    for (key, v) in [
+        ("risk.max_position", r.max_position),
+        ("risk.max_gross_notional", r.max_gross_notional),
+        ("risk.max_order_qty", r.max_order_qty),
+    ] {
+        if v.is_some_and(|v| v <= Decimal::ZERO) {
+            return err(
+                key,
+                "must be positive".into(),
+                "give a positive limit as a string, e.g. \"1000\", or remove the key",
+            );
+        }
+    }
+    if r.max_orders_per_sec == Some(0) {
         return err(
-            "account.fee_bps",
-            format!("{} is out of range", s.account.fee_bps),
-            "use 0..=1000 basis points",
+            "risk.max_orders_per_sec",
+            "is 0".into(),
+            "use 1 or more, or remove the key",
+        );
+    }
+    if r.max_drawdown
+        .is_some_and(|d| d <= Decimal::ZERO || d >= Decimal::ONE)
+    {
+        return err(
+            "risk.max_drawdown",
+            "must be a fraction between 0 and 1".into(),
+            "e.g. max_drawdown = \"0.2\" for 20%",
+        );
+    }
+    if s.orders.style == OrderStyle::Market
+        && (s.orders.post_only || s.orders.limit_offset_ticks != 0)
+    {
+        return err(
+            "orders.type",
+            "post_only and limit_offset_ticks apply to limit orders only".into(),
+            "set type = \"limit\", or remove those keys",
         );
     }
     let z = &s.sizing;
@@ -1018,6 +1213,79 @@ mod tests {
             }
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn venue_instruments_layer_per_symbol_and_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let strat = write(
+            dir.path(),
+            "s.toml",
+            "name='a'\nsymbols=['X', 'EURUSD']\n[rule]\nkind='ma_crossover'\nfast=5\nslow=20\n[sizing]\nmode='fixed_quantity'\nquantity='1000'\n",
+        );
+        let app =
+            |venue: &str| format!("strategies = [{:?}]\n{venue}", strat.display().to_string());
+        let user = write(
+            dir.path(),
+            "app.toml",
+            &app(
+                "[venue]\nlatency = '0ms'\n[venue.default]\ntaker_fee_bps = '2.5'\n\
+                  [venue.symbols.EURUSD]\ntick_size = '0.00001'\nlot_size = '1000'\n\
+                  [venue.symbols.EURUSD.synth]\nspread = '3 ticks'\n",
+            ),
+        );
+        let l = load_with_env(Some(&user), &[]).unwrap();
+        assert_eq!(l.venue_latency, 0);
+        let x = &l.instruments["X"];
+        assert_eq!(x.tick_size.to_string(), "0.01");
+        assert_eq!(x.taker_fee_bps.to_string(), "2.5");
+        assert_eq!(x.synth.spread, crate::sim::Spread::Bps(Decimal::from(2)));
+        let e = &l.instruments["EURUSD"];
+        assert_eq!(e.tick_size.to_string(), "0.00001");
+        assert_eq!(e.lot_size.to_string(), "1000");
+        // Keys not overridden come from venue.default, table by table.
+        assert_eq!(e.taker_fee_bps.to_string(), "2.5");
+        assert_eq!(e.synth.spread, crate::sim::Spread::Ticks(3));
+        assert_eq!(e.synth.levels, 5);
+
+        // Bad values name the file and the key.
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            &app("[venue.symbols.EURUSD]\ntick_size = '-1'\n"),
+        );
+        let err = load_with_env(Some(&bad), &[]).unwrap_err();
+        assert_eq!(err.key, "venue.symbols.EURUSD.tick_size", "{err}");
+        assert_eq!(err.file, bad.display().to_string());
+        let bad = write(
+            dir.path(),
+            "spread.toml",
+            &app("[venue.default.synth]\nspread = '2 pips'\n"),
+        );
+        let err = load_with_env(Some(&bad), &[]).unwrap_err();
+        assert_eq!(err.key, "venue.default.synth.spread", "{err}");
+        assert!(err.problem.contains("unknown unit"), "{err}");
+        let bad = write(dir.path(), "lat.toml", &app("[venue]\nlatency = 'soon'\n"));
+        let err = load_with_env(Some(&bad), &[]).unwrap_err();
+        assert_eq!(err.key, "venue.latency", "{err}");
+
+        // fee_bps moved from the strategy's account to the venue: the fix says where.
+        let old = write(
+            dir.path(),
+            "old.toml",
+            "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast=5\nslow=20\n[account]\nfee_bps='1'\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n",
+        );
+        let err = load_strategy(&old).unwrap_err();
+        assert_eq!(err.key, "account.fee_bps");
+        assert!(err.fix.contains("venue.default.taker_fee_bps"), "{err}");
+        // Risk limits are checked.
+        let risky = write(
+            dir.path(),
+            "risky.toml",
+            "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast=5\nslow=20\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n[risk]\nmax_drawdown='1.5'\n",
+        );
+        let err = load_strategy(&risky).unwrap_err();
+        assert_eq!(err.key, "risk.max_drawdown", "{err}");
     }
 
     #[test]

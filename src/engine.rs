@@ -20,8 +20,10 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::account::Account;
-use crate::config::{Loaded, SizingMode, StrategyConfig};
+use crate::config::{Loaded, OrderStyle, SizingMode, StrategyConfig, TifConfig};
 use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
+use crate::sim::book::{to_ticks, Snap};
+use crate::sim::{EventKind, Liquidity, Order, OrderKind, RiskLimits, SimEvent, Simulator, Tif};
 use crate::strategy::{self, Decision, Strategy};
 use crate::wire::{self, InputKind, Rejection};
 
@@ -111,13 +113,24 @@ pub struct OrderMsg {
     #[serde(with = "wire::ts_format")]
     pub ts: Ts,
     pub side: Side,
+    /// `market` or `limit` (`stop` and `stop_limit` are simulator order types
+    /// that signals do not send).
     #[serde(rename = "type")]
     pub order_type: &'static str,
+    /// Limit price of a limit order.
+    pub price: Option<Decimal>,
+    /// `ioc` for market orders; the configured time in force for limits.
+    pub tif: &'static str,
     pub qty: Decimal,
-    /// `new`, `filled` or `rejected`.
+    /// `new`, `accepted`, `partially_filled`, `filled`, `cancelled`, `rejected`,
+    /// `expired` or `cancel_rejected`.
     pub status: &'static str,
+    /// Quantity filled so far, and its volume-weighted average price.
     pub filled_qty: Decimal,
     pub avg_price: Option<Decimal>,
+    /// Quantity still working.
+    pub leaves_qty: Decimal,
+    /// Why, for `cancelled`, `rejected` and `cancel_rejected`.
     pub reason: Option<String>,
 }
 
@@ -134,7 +147,12 @@ pub struct FillMsg {
     pub qty: Decimal,
     pub price: Decimal,
     pub fee: Decimal,
+    /// `taker` (our order took resting liquidity) or `maker` (ours was hit).
     pub liquidity: &'static str,
+    /// `(price - reference) * side sign`, positive is worse for us: the reference
+    /// is the best opposite price when the order reached the venue (or its stop
+    /// triggered); null when that side of the book was empty.
+    pub slippage: Option<Decimal>,
 }
 
 /// A P&L snapshot of one strategy and symbol, with its whole account (`pnl`).
@@ -217,10 +235,37 @@ struct Instance {
     counts: SymbolCounts,
 }
 
+/// What the engine remembers of a working order to describe its events.
+struct LiveOrder {
+    signal_id: String,
+    strategy_symbol: String,
+    side: Side,
+    order_type: &'static str,
+    price: Option<Decimal>,
+    tif: &'static str,
+    qty: Decimal,
+    filled: Decimal,
+    notional: Decimal,
+    partials: u32,
+}
+
 struct Slot {
     cfg: StrategyConfig,
-    account: Account,
+    /// The strategy's own venue, risk manager and account.
+    sim: Simulator,
     instances: BTreeMap<String, Instance>,
+    /// Orders not yet in a final state, by id.
+    live: BTreeMap<String, LiveOrder>,
+    /// symbol -> the order a signal left working (one per symbol).
+    working: BTreeMap<String, String>,
+    /// The drawdown kill switch fired.
+    killed: bool,
+}
+
+impl Slot {
+    fn account(&self) -> &Account {
+        self.sim.account()
+    }
 }
 
 /// The engine. Build it from a loaded configuration.
@@ -259,10 +304,39 @@ impl Engine {
                         v.push(i);
                     }
                 }
+                let instruments = s
+                    .symbols
+                    .iter()
+                    .map(|sym| {
+                        let inst = cfg.instruments.get(sym).cloned().unwrap_or_else(|| {
+                            cfg.instrument(sym)
+                                .unwrap_or_else(|(k, e)| panic!("{k}: {e}"))
+                        });
+                        (sym.clone(), inst)
+                    })
+                    .collect();
+                let limits = RiskLimits {
+                    max_position: s.risk.max_position,
+                    max_gross_notional: s.risk.max_gross_notional,
+                    max_order_qty: s.risk.max_order_qty,
+                    max_orders_per_sec: s.risk.max_orders_per_sec,
+                    check_cash: true,
+                    allow_short: s.account.allow_short,
+                };
+                let sim = Simulator::new(
+                    instruments,
+                    cfg.venue_latency,
+                    limits,
+                    s.account.starting_cash,
+                )
+                .expect("instruments are checked when the config loads");
                 Slot {
                     cfg: s.clone(),
-                    account: Account::new(s.account.starting_cash),
+                    sim,
                     instances,
+                    live: BTreeMap::new(),
+                    working: BTreeMap::new(),
+                    killed: false,
                 }
             })
             .collect();
@@ -318,6 +392,21 @@ impl Engine {
             .entry(kind_name(kind).to_string())
             .or_default() += 1;
         self.last_ts = self.last_ts.max(ev.ts());
+        let ts = ev.ts();
+        let symbol = ev.symbol().to_string();
+        // Requests of strategies that do not trade this symbol reach their venue
+        // as event time passes.
+        let mut evs = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !self.by_symbol.get(&symbol).is_some_and(|v| v.contains(&i)) {
+                slot.sim.catch_up(ts, &mut evs);
+                if !evs.is_empty() {
+                    let mut filled = BTreeSet::new();
+                    report(slot, &mut evs, origin, &mut filled, out);
+                    pnl_after(slot, &filled, ts, origin, out);
+                }
+            }
+        }
         match ev {
             MarketEvent::Tick(t) => self.on_tick(origin, &t, out),
             MarketEvent::Sentiment(s) => {
@@ -326,6 +415,8 @@ impl Engine {
                 };
                 for &i in slots {
                     let slot = &mut self.slots[i];
+                    let mut filled = BTreeSet::new();
+                    slot.sim.catch_up(s.ts, &mut evs);
                     let inst = slot
                         .instances
                         .get_mut(&s.symbol)
@@ -333,12 +424,25 @@ impl Engine {
                     inst.counts.sentiment += 1;
                     if let Some(d) = inst.rule.on_sentiment(&s) {
                         let price = self.last_price.get(&s.symbol).copied();
-                        decide(slot, &s.symbol, s.ts, price, d, origin, out);
+                        decide(slot, &s.symbol, s.ts, price, d, origin, &mut evs, out);
                     }
+                    report(slot, &mut evs, origin, &mut filled, out);
+                    kill_switch(slot, s.ts, origin, &mut evs, &mut filled, out);
+                    pnl_after(slot, &filled, s.ts, origin, out);
                 }
             }
-            // Depth is accepted and counted; fills against it arrive with the order book.
-            MarketEvent::Book(_) => {}
+            MarketEvent::Book(u) => {
+                let Some(slots) = self.by_symbol.get(&u.symbol) else {
+                    return;
+                };
+                for &i in slots {
+                    let slot = &mut self.slots[i];
+                    let mut filled = BTreeSet::new();
+                    slot.sim.on_book(&u, &mut evs);
+                    report(slot, &mut evs, origin, &mut filled, out);
+                    pnl_after(slot, &filled, u.ts, origin, out);
+                }
+            }
         }
     }
 
@@ -381,20 +485,42 @@ impl Engine {
             return;
         };
         let price = t.price.to_f64().unwrap_or(f64::NAN);
+        let mut evs = Vec::new();
         for &i in slots {
             let slot = &mut self.slots[i];
-            slot.account.mark(&t.symbol, t.price);
+            // The venue first: resting orders fill against this trade and the
+            // synthesized book moves to it; then the strategy sees the tick.
+            slot.sim
+                .on_trade(&t.symbol, t.ts, t.price, t.size, &mut evs);
+            let mut filled = BTreeSet::new();
+            report(slot, &mut evs, origin, &mut filled, out);
+            // Risk before the rule: a drawdown past the limit flattens and
+            // halts before the strategy acts on this tick.
+            kill_switch(slot, t.ts, origin, &mut evs, &mut filled, out);
             let inst = slot
                 .instances
                 .get_mut(&t.symbol)
                 .expect("instance per symbol");
             inst.counts.ticks += 1;
             let ticks = inst.counts.ticks;
-            let mut filled = false;
             if let Some(d) = inst.rule.on_tick(t, price) {
-                filled = decide(slot, &t.symbol, t.ts, Some(t.price), d, origin, out);
+                decide(
+                    slot,
+                    &t.symbol,
+                    t.ts,
+                    Some(t.price),
+                    d,
+                    origin,
+                    &mut evs,
+                    out,
+                );
+                report(slot, &mut evs, origin, &mut filled, out);
             }
-            if !filled && self.pnl_every > 0 && ticks.is_multiple_of(self.pnl_every) {
+            pnl_after(slot, &filled, t.ts, origin, out);
+            if !filled.contains(&t.symbol)
+                && self.pnl_every > 0
+                && ticks.is_multiple_of(self.pnl_every)
+            {
                 out.push(pnl(slot, &t.symbol, t.ts, origin));
             }
         }
@@ -451,7 +577,7 @@ impl Engine {
             self.slots.iter().map(|s| {
                 (
                     &s.cfg,
-                    &s.account,
+                    s.account(),
                     s.instances.iter().map(|(k, v)| (k, &v.counts)),
                 )
             }),
@@ -468,9 +594,10 @@ fn kind_name(kind: InputKind) -> &'static str {
     }
 }
 
-/// Turn a decision into a signal and, when it changes the position, an order that
-/// fills at the last trade price. Returns whether a fill happened (a P&L snapshot
-/// is then emitted).
+/// Turn a decision into a signal and, when it changes the position, an order
+/// submitted to the strategy's simulated venue. The venue's events land in `evs`
+/// (see [`report`]).
+#[allow(clippy::too_many_arguments)]
 fn decide(
     slot: &mut Slot,
     symbol: &str,
@@ -478,8 +605,9 @@ fn decide(
     price: Option<Decimal>,
     d: Decision,
     origin: &Origin,
+    evs: &mut Vec<SimEvent>,
     out: &mut Vec<Output>,
-) -> bool {
+) {
     let strategy = slot.cfg.name.clone();
     let signal_id = format!("{strategy}:{symbol}:{origin}");
     let inst = slot.instances.get_mut(symbol).expect("instance per symbol");
@@ -498,11 +626,25 @@ fn decide(
     }));
 
     let Some(price) = price else {
-        // A sentiment signal before any trade of the symbol: nothing to price an order at.
-        return false;
+        // A sentiment signal before any trade of the symbol: nothing to size an order at.
+        return;
     };
-    let position = slot.account.position(symbol);
-    let target = target_qty(&slot.cfg, &slot.account, price);
+    // One working order per symbol: a signal on its side leaves it working, a
+    // signal on the other side cancels it first.
+    if let Some(id) = slot.working.get(symbol).cloned() {
+        match slot.live.get(&id) {
+            Some(o) if o.side == d.side => return,
+            Some(_) => slot.sim.cancel(ts, &id, evs),
+            None => {}
+        }
+        slot.working.remove(symbol);
+    }
+    let account = slot.sim.account();
+    let position = account.position(symbol);
+    let venue = slot.sim.venue(symbol).expect("a venue per symbol");
+    let lot = venue.cfg.lot_size;
+    let target = target_qty(&slot.cfg, account, price);
+    let target = (target / lot).floor() * lot;
     let allow_short = slot.cfg.account.allow_short;
     let qty = match d.side {
         Side::Buy if position > Decimal::ZERO => Decimal::ZERO,
@@ -511,67 +653,278 @@ fn decide(
         Side::Sell => position + if allow_short { target } else { Decimal::ZERO },
     };
     if qty <= Decimal::ZERO {
-        return false;
+        return;
     }
     let order_id = format!("{signal_id}:o");
-    let fee = qty * price * slot.cfg.account.fee_bps / Decimal::from(10_000);
-    let order =
-        |status: &'static str, filled: Decimal, avg: Option<Decimal>, reason: Option<String>| {
-            OrderMsg {
-                event_id: format!("{order_id}:{status}"),
-                order_id: order_id.clone(),
-                signal_id: signal_id.clone(),
-                strategy: strategy.clone(),
-                symbol: symbol.to_string(),
-                ts,
-                side: d.side,
-                order_type: "market",
+    let o = &slot.cfg.orders;
+    let order = match o.style {
+        OrderStyle::Market => Order::market(&order_id, symbol, d.side, qty),
+        OrderStyle::Limit => {
+            let book = &venue.book;
+            let tick = book.tick_size();
+            let own = match d.side {
+                Side::Buy => book.best_bid(),
+                Side::Sell => book.best_ask(),
+            };
+            let base = match own {
+                Some((t, _)) => t,
+                None => to_ticks(
+                    price,
+                    tick,
+                    if d.side == Side::Buy {
+                        Snap::Down
+                    } else {
+                        Snap::Up
+                    },
+                ),
+            };
+            let offset = match d.side {
+                Side::Buy => o.limit_offset_ticks,
+                Side::Sell => -o.limit_offset_ticks,
+            };
+            let ticks = base + offset;
+            let mut order = Order::limit(
+                &order_id,
+                symbol,
+                d.side,
                 qty,
-                status,
-                filled_qty: filled,
-                avg_price: avg,
-                reason,
-            }
-        };
+                book.price(ticks.max(1)),
+                tif(o.tif),
+            );
+            order.post_only = o.post_only;
+            order
+        }
+    };
+    slot.live.insert(
+        order_id.clone(),
+        LiveOrder {
+            signal_id,
+            strategy_symbol: symbol.to_string(),
+            side: d.side,
+            order_type: order_type_name(&order.kind),
+            price: order.limit_price(),
+            tif: tif_name(order.tif),
+            qty,
+            filled: Decimal::ZERO,
+            notional: Decimal::ZERO,
+            partials: 0,
+        },
+    );
+    slot.working.insert(symbol.to_string(), order_id);
     inst.counts.orders += 1;
-    out.push(Output::Order(order("new", Decimal::ZERO, None, None)));
-    // Cash check: a buy that opens or adds to a long must be paid for in cash.
-    if d.side == Side::Buy {
-        let cost = qty * price + fee;
-        let cover = (-position).max(Decimal::ZERO).min(qty);
-        // Covering a short is paid from the short sale's proceeds, held in cash.
-        if cover < qty && cost > slot.account.cash {
-            inst.counts.rejected += 1;
-            out.push(Output::Order(order(
-                "rejected",
-                Decimal::ZERO,
-                None,
-                Some(format!(
-                    "insufficient_cash: needs {} (with fee), has {}",
-                    cost.round_dp(2),
-                    slot.account.cash.round_dp(2)
-                )),
-            )));
-            return false;
+    slot.sim.submit(ts, order, evs);
+}
+
+/// The kill switch: when the account's drawdown reaches `risk.max_drawdown`,
+/// cancel everything, close every position and halt the strategy. While halted,
+/// what a thin book left open is closed on later events.
+fn kill_switch(
+    slot: &mut Slot,
+    ts: Ts,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    filled: &mut BTreeSet<String>,
+    out: &mut Vec<Output>,
+) {
+    let Some(limit) = slot.cfg.risk.max_drawdown else {
+        return;
+    };
+    let fire = if slot.killed {
+        // Close again what is left, once nothing is working.
+        slot.live.is_empty()
+            && slot.sim.pending() == 0
+            && slot.account().positions.values().any(|p| !p.qty.is_zero())
+    } else {
+        slot.account().drawdown() >= limit
+    };
+    if !fire {
+        return;
+    }
+    if !slot.killed {
+        tracing::warn!(
+            strategy = %slot.cfg.name,
+            drawdown = %slot.account().drawdown(),
+            limit = %limit,
+            "kill switch: drawdown limit reached; cancelling, flattening and halting"
+        );
+    }
+    slot.killed = true;
+    let prefix = format!("{}:kill:{origin}", slot.cfg.name);
+    let positions: Vec<(String, Decimal)> = slot
+        .account()
+        .positions
+        .iter()
+        .map(|(s, p)| (s.clone(), p.qty))
+        .collect();
+    for (symbol, qty) in positions {
+        if qty.is_zero() || !slot.instances.contains_key(&symbol) {
+            continue;
+        }
+        let id = format!("{prefix}:{symbol}");
+        slot.live.insert(
+            id,
+            LiveOrder {
+                signal_id: String::new(),
+                strategy_symbol: symbol.clone(),
+                side: if qty > Decimal::ZERO {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
+                order_type: "market",
+                price: None,
+                tif: "ioc",
+                qty: qty.abs(),
+                filled: Decimal::ZERO,
+                notional: Decimal::ZERO,
+                partials: 0,
+            },
+        );
+    }
+    slot.working.clear();
+    slot.sim.flatten_and_halt(ts, &prefix, evs);
+    report(slot, evs, origin, filled, out);
+}
+
+/// Turn the simulator's events into order and fill outputs, drain `evs`, and
+/// add the symbols that had fills to `filled` (their P&L snapshots follow once
+/// the input is done, see [`pnl_after`]).
+fn report(
+    slot: &mut Slot,
+    evs: &mut Vec<SimEvent>,
+    origin: &Origin,
+    filled: &mut BTreeSet<String>,
+    out: &mut Vec<Output>,
+) {
+    let strategy = slot.cfg.name.clone();
+    for ev in evs.drain(..) {
+        let Some(live) = slot.live.get_mut(&ev.order_id) else {
+            // The flatten orders' lifecycle is registered before submission;
+            // nothing else submits orders.
+            continue;
+        };
+        let (status, reason, terminal): (&'static str, Option<String>, bool) = match &ev.kind {
+            EventKind::New => ("new", None, false),
+            EventKind::Accepted => ("accepted", None, false),
+            EventKind::Triggered => ("triggered", None, false),
+            EventKind::PartiallyFilled { .. } => ("partially_filled", None, false),
+            EventKind::Filled { .. } => ("filled", None, true),
+            EventKind::Cancelled { reason } => ("cancelled", Some(reason.clone()), true),
+            EventKind::Rejected { reason } => ("rejected", Some(reason.clone()), true),
+            EventKind::CancelRejected { reason } => {
+                ("cancel_rejected", Some(reason.clone()), false)
+            }
+            EventKind::Expired => ("expired", None, true),
+        };
+        let inst = slot.instances.get_mut(&live.strategy_symbol);
+        if let Some(f) = ev.fill() {
+            live.filled += f.qty;
+            live.notional += f.qty * f.price;
+            out.push(Output::Fill(FillMsg {
+                fill_id: f.fill_id.clone(),
+                order_id: ev.order_id.clone(),
+                strategy: strategy.clone(),
+                symbol: f.symbol.clone(),
+                ts: f.ts,
+                side: f.side,
+                qty: f.qty,
+                price: f.price,
+                fee: f.fee,
+                liquidity: match f.liquidity {
+                    Liquidity::Maker => "maker",
+                    Liquidity::Taker => "taker",
+                },
+                slippage: f.slippage,
+            }));
+            filled.insert(f.symbol.clone());
+        }
+        if let Some(inst) = inst {
+            match status {
+                "filled" | "partially_filled" => inst.counts.fills += 1,
+                "rejected" => inst.counts.rejected += 1,
+                _ => {}
+            }
+        }
+        let event_id = match status {
+            "partially_filled" => {
+                live.partials += 1;
+                format!("{}:partially_filled:{}", ev.order_id, live.partials)
+            }
+            "cancel_rejected" => format!("{}:cancel_rejected:{origin}", ev.order_id),
+            _ => format!("{}:{status}", ev.order_id),
+        };
+        out.push(Output::Order(OrderMsg {
+            event_id,
+            order_id: ev.order_id.clone(),
+            signal_id: live.signal_id.clone(),
+            strategy: strategy.clone(),
+            symbol: ev.symbol.clone(),
+            ts: ev.ts,
+            side: live.side,
+            order_type: live.order_type,
+            price: live.price,
+            tif: live.tif,
+            qty: live.qty,
+            status,
+            filled_qty: live.filled,
+            avg_price: (!live.filled.is_zero()).then(|| live.notional / live.filled),
+            leaves_qty: if terminal {
+                Decimal::ZERO
+            } else {
+                live.qty - live.filled
+            },
+            reason,
+        }));
+        if terminal {
+            let sym = live.strategy_symbol.clone();
+            slot.live.remove(&ev.order_id);
+            if slot.working.get(&sym) == Some(&ev.order_id) {
+                slot.working.remove(&sym);
+            }
         }
     }
-    slot.account.apply_fill(symbol, d.side, qty, price, fee);
-    inst.counts.fills += 1;
-    out.push(Output::Order(order("filled", qty, Some(price), None)));
-    out.push(Output::Fill(FillMsg {
-        fill_id: format!("{order_id}:f1"),
-        order_id: order_id.clone(),
-        strategy: strategy.clone(),
-        symbol: symbol.to_string(),
-        ts,
-        side: d.side,
-        qty,
-        price,
-        fee,
-        liquidity: "taker",
-    }));
-    out.push(pnl(slot, symbol, ts, origin));
-    true
+}
+
+/// One P&L snapshot per symbol that had fills while the slot handled an input.
+fn pnl_after(
+    slot: &Slot,
+    filled: &BTreeSet<String>,
+    ts: Ts,
+    origin: &Origin,
+    out: &mut Vec<Output>,
+) {
+    for symbol in filled {
+        if slot.instances.contains_key(symbol) {
+            out.push(pnl(slot, symbol, ts, origin));
+        }
+    }
+}
+
+fn tif(t: TifConfig) -> Tif {
+    match t {
+        TifConfig::Gtc => Tif::Gtc,
+        TifConfig::Ioc => Tif::Ioc,
+        TifConfig::Fok => Tif::Fok,
+        TifConfig::Day => Tif::Day,
+    }
+}
+
+fn tif_name(t: Tif) -> &'static str {
+    match t {
+        Tif::Gtc => "gtc",
+        Tif::Ioc => "ioc",
+        Tif::Fok => "fok",
+        Tif::Day => "day",
+    }
+}
+
+fn order_type_name(k: &OrderKind) -> &'static str {
+    match k {
+        OrderKind::Market => "market",
+        OrderKind::Limit { .. } => "limit",
+        OrderKind::Stop { .. } => "stop",
+        OrderKind::StopLimit { .. } => "stop_limit",
+    }
 }
 
 /// The quantity a new position should have, rounded down to the lot size.
@@ -586,7 +939,7 @@ fn target_qty(cfg: &StrategyConfig, account: &Account, price: Decimal) -> Decima
 }
 
 fn pnl(slot: &Slot, symbol: &str, ts: Ts, origin: &Origin) -> Output {
-    let a = &slot.account;
+    let a = slot.account();
     let p = a.positions.get(symbol).cloned().unwrap_or_default();
     Output::Pnl(PnlMsg {
         pnl_id: format!("{}:{symbol}:{origin}:pnl", slot.cfg.name),

@@ -100,7 +100,6 @@ fast = 3
 slow = 8
 [account]
 starting_cash = "100000"
-fee_bps = "10"
 [sizing]
 mode = "fraction_of_equity"
 fraction = "0.2"
@@ -117,7 +116,6 @@ oversold = 35
 overbought = 65
 [account]
 starting_cash = "50000"
-fee_bps = "5"
 allow_short = true
 [sizing]
 mode = "fixed_quantity"

@@ -38,7 +38,8 @@ fn kcat_feeds_ticks_and_reads_fills() {
         String::from_utf8_lossy(&out.stderr),
         stdout
     );
-    // SMA(2) over SMA(3) on 3 2 1 5 6 1: buy 10 @ 5 (fee 0.05), sell 10 @ 1 (fee 0.01).
+    // SMA(2) over SMA(3) on 3 2 1 5 6 1: buy 10 at the ask 5.01 (fee 10 bp:
+    // 0.0501), sell 10 at the bid 0.99 (fee 0.0099).
     let fills: Vec<(String, serde_json::Value)> = stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -61,12 +62,16 @@ fn kcat_feeds_ticks_and_reads_fills() {
         .collect();
     assert_eq!(
         f,
-        vec![("buy", "10", "5", "0.05"), ("sell", "10", "1", "0.01")]
+        vec![
+            ("buy", "10", "5.01", "0.0501"),
+            ("sell", "10", "0.99", "0.0099")
+        ]
     );
     assert!(fills.iter().all(|(k, _)| k == "AAA"));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["strategies"][0]["realized"], "-40");
+    // (0.99 - 5.01) * 10
+    assert_eq!(summary["strategies"][0]["realized"], "-40.20");
     assert_eq!(summary["inputs"]["processed"]["prices"], 6);
 }
 

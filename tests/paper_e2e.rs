@@ -26,7 +26,6 @@ fast = 2
 slow = 3
 [account]
 starting_cash = "100000"
-fee_bps = "10"
 [sizing]
 mode = "fixed_quantity"
 quantity = "10"
@@ -44,15 +43,21 @@ async fn crossover_trades_exactly_as_worked_out_by_hand() {
     let cfg = config(
         dir.path(),
         &bs,
-        "[engine]\npnl_every_ticks = 0\nmax_batch = 4\n",
+        &format!(
+            "[engine]\npnl_every_ticks = 0\nmax_batch = 4\n{}",
+            exact_venue("10")
+        ),
         &[CROSS],
     );
 
-    // AAA: 3 2 1 5 6 1. With SMA(2) and SMA(3):
+    // The venue synthesizes a book around each trade p: bid p - 0.01, ask
+    // p + 0.01, deep; no latency; taker fee 10 bp. AAA: 3 2 1 5 6 1. With SMA(2)
+    // and SMA(3):
     //   tick 3: fast 1.5 < slow 2 (first comparison, no signal)
-    //   tick 4: fast 3 > slow 2.667: buy 10 @ 5, fee 10*5*10bp = 0.05
-    //   tick 6: fast 3.5 < slow 4: sell 10 @ 1, fee 0.01; realized (1-5)*10 = -40
-    // BBB: 10 10 10 11 (one cross up at 11: buy 10 @ 11, fee 0.11), then held.
+    //   tick 4: fast 3 > slow 2.667: buy 10 at the ask 5.01, fee 10*5.01*10bp = 0.0501
+    //   tick 6: fast 3.5 < slow 4: sell 10 at the bid 0.99, fee 0.0099;
+    //           realized (0.99 - 5.01) * 10 = -40.2
+    // BBB: 10 10 10 11 (one cross up at 11: buy 10 @ 11.01, fee 0.1101), then held.
     let p = producer(&bs);
     let mut msgs = Vec::new();
     for (i, px) in ["3", "2", "1", "5", "6", "1"].iter().enumerate() {
@@ -80,9 +85,17 @@ async fn crossover_trades_exactly_as_worked_out_by_hand() {
     assert_eq!(aaa[0]["reason"]["fast"], 3.0);
     assert_eq!(by_field(&signals, "symbol", "BBB").len(), 1);
 
-    // Orders: new + filled for each of three orders.
-    assert_eq!(orders.len(), 6, "{orders:?}");
-    assert_eq!(by_field(&orders, "status", "filled").len(), 3);
+    // Orders: new, accepted, filled for each of three market orders.
+    assert_eq!(orders.len(), 9, "{orders:?}");
+    for status in ["new", "accepted", "filled"] {
+        assert_eq!(by_field(&orders, "status", status).len(), 3, "{status}");
+    }
+    let filled: Vec<_> = by_field(&orders, "status", "filled")
+        .into_iter()
+        .filter(|o| o["symbol"] == "AAA")
+        .collect();
+    assert_eq!(filled[0]["avg_price"], "5.01");
+    assert_eq!(filled[0]["leaves_qty"], "0");
 
     // Fills, exactly.
     let fa = by_field(&fills, "symbol", "AAA");
@@ -94,7 +107,7 @@ async fn crossover_trades_exactly_as_worked_out_by_hand() {
             fa[0]["price"].as_str(),
             fa[0]["fee"].as_str()
         ),
-        (Some("buy"), Some("10"), Some("5"), Some("0.05"))
+        (Some("buy"), Some("10"), Some("5.01"), Some("0.0501"))
     );
     assert_eq!(
         (
@@ -103,7 +116,7 @@ async fn crossover_trades_exactly_as_worked_out_by_hand() {
             fa[1]["price"].as_str(),
             fa[1]["fee"].as_str()
         ),
-        (Some("sell"), Some("10"), Some("1"), Some("0.01"))
+        (Some("sell"), Some("10"), Some("0.99"), Some("0.0099"))
     );
     let fb = by_field(&fills, "symbol", "BBB");
     assert_eq!(fb.len(), 1);
@@ -113,22 +126,27 @@ async fn crossover_trades_exactly_as_worked_out_by_hand() {
             fb[0]["price"].as_str(),
             fb[0]["fee"].as_str()
         ),
-        (Some("10"), Some("11"), Some("0.11"))
+        (Some("10"), Some("11.01"), Some("0.1101"))
     );
 
-    // P&L after the last AAA fill: flat, realized -40, fees 0.06.
+    // Slippage against the best ask at arrival: none (one level deep).
+    assert_eq!(fa[0]["slippage"], "0");
+    assert_eq!(fa[0]["liquidity"], "taker");
+
+    // P&L after the last AAA fill: flat, realized -40.2, fees 0.06.
     let last_aaa = by_field(&pnl, "symbol", "AAA").pop().unwrap().clone();
     assert_eq!(last_aaa["position"], "0");
-    assert_eq!(last_aaa["realized"], "-40");
-    assert_eq!(last_aaa["fees"], "0.06");
+    assert_eq!(last_aaa["realized"], "-40.20");
+    assert_eq!(last_aaa["fees"], "0.0600");
 
-    // The account: 100000 - 50 - 0.05 + 10 - 0.01 - 110 - 0.11 = 99849.83 cash,
-    // plus 10 BBB at 11 = 99959.83 equity.
+    // The account: 100000 - 50.1 - 0.0501 + 9.9 - 0.0099 - 110.1 - 0.1101
+    // = 99849.5299 cash, plus 10 BBB marked at 11.01 (a fill marks the position
+    // at its price until the next trade) = 99959.6299 equity.
     let s = &summary.strategies[0];
-    assert_eq!(s.cash.to_string(), "99849.83");
-    assert_eq!(s.equity.to_string(), "99959.83");
-    assert_eq!(s.realized.to_string(), "-40");
-    assert_eq!(s.fees.to_string(), "0.17");
+    assert_eq!(s.cash.normalize().to_string(), "99849.5299");
+    assert_eq!(s.equity.normalize().to_string(), "99959.6299");
+    assert_eq!(s.realized.normalize().to_string(), "-40.2");
+    assert_eq!(s.fees.normalize().to_string(), "0.1701");
     assert_eq!(s.symbols["AAA"].counts.fills, 2);
     assert_eq!(s.symbols["BBB"].position.to_string(), "10");
     assert_eq!(summary.inputs.total_processed(), 10);
@@ -157,7 +175,10 @@ notional = "1000"
     let cfg = config(
         dir.path(),
         &bs,
-        "[engine]\npnl_every_ticks = 1\nmax_batch = 1\n",
+        &format!(
+            "[engine]\npnl_every_ticks = 1\nmax_batch = 1\n{}",
+            exact_venue("0")
+        ),
         &[strat],
     );
     let p = producer(&bs);
@@ -177,7 +198,8 @@ notional = "1000"
     // A price first, and wait until the engine has seen it (its P&L snapshot).
     produce(&p, "live_prices", &[tick("NWS", 1_000, "20", "5")]).await;
     wait_for(&bs, "pnl", 1).await;
-    // Neutral, then good news: smoothed sentiment crosses 0.3: buy 1000/20 = 50.
+    // Neutral, then good news: smoothed sentiment crosses 0.3: buy 1000/20 = 50
+    // at the synthesized ask 20.01.
     produce(
         &p,
         "news_sentiment",
@@ -185,7 +207,8 @@ notional = "1000"
     )
     .await;
     wait_for(&bs, "fills", 1).await;
-    // The price moves to 22, bad news: sell 50 @ 22, realized (22-20)*50 = 100.
+    // The price moves to 22, bad news: sell 50 at the bid 21.99, realized
+    // (21.99 - 20.01) * 50 = 99.
     produce(&p, "live_prices", &[tick("NWS", 4_000, "22", "5")]).await;
     wait_for(&bs, "pnl", 3).await;
     produce(&p, "news_sentiment", &[sentiment(5_000, -0.6)]).await;
@@ -199,7 +222,7 @@ notional = "1000"
             fills[0]["qty"].as_str(),
             fills[0]["price"].as_str()
         ),
-        (Some("buy"), Some("50"), Some("20"))
+        (Some("buy"), Some("50"), Some("20.01"))
     );
     assert_eq!(
         (
@@ -207,13 +230,13 @@ notional = "1000"
             fills[1]["qty"].as_str(),
             fills[1]["price"].as_str()
         ),
-        (Some("sell"), Some("50"), Some("22"))
+        (Some("sell"), Some("50"), Some("21.99"))
     );
     let signals = read_json(&bs, "signals");
     assert_eq!(signals[0]["reason"]["sentiment"], 0.6);
     let s = &summary.strategies[0];
-    assert_eq!(s.realized.to_string(), "100");
-    assert_eq!(s.equity.to_string(), "100100");
+    assert_eq!(s.realized.normalize().to_string(), "99");
+    assert_eq!(s.equity.normalize().to_string(), "100099");
     assert_eq!(s.symbols["NWS"].counts.sentiment, 3);
 }
 
@@ -245,7 +268,12 @@ async fn mixed_valid_and_invalid_input_every_message_accounted_for() {
     let cfg = config(
         dir.path(),
         &bs,
-        "[input]\nsymbols = [\"AAA\", \"BBB\"]\nmax_out_of_order = \"10s\"\n[engine]\npnl_every_ticks = 1\nmax_batch = 7\n",
+        // No latency: every fill happens on the tick that caused it, so there is
+        // one P&L snapshot per valid tick.
+        &format!(
+            "[input]\nsymbols = [\"AAA\", \"BBB\"]\nmax_out_of_order = \"10s\"\n[engine]\npnl_every_ticks = 1\nmax_batch = 7\n{}",
+            exact_venue("10")
+        ),
         &[CROSS],
     );
     let p = producer(&bs);

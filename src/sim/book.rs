@@ -25,11 +25,12 @@
 //! # Synthesized book (a model)
 //! When a symbol has trades but no depth messages, [`Book::synthesize`] builds a
 //! book around the last trade price `p` (in ticks) from [`SynthBook`]: with a spread
-//! of `s` ticks (at least 1; from `spread = { bps = .. }` it is
+//! of `s` ticks (at least 1; from `spread = "X bps"` it is
 //! `ceil(p * bps / 10_000)` ticks), the best bid is `p - floor(s / 2)` and the best
 //! ask is `best bid + s`; `levels` levels on each side, one tick apart, level `i`
 //! (from 0) holding `depth * decay^i`, rounded down to the lot size (empty levels
-//! are left out). Each trade rebuilds it, which counts as a book update.
+//! are left out). Each trade rebuilds it after the trade has been matched against
+//! resting orders; a rebuild does not move resting orders' queue positions.
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -120,14 +121,47 @@ impl InstrumentConfig {
     }
 }
 
-/// Spread of the synthesized book.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// Spread of the synthesized book, written `"2 ticks"` or `"3 bps"` (a string,
+/// so that a config layer replaces the default's value instead of merging into it).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Spread {
     /// A fixed number of ticks (at least 1).
     Ticks(i64),
     /// Basis points of the last trade price, rounded up to whole ticks (at least 1).
     Bps(Decimal),
+}
+
+impl std::str::FromStr for Spread {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| c.is_ascii_alphabetic())
+            .ok_or_else(|| format!("spread {s:?} has no unit: write \"2 ticks\" or \"3 bps\""))?;
+        let (num, unit) = t.split_at(split);
+        let num = num.trim();
+        match unit {
+            "tick" | "ticks" => num
+                .parse()
+                .map(Spread::Ticks)
+                .map_err(|_| format!("spread {s:?}: ticks must be a whole number")),
+            "bps" | "bp" => num
+                .parse()
+                .map(Spread::Bps)
+                .map_err(|_| format!("spread {s:?}: bps must be a number")),
+            _ => Err(format!(
+                "spread {s:?} has unknown unit {unit:?}: write \"2 ticks\" or \"3 bps\""
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Spread {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The model of a book synthesized around the last trade (see the module docs).
@@ -488,10 +522,17 @@ mod tests {
     #[test]
     fn instrument_config_denies_unknown_fields() {
         let ok: InstrumentConfig = toml::from_str(
-            "tick_size = 0.01\nlot_size = 1\ntaker_fee_bps = 5\n[synth]\nspread = { bps = 3 }\nlevels = 2\n",
+            "tick_size = 0.01\nlot_size = 1\ntaker_fee_bps = 5\n[synth]\nspread = \"3 bps\"\nlevels = 2\n",
         )
         .unwrap();
         assert_eq!(ok.synth.spread, Spread::Bps(d("3")));
+        assert_eq!("2 ticks".parse::<Spread>(), Ok(Spread::Ticks(2)));
+        assert_eq!("1tick".parse::<Spread>(), Ok(Spread::Ticks(1)));
+        assert!("2".parse::<Spread>().unwrap_err().contains("no unit"));
+        assert!("2 pips"
+            .parse::<Spread>()
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(
             toml::from_str::<InstrumentConfig>("tick_size = 0.01\nlot_size = 1\ntick = 1\n")
                 .is_err()

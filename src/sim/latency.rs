@@ -9,7 +9,7 @@ use super::order::Order;
 use crate::domain::Ts;
 
 /// Entry latency of orders and cancels, in event time.
-pub trait LatencyModel {
+pub trait LatencyModel: Send {
     /// When an order submitted at `ts` reaches the venue (`>= ts`).
     fn entry(&mut self, ts: Ts, order: &Order) -> Ts;
     /// When a cancel of `order_id` sent at `ts` reaches the venue (`>= ts`).

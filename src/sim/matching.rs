@@ -22,7 +22,8 @@
 //!   trade's size is left over fills the order (at most its remaining quantity);
 //! - a depth update that shrinks the level caps the queue ahead at the new size
 //!   plus our own earlier orders there (cancels are taken to be ahead of us;
-//!   growth goes behind us);
+//!   growth goes behind us); a synthesized book's rebuild is not a depth update
+//!   (its levels are a model): there only trades move the queue;
 //! - a trade **through** the level (below a resting buy, above a resting sell)
 //!   fills the whole remainder at the order's limit price.
 //!
@@ -54,7 +55,7 @@ use super::order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
 use crate::domain::{BookUpdate, Side, Ts, NANOS_PER_SEC};
 
 /// How the queue ahead of a resting order is consumed.
-pub trait QueueModel {
+pub trait QueueModel: Send {
     /// A trade of `trade_qty` printed at the order's price. Update `queue_ahead`
     /// and return the quantity of the order filled (at most `leaves`).
     fn trade(&self, queue_ahead: &mut Decimal, trade_qty: Decimal, leaves: Decimal) -> Decimal;
@@ -220,11 +221,10 @@ impl Venue {
         out: &mut Vec<SimEvent>,
     ) {
         self.last_trade = Some(price);
-        if self.cfg.synth.enabled && !self.book.observed() {
-            self.book
-                .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
-            self.requeue(q);
-        }
+        // The trade printed against the book as it was: resting orders fill
+        // first. Only then does a synthesized book move to the new price (its
+        // levels are a model, not observed cancels: queue positions keep what
+        // trades left of them), and stops trigger into it.
         let mut resting = std::mem::take(&mut self.resting);
         for w in &mut resting {
             let t = w.limit.expect("resting orders have a limit");
@@ -246,6 +246,10 @@ impl Venue {
         }
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
+        if self.cfg.synth.enabled && !self.book.observed() {
+            self.book
+                .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
+        }
 
         let (triggered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stops)
             .into_iter()

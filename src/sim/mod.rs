@@ -195,6 +195,71 @@ impl Simulator {
         self.step(ts, true, out);
     }
 
+    /// Event time has passed up to `ts` (exclusive): execute the requests that
+    /// arrived before it. A market event at `ts` may still follow and is applied
+    /// before requests arriving at `ts`.
+    pub fn catch_up(&mut self, ts: Ts, out: &mut Vec<SimEvent>) {
+        self.step(ts, false, out);
+    }
+
+    /// True when trading is halted (kill switch).
+    pub fn is_halted(&self) -> bool {
+        self.risk.is_halted()
+    }
+
+    /// Kill switch: cancel every open order, send a market order (immediate or
+    /// cancel, past the risk checks) that closes each open position, and halt:
+    /// every later order is rejected. Order ids are `{id_prefix}:{symbol}`.
+    /// Called again while halted, it sends new closing orders for what is still
+    /// open (a thin book may close a position over several calls).
+    pub fn flatten_and_halt(&mut self, ts: Ts, id_prefix: &str, out: &mut Vec<SimEvent>) {
+        self.step(ts, true, out);
+        self.risk.halt();
+        let at = self.latency.cancel(ts, "*").max(ts);
+        self.enqueue(at, Action::CancelAll(None));
+        let open: Vec<(String, Decimal)> = self
+            .account
+            .positions
+            .iter()
+            .filter(|(s, p)| !p.qty.is_zero() && self.venues.contains_key(*s))
+            .map(|(s, p)| (s.clone(), p.qty))
+            .collect();
+        for (symbol, qty) in open {
+            let lot = self.venues[&symbol].cfg.lot_size;
+            let abs = (qty.abs() / lot).floor() * lot;
+            if abs.is_zero() {
+                continue;
+            }
+            let side = if qty > Decimal::ZERO {
+                Side::Sell
+            } else {
+                Side::Buy
+            };
+            let order = Order::market(&format!("{id_prefix}:{symbol}"), &symbol, side, abs);
+            out.push(SimEvent {
+                ts,
+                order_id: order.id.clone(),
+                symbol: symbol.clone(),
+                kind: EventKind::New,
+            });
+            if self.ids.contains_key(&order.id) {
+                out.push(SimEvent {
+                    ts,
+                    order_id: order.id.clone(),
+                    symbol,
+                    kind: EventKind::Rejected {
+                        reason: format!("duplicate order id {:?}", order.id),
+                    },
+                });
+                continue;
+            }
+            self.ids.insert(order.id.clone(), symbol);
+            let at = self.latency.entry(ts, &order).max(ts);
+            self.enqueue(at, Action::Submit(order));
+        }
+        self.step(ts, true, out);
+    }
+
     /// Submit an order at event time `ts` (see the module docs for what follows).
     pub fn submit(&mut self, ts: Ts, order: Order, out: &mut Vec<SimEvent>) {
         self.step(ts, true, out);

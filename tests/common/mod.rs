@@ -151,6 +151,18 @@ pub fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i3
         .sum()
 }
 
+/// A venue whose fills can be worked out by hand: no latency, tick 0.01, a
+/// synthesized book two ticks wide (best bid one tick under the last trade, best
+/// ask one over) and so deep that no order walks past the best level, and a
+/// taker fee of `fee_bps`.
+pub fn exact_venue(fee_bps: &str) -> String {
+    format!(
+        "[venue]\nlatency = \"0ms\"\n[venue.default]\ntick_size = \"0.01\"\nlot_size = \"1\"\n\
+         taker_fee_bps = {fee_bps:?}\n[venue.default.synth]\nspread = \"2 ticks\"\n\
+         depth = \"1000000\"\n"
+    )
+}
+
 /// Write strategy files and an application config into `dir` and load them the
 /// way the binary does.
 pub fn config(dir: &Path, bootstrap: &str, app_extra: &str, strategies: &[&str]) -> Loaded {

@@ -1,0 +1,268 @@
+//! The engine's use of the simulated venue, without Kafka: resting limit
+//! orders, risk rejections as order events, and the drawdown kill switch, each
+//! worked out by hand.
+
+use papertrader::config::{self, Loaded};
+use papertrader::domain::Origin;
+use papertrader::engine::{Engine, Output};
+use papertrader::wire::InputKind;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+const T: i64 = 1_700_000_000_000;
+
+fn load(venue: &str, strategy: &str) -> Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.toml");
+    std::fs::write(&s, strategy).unwrap();
+    let app = dir.path().join("app.toml");
+    std::fs::write(
+        &app,
+        format!(
+            "strategies = [{:?}]\n[engine]\npnl_every_ticks = 0\n{venue}",
+            s.display().to_string()
+        ),
+    )
+    .unwrap();
+    config::load_with_env(Some(&app), &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Run {
+    engine: Engine,
+    out: Vec<Output>,
+    offset: i64,
+}
+
+impl Run {
+    fn new(cfg: &Loaded) -> Self {
+        Run {
+            engine: Engine::new(cfg),
+            out: Vec::new(),
+            offset: 0,
+        }
+    }
+
+    fn send(&mut self, kind: InputKind, json: String) {
+        let origin = Origin {
+            topic: "in".into(),
+            partition: 0,
+            offset: self.offset,
+        };
+        self.offset += 1;
+        self.engine
+            .on_message(kind, &origin, None, json.as_bytes(), &mut self.out);
+    }
+
+    fn tick(&mut self, s: i64, price: &str, size: &str) {
+        self.send(
+            InputKind::Prices,
+            format!(
+                r#"{{"symbol":"XYZ","ts":{},"price":"{price}","size":"{size}"}}"#,
+                T + s * 1000
+            ),
+        );
+    }
+
+    fn orders(&self) -> Vec<(String, String, Option<String>)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Order(m) => {
+                    Some((m.order_id.clone(), m.status.to_string(), m.reason.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fills(&self) -> Vec<(String, Decimal, Decimal, &'static str)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Fill(f) => {
+                    Some((f.order_id.clone(), f.qty, f.price.normalize(), f.liquidity))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap().normalize()
+}
+
+const NO_LATENCY: &str = "[venue]\nlatency = \"0ms\"\n[venue.default]\ntick_size = \"0.01\"\n\
+                          taker_fee_bps = \"0\"\n[venue.default.synth]\nspread = \"2 ticks\"\n\
+                          levels = 1\ndepth = \"100\"\n";
+
+#[test]
+fn limit_orders_rest_in_the_queue_and_fill_as_maker() {
+    // Limit buys join the best bid. The synthesized book around 10.5 has its
+    // best bid at 10.49 with 100 ahead of us.
+    let cfg = load(
+        NO_LATENCY,
+        r#"
+name = "maker"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 5
+[sizing]
+mode = "fixed_quantity"
+quantity = "50"
+[orders]
+type = "limit"
+tif = "gtc"
+"#,
+    );
+    let mut r = Run::new(&cfg);
+    // SMA(2) vs SMA(5): 10 10 10 10 9.9 puts fast below slow, 10.5 crosses up
+    // (10.2 > 10.08): a buy limit of 50 at the bid 10.49. The ticks after it
+    // keep fast above slow (10.495 > 10.178, 10.49 > 10.276, 10.445 > 10.356).
+    for (s, px) in [
+        (1, "10"),
+        (2, "10"),
+        (3, "10"),
+        (4, "10"),
+        (5, "9.9"),
+        (6, "10.5"),
+    ] {
+        r.tick(s, px, "1");
+    }
+    let id = "maker:XYZ:in-0-5:o";
+    assert_eq!(
+        r.orders(),
+        [
+            (id.into(), "new".into(), None),
+            (id.into(), "accepted".into(), None)
+        ]
+    );
+    // A trade at our price of 60 leaves 40 of the 100 ahead of us. (Each trade
+    // also rebuilds the synthesized book around it; our order keeps its place:
+    // only trades move a queue in a synthesized book.)
+    r.tick(7, "10.49", "60");
+    assert!(r.fills().is_empty());
+    // 70 more at 10.49: 40 drain the queue, 30 fill us (partially).
+    r.tick(8, "10.49", "70");
+    // A trade through our price (below it) fills the remaining 20 at our limit.
+    r.tick(9, "10.40", "1");
+    assert_eq!(
+        r.fills(),
+        [
+            (id.to_string(), d("30"), d("10.49"), "maker"),
+            (id.to_string(), d("20"), d("10.49"), "maker"),
+        ]
+    );
+    let statuses: Vec<String> = r.orders().into_iter().map(|o| o.1).collect();
+    assert_eq!(statuses, ["new", "accepted", "partially_filled", "filled"]);
+}
+
+#[test]
+fn risk_rejections_are_order_events_with_their_reason() {
+    let cfg = load(
+        NO_LATENCY,
+        r#"
+name = "capped"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 3
+[sizing]
+mode = "fixed_quantity"
+quantity = "50"
+[risk]
+max_order_qty = "40"
+"#,
+    );
+    let mut r = Run::new(&cfg);
+    for (s, px) in [(1, "10"), (2, "10"), (3, "9.9"), (4, "10.5")] {
+        r.tick(s, px, "1");
+    }
+    let o = r.orders();
+    assert_eq!(o.len(), 2, "{o:?}");
+    assert_eq!(o[1].1, "rejected");
+    assert_eq!(
+        o[1].2.as_deref(),
+        Some("risk: order qty 50 exceeds max_order_qty 40")
+    );
+    assert!(r.fills().is_empty());
+    assert_eq!(
+        r.engine.summary().strategies[0].symbols["XYZ"]
+            .counts
+            .rejected,
+        1
+    );
+}
+
+#[test]
+fn kill_switch_flattens_and_halts_at_the_drawdown_limit() {
+    let cfg = load(
+        NO_LATENCY,
+        r#"
+name = "risky"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 3
+[account]
+starting_cash = "10000"
+[sizing]
+mode = "fixed_quantity"
+quantity = "100"
+[risk]
+max_drawdown = "0.05"
+"#,
+    );
+    let mut r = Run::new(&cfg);
+    // Buy 100 at the ask 10.51 (the book around 10.5, one level of 100).
+    for (s, px) in [(1, "10"), (2, "10"), (3, "9.9"), (4, "10.5")] {
+        r.tick(s, px, "1");
+    }
+    assert_eq!(
+        r.fills(),
+        [(
+            "risky:XYZ:in-0-3:o".to_string(),
+            d("100"),
+            d("10.51"),
+            "taker"
+        )]
+    );
+    // Peak equity was 10000 (the fill costs 1 of spread: 9999 after it). At 10
+    // the position is worth 1000: equity 10000 - 1051 + 1000 = 9949, a 0.51%
+    // drawdown: nothing. At 5: 10000 - 1051 + 500 = 9449, 5.51% below the
+    // 10000 peak: before the rule sees the tick (it would sell too), the kill
+    // switch sells 100 at the bid 4.99 and halts.
+    r.tick(5, "10", "1");
+    assert_eq!(r.fills().len(), 1);
+    r.tick(6, "5", "1");
+    let fills = r.fills();
+    assert_eq!(fills.len(), 2, "{fills:?}");
+    assert_eq!(
+        fills[1],
+        (
+            "risky:kill:in-0-5:XYZ".to_string(),
+            d("100"),
+            d("4.99"),
+            "taker"
+        )
+    );
+    let s = r.engine.summary();
+    assert!(s.strategies[0].symbols["XYZ"].position.is_zero());
+    // Later signals are published, their orders rejected: 5 5 then 8 crosses up.
+    let before = r.orders().len();
+    for (s, px) in [(7, "5"), (8, "5"), (9, "4"), (10, "8")] {
+        r.tick(s, px, "1");
+    }
+    let later = &r.orders()[before..];
+    assert!(!later.is_empty());
+    assert_eq!(later.last().unwrap().1, "rejected");
+    assert_eq!(
+        later.last().unwrap().2.as_deref(),
+        Some("risk: trading halted (kill switch)")
+    );
+    assert_eq!(r.fills().len(), 2);
+}
