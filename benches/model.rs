@@ -20,6 +20,12 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("{name}: score one row"), |b| {
             b.iter(|| m.score(std::hint::black_box(&row)).unwrap())
         });
+        let shared = std::sync::Arc::new(model::load(&spec).unwrap());
+        let mut scorer = shared.scorer().unwrap();
+        c.bench_function(
+            &format!("{name}: scorer (one-row plan, reused state)"),
+            |b| b.iter(|| scorer.score(std::hint::black_box(&row)).unwrap()),
+        );
         let rows: Vec<&[f64]> = r.features.iter().take(2).map(Vec::as_slice).collect();
         c.bench_function(&format!("{name}: score a batch of 2 rows"), |b| {
             b.iter(|| m.score_batch(std::hint::black_box(&rows)).unwrap())

@@ -159,7 +159,7 @@ fn models_check(dir: &std::path::Path) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for spec_path in &files {
         let m = match model::load(spec_path) {
-            Ok(m) => m,
+            Ok(m) => std::sync::Arc::new(m),
             Err(e) => {
                 print_out(&format!("{}: FAILED to load\n  {e}\n", spec_path.display()));
                 failed.push(spec_path.display().to_string());
@@ -204,10 +204,10 @@ fn models_check(dir: &std::path::Path) -> anyhow::Result<()> {
                 if !p.ok() {
                     failed.push(spec_path.display().to_string());
                 }
-                if let Some(row) = r.features.first() {
-                    let per_event = model::time_per_event(&m, row, 20_000);
+                if let (Some(row), Ok(mut scorer)) = (r.features.first(), m.scorer()) {
+                    let per_event = model::time_per_event(&mut scorer, row, 20_000);
                     print_out(&format!(
-                        "  latency: {:.2} us per event (single-row score, mean of 20000)",
+                        "  latency: {:.2} us per event (per-event scorer, mean of 20000 runs)",
                         per_event.as_secs_f64() * 1e6
                     ));
                 }

@@ -184,7 +184,10 @@ pub struct Model {
     pub input_fact: String,
     /// The graph's output shape as tract reads it.
     pub output_fact: String,
+    /// The plan for any number of rows (the batch dim stays symbolic).
     plan: Arc<TypedSimplePlan>,
+    /// The plan for exactly one row (batch dim fixed to 1), for per-event scoring.
+    plan_one: Arc<TypedSimplePlan>,
 }
 
 /// The name, version and file of a model, for signals.
@@ -443,6 +446,14 @@ pub fn load(spec_path: &Path) -> Result<Model, ModelError> {
         .map_err(|e| tract_err("tract cannot optimize the graph", e))?
         .into_runnable()
         .map_err(|e| tract_err("tract cannot plan the graph", e))?;
+    // The same graph with the batch dim fixed to 1: the optimizer can then
+    // drop the symbolic-shape work that a per-event run would repeat.
+    let plan_one = tract_onnx::onnx()
+        .model_for_read(&mut bytes.as_slice())
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, spec.features.len()]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| tract_err("tract cannot plan the graph for one row", e))?;
     Ok(Model {
         spec,
         spec_path: spec_path.to_path_buf(),
@@ -451,6 +462,7 @@ pub fn load(spec_path: &Path) -> Result<Model, ModelError> {
         input_fact,
         output_fact,
         plan,
+        plan_one,
     })
 }
 
@@ -551,6 +563,20 @@ impl Model {
         Ok(self.run_prepared(&input, 1)?[0])
     }
 
+    /// A per-event scorer that keeps its tract state and buffers between
+    /// events (one per strategy instance).
+    ///
+    /// # Errors
+    /// tract cannot set up the state.
+    pub fn scorer(self: &Arc<Self>) -> Result<Scorer, ModelError> {
+        let state = self.plan_one.spawn().map_err(|e| self.run_err(e))?;
+        Ok(Scorer {
+            model: self.clone(),
+            state,
+            input: Vec::with_capacity(self.n_features()),
+        })
+    }
+
     /// Score several events at once (for example one row per symbol).
     ///
     /// # Errors
@@ -568,6 +594,50 @@ impl Model {
         match self.spec.output.semantics {
             OutputSemantics::ProbabilityUp => (2.0 * output - 1.0).clamp(-1.0, 1.0),
         }
+    }
+}
+
+/// Scores one event at a time with a reused tract state ([`Model::scorer`]).
+#[derive(Debug)]
+pub struct Scorer {
+    model: Arc<Model>,
+    state: TypedSimpleState,
+    input: Vec<f32>,
+}
+
+impl Scorer {
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Raw feature values in spec order -> the model output; the same value
+    /// as [`Model::score`].
+    ///
+    /// # Errors
+    /// A row of the wrong length, or tract fails.
+    pub fn score(&mut self, raw: &[f64]) -> Result<f64, ModelError> {
+        let n = self.model.n_features();
+        if raw.len() != n {
+            return Err(ModelError::new(
+                self.model.onnx_path.display().to_string(),
+                format!("{} feature values, the model takes {n}", raw.len()),
+                "pass one value per feature of the spec",
+            ));
+        }
+        self.input.clear();
+        self.model.prepare(raw, &mut self.input);
+        let tensor = Tensor::from_shape(&[1, n], &self.input).map_err(|e| self.model.run_err(e))?;
+        let out = self
+            .state
+            .run(tvec!(tensor.into()))
+            .map_err(|e| self.model.run_err(e))?;
+        let view = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| self.model.run_err(e))?;
+        view.iter()
+            .next()
+            .map(|&v| v as f64)
+            .ok_or_else(|| self.model.run_err(anyhow::anyhow!("empty output")))
     }
 }
 
@@ -621,7 +691,8 @@ pub fn read_reference(path: &Path) -> Result<Reference, ModelError> {
 #[derive(Debug, Clone)]
 pub struct Parity {
     pub rows: usize,
-    /// Largest |tract - onnxruntime| over every output.
+    /// Largest |tract - onnxruntime| over every output, batch plan (all rows
+    /// in one run) and per-event scorer (one row at a time) alike.
     pub max_abs_diff: f64,
     /// Largest |papertrader's normalization - the reference inputs|.
     pub max_input_diff: f64,
@@ -635,11 +706,12 @@ impl Parity {
     }
 }
 
-/// Run the model on the reference inputs (one batch) and compare.
+/// Run the model on the reference inputs (one batch, then row by row through a
+/// [`Scorer`] from the raw features) and compare.
 ///
 /// # Errors
 /// Inference fails, or the reference rows do not fit the model.
-pub fn parity(model: &Model, reference: &Reference) -> Result<Parity, ModelError> {
+pub fn parity(model: &Arc<Model>, reference: &Reference) -> Result<Parity, ModelError> {
     let n = model.n_features();
     let mut input = Vec::new();
     let mut max_input_diff = 0f64;
@@ -668,7 +740,7 @@ pub fn parity(model: &Model, reference: &Reference) -> Result<Parity, ModelError
         .collect();
     let got = model.run_prepared(&exact, reference.inputs.len())?;
     let want: Vec<f64> = reference.outputs.iter().flatten().copied().collect();
-    let max_abs_diff = if got.len() == want.len() {
+    let mut max_abs_diff = if got.len() == want.len() {
         got.iter()
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
@@ -676,6 +748,12 @@ pub fn parity(model: &Model, reference: &Reference) -> Result<Parity, ModelError
     } else {
         f64::INFINITY
     };
+    let mut scorer = model.scorer()?;
+    for (raw, want) in reference.features.iter().zip(&reference.outputs) {
+        let got = scorer.score(raw)?;
+        let d = want.first().map_or(f64::INFINITY, |w| (got - w).abs());
+        max_abs_diff = max_abs_diff.max(d);
+    }
     Ok(Parity {
         rows: reference.inputs.len(),
         max_abs_diff,
@@ -684,11 +762,12 @@ pub fn parity(model: &Model, reference: &Reference) -> Result<Parity, ModelError
     })
 }
 
-/// Mean wall time of one single-row [`Model::score`] over `iterations` runs.
-pub fn time_per_event(model: &Model, row: &[f64], iterations: u32) -> std::time::Duration {
+/// Mean wall time of one per-event score ([`Scorer::score`], as the `model`
+/// strategy scores) over `iterations` runs.
+pub fn time_per_event(scorer: &mut Scorer, row: &[f64], iterations: u32) -> std::time::Duration {
     let started = std::time::Instant::now();
     for _ in 0..iterations {
-        let _ = std::hint::black_box(model.score(std::hint::black_box(row)));
+        let _ = std::hint::black_box(scorer.score(std::hint::black_box(row)));
     }
     started.elapsed() / iterations.max(1)
 }

@@ -25,7 +25,7 @@ use crate::config::{
 use crate::domain::{Sentiment, Side, Tick, Ts};
 use crate::features::FeaturePipeline;
 use crate::indicators::{Bollinger, Ema, Rsi, Sma, TimeEma, TimeSma};
-use crate::model::{self, Model, ModelError, ModelInfo};
+use crate::model::{self, Model, ModelError, ModelInfo, Scorer};
 
 /// What a strategy wants, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,7 +344,7 @@ impl ScoreZone {
 
 /// A model over a feature pipeline: the slots of its features, in input order.
 struct ScoredModel {
-    model: Arc<Model>,
+    scorer: Scorer,
     slots: Vec<usize>,
 }
 
@@ -352,18 +352,25 @@ impl ScoredModel {
     fn new(path: &str, features: &mut FeaturePipeline) -> Result<Self, ModelError> {
         let model = model::load_shared(Path::new(path))?;
         let slots = features.register_all(&model.spec.features);
-        Ok(ScoredModel { model, slots })
+        Ok(ScoredModel {
+            scorer: model.scorer()?,
+            slots,
+        })
+    }
+
+    fn model(&self) -> &Arc<Model> {
+        self.scorer.model()
     }
 
     /// The model output once every feature is warm (`row` is scratch space).
-    fn score(&self, features: &FeaturePipeline, row: &mut Vec<f64>) -> Option<f64> {
+    fn score(&mut self, features: &FeaturePipeline, row: &mut Vec<f64>) -> Option<f64> {
         if !features.gather(&self.slots, row) {
             return None;
         }
-        match self.model.score(row) {
+        match self.scorer.score(row) {
             Ok(v) => Some(v),
             Err(e) => {
-                tracing::warn!(model = %self.model.spec.name, "{e}");
+                tracing::warn!(model = %self.model().spec.name, "{e}");
                 None
             }
         }
@@ -386,7 +393,7 @@ impl ModelStrategy {
     fn new(rule: &ModelRule) -> Result<Self, ModelError> {
         let mut features = FeaturePipeline::new();
         let scored = ScoredModel::new(&rule.model, &mut features)?;
-        let signal = scored.model.spec.signal;
+        let signal = scored.model().spec.signal;
         Ok(ModelStrategy {
             buy_above: rule.buy_above.unwrap_or(signal.buy_above),
             sell_below: rule.sell_below.unwrap_or(signal.sell_below),
@@ -408,7 +415,7 @@ impl Strategy for ModelStrategy {
         let output = self.scored.score(&self.features, &mut self.row)?;
         let zone = ScoreZone::of(output, self.buy_above, self.sell_below);
         let side = zone.entered(self.zone.replace(zone))?;
-        let m = &self.scored.model;
+        let m = self.scored.model();
         let mut reason: BTreeMap<String, f64> = self
             .scored
             .slots
@@ -467,7 +474,7 @@ impl Ensemble {
             let voter = match (&m.model, &m.rule) {
                 (Some(path), _) => {
                     let scored = ScoredModel::new(path, &mut features)?;
-                    names.push(format!("member_{i}_{}", scored.model.spec.name));
+                    names.push(format!("member_{i}_{}", scored.model().spec.name));
                     Voter::Model(scored)
                 }
                 (None, Some(rule)) => {
@@ -507,7 +514,7 @@ impl Strategy for Ensemble {
         for (_, voter) in &mut self.voters {
             match voter {
                 Voter::Model(m) => match m.score(&self.features, &mut self.row) {
-                    Some(out) => scores.push(m.model.strength(out)),
+                    Some(out) => scores.push(m.model().strength(out)),
                     None => {
                         warm = false;
                         scores.push(0.0);

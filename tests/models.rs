@@ -37,7 +37,7 @@ fn both_bundled_models_are_present() {
 #[test]
 fn tract_matches_onnxruntime_on_every_model() {
     for spec in model_specs() {
-        let m = model::load(&spec).unwrap();
+        let m = std::sync::Arc::new(model::load(&spec).unwrap());
         let r = model::read_reference(&model::reference_path(&spec)).unwrap();
         assert!(r.inputs.len() >= 32, "{}", spec.display());
         // The version is the sha256 of the graph file, and the reference was made with it.
@@ -63,6 +63,17 @@ fn tract_matches_onnxruntime_on_every_model() {
             max_diff = max_diff.max((got[0] - want[0]).abs());
         }
         assert!(max_diff <= 1e-5, "{}: max diff {max_diff}", spec.display());
+
+        // The per-event scorer (one-row plan, reused state) on the raw features.
+        let shared = std::sync::Arc::new(model::load(&spec).unwrap());
+        let mut scorer = shared.scorer().unwrap();
+        for (raw, want) in r.features.iter().zip(&r.outputs) {
+            let got = scorer.score(raw).unwrap();
+            assert!((got - want[0]).abs() <= 1e-5, "{got} vs {}", want[0]);
+            // The batch plan may sum in another order: f32 rounding apart.
+            assert!((got - shared.score(raw).unwrap()).abs() <= 1e-6);
+        }
+        assert!(scorer.score(&r.features[0][1..]).is_err());
 
         // The batch path gives the same outputs, and the library's parity agrees.
         let p = model::parity(&m, &r).unwrap();
@@ -318,6 +329,8 @@ fn the_model_strategy_buys_and_sells_on_a_stream() {
     let spec = root().join("models/trend_sentiment.toml");
     let m: std::sync::Arc<Model> = model::load_shared(&spec).unwrap();
     let ds = decisions(&model_rule(&spec, None, None));
+    // Score as the strategy does: the per-event scorer.
+    let mut sc = m.scorer().unwrap();
     let buys = ds.iter().filter(|(_, d)| d.side == Side::Buy).count();
     let sells = ds.iter().filter(|(_, d)| d.side == Side::Sell).count();
     assert!(buys >= 3 && sells >= 3, "{buys} buys, {sells} sells");
@@ -341,7 +354,7 @@ fn the_model_strategy_buys_and_sells_on_a_stream() {
             .iter()
             .map(|f| d.reason[&f.name()])
             .collect();
-        assert!((m.score(&raw).unwrap() - p).abs() < 1e-12);
+        assert_eq!(sc.score(&raw).unwrap(), p);
     }
     // Signals are transitions into a zone: recompute the output of every tick
     // with a separate feature pipeline and find the zone entries.
@@ -356,7 +369,7 @@ fn the_model_strategy_buys_and_sells_on_a_stream() {
                 if !pipe.gather(&slots, &mut row) {
                     continue;
                 }
-                let p = m.score(&row).unwrap();
+                let p = sc.score(&row).unwrap();
                 let zone = if p > 0.6 {
                     1
                 } else if p < 0.4 {
