@@ -442,7 +442,7 @@ impl Strategy for ModelStrategy {
 /// A voter of an ensemble.
 enum Voter {
     /// Scores every tick: the model's strength.
-    Model(ScoredModel),
+    Model(Box<ScoredModel>),
     /// Scores when it decides: its latest decision's strength, held until the
     /// next one (0 before the first).
     Rule {
@@ -475,7 +475,7 @@ impl Ensemble {
                 (Some(path), _) => {
                     let scored = ScoredModel::new(path, &mut features)?;
                     names.push(format!("member_{i}_{}", scored.model().spec.name));
-                    Voter::Model(scored)
+                    Voter::Model(Box::new(scored))
                 }
                 (None, Some(rule)) => {
                     names.push(format!("member_{i}_{}", rule.kind()));
