@@ -501,3 +501,74 @@ fn models_check_passes_on_the_bundled_models_and_fails_on_a_mismatch() {
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("MISMATCH"), "{out}");
 }
+
+#[test]
+fn model_and_ensemble_rules_are_checked_with_key_and_fix() {
+    let strategy = |rule: &str| {
+        format!("name = \"e\"\nsymbols = [\"ACME\"]\n{rule}\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"1\"\n")
+    };
+    let parse =
+        |rule: &str| papertrader::config::parse_strategy(&strategy(rule), "strategies/e.toml");
+    let trend = root().join("models/trend.toml").display().to_string();
+
+    // A valid ensemble of a model and a rule.
+    let ok = format!(
+        "[rule]\nkind = \"ensemble\"\nthreshold = 0.3\n[[rule.members]]\nweight = 1.0\nmodel = {trend:?}\n[[rule.members]]\nweight = 0.5\nrule = {{ kind = \"rsi_mean_reversion\", period = 14, oversold = 30.0, overbought = 70.0 }}\n"
+    );
+    let s = parse(&ok).unwrap();
+    assert_eq!(s.rule.kind(), "ensemble");
+
+    let cases: Vec<(String, &str, &str)> = vec![
+        // (rule text, expected key, a word of the problem)
+        (
+            ok.replace("threshold = 0.3", "threshold = 1.5"),
+            "rule.threshold",
+            "(0, 1]",
+        ),
+        (
+            ok.replace("weight = 0.5", "weight = 0.0"),
+            "rule.members[1].weight",
+            "weight",
+        ),
+        (
+            ok.replace(
+                "oversold = 30.0, overbought = 70.0",
+                "oversold = 80.0, overbought = 70.0",
+            ),
+            "rule.members[1].rule.oversold",
+            "oversold",
+        ),
+        (
+            ok.replace(
+                "model = ",
+                "rule = { kind = \"bollinger_breakout\", period = 20, k = 2.0 }\nmodel = ",
+            ),
+            "rule.members[0]",
+            "exactly one",
+        ),
+        (
+            ok.replace(&format!("{trend:?}"), "\"models/nope.toml\""),
+            "rule.members[0].model",
+            "nope.toml",
+        ),
+        (
+            format!(
+                "[rule]\nkind = \"model\"\nmodel = {trend:?}\nbuy_above = 0.3\nsell_below = 0.4\n"
+            ),
+            "rule.buy_above",
+            "sell_below",
+        ),
+        (
+            format!("[rule]\nkind = \"model\"\nmodle = {trend:?}\n"),
+            "rule.modle",
+            "unknown field",
+        ),
+    ];
+    for (rule, key, word) in cases {
+        let e = parse(&rule).unwrap_err();
+        assert_eq!(e.file, "strategies/e.toml");
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.problem.contains(word), "{e}");
+        assert!(!e.fix.is_empty());
+    }
+}
