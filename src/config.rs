@@ -323,6 +323,8 @@ pub enum RuleConfig {
     RsiMeanReversion(RsiRule),
     BollingerBreakout(BollingerRule),
     SentimentMomentum(SentimentRule),
+    Model(ModelRule),
+    Ensemble(EnsembleRule),
 }
 
 /// Buy when the fast average crosses above the slow one, sell on the cross below.
@@ -366,6 +368,44 @@ pub struct SentimentRule {
     pub trend: Option<Window>,
 }
 
+/// Score every tick with an ONNX model (`models/NAME.toml`); buy when the
+/// output rises above `buy_above`, sell when it falls below `sell_below`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRule {
+    /// The model spec file, relative to the working directory.
+    pub model: String,
+    /// Overrides the spec's `signal.buy_above`.
+    #[serde(default)]
+    pub buy_above: Option<f64>,
+    /// Overrides the spec's `signal.sell_below`.
+    #[serde(default)]
+    pub sell_below: Option<f64>,
+}
+
+/// A weighted vote of models and rule-based strategies: buy when the combined
+/// score rises above `threshold`, sell when it falls below `-threshold`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleRule {
+    /// In (0, 1]: the combined score is a weighted mean of scores in [-1, 1].
+    pub threshold: f64,
+    pub members: Vec<EnsembleMember>,
+}
+
+/// One voter of an ensemble: a model (`model = "models/trend.toml"`) or a rule
+/// (`rule = { kind = "rsi_mean_reversion", ... }`), with a weight.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleMember {
+    /// Non-zero; a negative weight votes against the member.
+    pub weight: f64,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub rule: Option<Box<RuleConfig>>,
+}
+
 impl RuleConfig {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -373,6 +413,8 @@ impl RuleConfig {
             RuleConfig::RsiMeanReversion(_) => "rsi_mean_reversion",
             RuleConfig::BollingerBreakout(_) => "bollinger_breakout",
             RuleConfig::SentimentMomentum(_) => "sentiment_momentum",
+            RuleConfig::Model(_) => "model",
+            RuleConfig::Ensemble(_) => "ensemble",
         }
     }
 }
@@ -942,6 +984,8 @@ fn diagnose_rule(text: &str) -> Option<(String, String)> {
         "rsi_mean_reversion" => as_rule::<RsiRule>(v),
         "bollinger_breakout" => as_rule::<BollingerRule>(v),
         "sentiment_momentum" => as_rule::<SentimentRule>(v),
+        "model" => as_rule::<ModelRule>(v),
+        "ensemble" => as_rule::<EnsembleRule>(v),
         _ => None,
     }
 }
@@ -1033,6 +1077,8 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
                 );
             }
         }
+        RuleConfig::Model(rule) => check_model_rule(rule, file)?,
+        RuleConfig::Ensemble(rule) => check_ensemble_rule(rule, s, file)?,
     }
     if s.account.starting_cash <= Decimal::ZERO {
         return err(
@@ -1104,6 +1150,107 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
             return err(key, "must not exceed 1".into(), "use a fraction in (0, 1]")
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Load the model (once per process) and check the thresholds against it: a
+/// model that does not load stops start-up here, naming the model file.
+fn check_model_rule(rule: &ModelRule, file: &str) -> Result<(), ConfigError> {
+    let model = crate::model::load_shared(Path::new(&rule.model)).map_err(|e| {
+        ConfigError::new(
+            file,
+            "rule.model",
+            format!("model {}: {}", e.file, e.problem),
+            e.fix,
+        )
+    })?;
+    let buy = rule.buy_above.unwrap_or(model.spec.signal.buy_above);
+    let sell = rule.sell_below.unwrap_or(model.spec.signal.sell_below);
+    if !(0.0 <= sell && sell <= buy && buy <= 1.0) {
+        return Err(ConfigError::new(
+            file,
+            "rule.buy_above",
+            format!(
+                "need 0 <= sell_below <= buy_above <= 1, got sell_below {sell} and buy_above {buy}"
+            ),
+            "e.g. buy_above = 0.6, sell_below = 0.4",
+        ));
+    }
+    Ok(())
+}
+
+/// Check every member; a member rule is checked as its own strategy would be.
+fn check_ensemble_rule(
+    rule: &EnsembleRule,
+    s: &StrategyConfig,
+    file: &str,
+) -> Result<(), ConfigError> {
+    if !(rule.threshold > 0.0 && rule.threshold <= 1.0) {
+        return Err(ConfigError::new(
+            file,
+            "rule.threshold",
+            format!("{} is not in (0, 1]", rule.threshold),
+            "e.g. threshold = 0.3",
+        ));
+    }
+    if rule.members.is_empty() {
+        return Err(ConfigError::new(
+            file,
+            "rule.members",
+            "is empty",
+            "add [[rule.members]] entries with a weight and a model or a rule",
+        ));
+    }
+    for (i, m) in rule.members.iter().enumerate() {
+        let key = format!("rule.members[{i}]");
+        if !(m.weight.is_finite() && m.weight != 0.0) {
+            return Err(ConfigError::new(
+                file,
+                format!("{key}.weight"),
+                format!("{} is not a usable weight", m.weight),
+                "use a finite, non-zero weight, e.g. weight = 0.5",
+            ));
+        }
+        match (&m.model, &m.rule) {
+            (Some(model), None) => {
+                let as_rule = ModelRule {
+                    model: model.clone(),
+                    buy_above: None,
+                    sell_below: None,
+                };
+                check_model_rule(&as_rule, file).map_err(|mut e| {
+                    e.key = format!("{key}.model");
+                    e
+                })?;
+            }
+            (None, Some(inner)) => {
+                if matches!(**inner, RuleConfig::Ensemble(_)) {
+                    return Err(ConfigError::new(
+                        file,
+                        format!("{key}.rule"),
+                        "an ensemble cannot be a member of an ensemble",
+                        "list the inner ensemble's members directly",
+                    ));
+                }
+                let mut alone = s.clone();
+                alone.rule = (**inner).clone();
+                check_strategy(&alone, file).map_err(|mut e| {
+                    if let Some(rest) = e.key.strip_prefix("rule.") {
+                        e.key = format!("{key}.rule.{rest}");
+                    }
+                    e
+                })?;
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    file,
+                    key,
+                    "needs exactly one of `model` and `rule`",
+                    "e.g. model = \"models/trend.toml\", or rule = { kind = \"rsi_mean_reversion\", period = 14, oversold = 30.0, overbought = 70.0 }",
+                ))
+            }
+        }
     }
     Ok(())
 }

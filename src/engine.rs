@@ -100,6 +100,9 @@ pub struct SignalMsg {
     pub price: Option<Decimal>,
     pub reason: BTreeMap<String, f64>,
     pub origin: String,
+    /// The model behind a `model` strategy's signal: name, version (sha256 of
+    /// the `.onnx` file) and spec file; null for rules and ensembles.
+    pub model: Option<crate::model::ModelInfo>,
 }
 
 /// An order lifecycle event (`orders`).
@@ -623,6 +626,7 @@ fn decide(
         price,
         reason: d.reason,
         origin: origin.to_string(),
+        model: d.model,
     }));
 
     let Some(price) = price else {

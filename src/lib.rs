@@ -11,8 +11,10 @@ pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod engine;
+pub mod features;
 pub mod indicators;
 pub mod kafka;
+pub mod model;
 pub mod paper;
 pub mod replay;
 pub mod report;

@@ -101,6 +101,21 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Inspect the ONNX models.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Load every model of a directory, print its spec, shapes and hash, and
+    /// check it against its reference outputs; exit non-zero on a mismatch.
+    Check {
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -129,6 +144,90 @@ fn main() {
         eprintln!("papertrader: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `papertrader models check`: every model of `dir`, its spec, shapes, hash,
+/// reference parity and time per event.
+fn models_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    use papertrader::model;
+    let files = model::spec_files(dir)?;
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no model specs (*.toml) in {}",
+        dir.display()
+    );
+    let mut failed = Vec::new();
+    for spec_path in &files {
+        let m = match model::load(spec_path) {
+            Ok(m) => std::sync::Arc::new(m),
+            Err(e) => {
+                print_out(&format!("{}: FAILED to load\n  {e}\n", spec_path.display()));
+                failed.push(spec_path.display().to_string());
+                continue;
+            }
+        };
+        let s = &m.spec;
+        let features: Vec<String> = s.features.iter().map(|f| f.name()).collect();
+        print_out(&format!(
+            "{name} ({spec})\n  {desc}\n  graph:   {onnx}\n  version: sha256 {sha}\n  input:   {in_name} {in_fact} (spec {in_spec})\n  output:  {out_name} {out_fact} (spec {out_spec}), {sem}\n  signal:  buy above {buy}, sell below {sell}\n  normalization: {norm}\n  features ({n}): {features}",
+            name = s.name,
+            spec = spec_path.display(),
+            desc = s.description,
+            onnx = m.onnx_path.display(),
+            sha = m.sha256,
+            in_name = s.input.name,
+            in_fact = m.input_fact,
+            in_spec = model::shape_string(&s.input.shape),
+            out_name = s.output.name,
+            out_fact = m.output_fact,
+            out_spec = model::shape_string(&s.output.shape),
+            sem = s.output.semantics.as_str(),
+            buy = s.signal.buy_above,
+            sell = s.signal.sell_below,
+            norm = s.normalization.mode.as_str(),
+            n = features.len(),
+            features = features.join(", "),
+        ));
+        let ref_path = model::reference_path(spec_path);
+        match model::read_reference(&ref_path).and_then(|r| Ok((model::parity(&m, &r)?, r))) {
+            Ok((p, r)) => {
+                let verdict = if p.ok() { "ok" } else { "MISMATCH" };
+                print_out(&format!(
+                    "  parity:  {verdict}: {rows} reference rows from {producer}, max abs diff {diff:.3e} (tolerance {tol:e}), inputs max diff {idiff:.3e}, hash {hash}",
+                    rows = p.rows,
+                    producer = r.producer,
+                    diff = p.max_abs_diff,
+                    tol = model::PARITY_TOLERANCE,
+                    idiff = p.max_input_diff,
+                    hash = if p.same_hash { "matches" } else { "DIFFERS (reference is for another version)" },
+                ));
+                if !p.ok() {
+                    failed.push(spec_path.display().to_string());
+                }
+                if let (Some(row), Ok(mut scorer)) = (r.features.first(), m.scorer()) {
+                    let per_event = model::time_per_event(&mut scorer, row, 20_000);
+                    print_out(&format!(
+                        "  latency: {:.2} us per event (per-event scorer, mean of 20000 runs)",
+                        per_event.as_secs_f64() * 1e6
+                    ));
+                }
+            }
+            Err(e) => {
+                print_out(&format!("  parity:  FAILED\n  {e}"));
+                failed.push(spec_path.display().to_string());
+            }
+        }
+        print_out("");
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} models failed the check: {}",
+        failed.len(),
+        files.len(),
+        failed.join(", ")
+    );
+    print_out(&format!("{} models ok", files.len()));
+    Ok(())
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
@@ -278,6 +377,9 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 stats.skipped
             ));
         }
+        Command::Models {
+            action: ModelsCommand::Check { dir },
+        } => models_check(&dir)?,
         Command::Generate {
             ticks,
             sentiment,

@@ -7,14 +7,25 @@
 //!
 //! Every rule signals on a *transition* (a cross, a band break, a threshold
 //! crossing), never on every event while a condition holds.
+//!
+//! Two kinds are not hand-written rules: `model` scores every tick with an
+//! ONNX model ([`crate::model`]) over features from [`crate::features`], and
+//! `ensemble` combines the scores of models and rules with weights.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rust_decimal::prelude::ToPrimitive;
 
 use crate::config::{
-    BollingerRule, MaCrossoverRule, MaKind, RsiRule, RuleConfig, SentimentRule, Window,
+    BollingerRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule, RuleConfig,
+    SentimentRule, Window,
 };
 use crate::domain::{Sentiment, Side, Tick, Ts};
+use crate::features::FeaturePipeline;
 use crate::indicators::{Bollinger, Ema, Rsi, Sma, TimeEma, TimeSma};
+use crate::model::{self, Model, ModelError, ModelInfo, Scorer};
 
 /// What a strategy wants, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +33,12 @@ pub struct Decision {
     pub side: Side,
     /// Conviction in [-1, 1]: positive for buys, negative for sells.
     pub strength: f64,
-    /// The indicator values behind the decision, by name.
+    /// The indicator values behind the decision, by name. A model decision
+    /// carries its feature values and `model_output`.
     pub reason: BTreeMap<String, f64>,
+    /// The model behind a `model` decision: name and version (sha256 of the
+    /// `.onnx` file). `None` for rule-based strategies and ensembles.
+    pub model: Option<ModelInfo>,
 }
 
 impl Decision {
@@ -32,6 +47,7 @@ impl Decision {
             side,
             strength: strength.clamp(-1.0, 1.0),
             reason: reason.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            model: None,
         }
     }
 }
@@ -47,8 +63,24 @@ pub trait Strategy: Send {
 }
 
 /// Build the strategy a rule describes.
+///
+/// # Panics
+/// If a `model` or `ensemble` rule names a model that does not load. Strategy
+/// files loaded through [`crate::config::load`] have had their models loaded
+/// and checked already (and the loaded models are shared), so this cannot
+/// happen for them; use [`try_build`] for rules from elsewhere.
 pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
-    match *rule {
+    try_build(rule).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Build the strategy a rule describes; a model that does not load is an error.
+///
+/// # Errors
+/// A `model` or `ensemble` rule whose model spec or graph is unusable.
+pub fn try_build(rule: &RuleConfig) -> Result<Box<dyn Strategy>, ModelError> {
+    Ok(match *rule {
+        RuleConfig::Model(ref r) => Box::new(ModelStrategy::new(r)?),
+        RuleConfig::Ensemble(ref r) => Box::new(Ensemble::new(r)?),
         RuleConfig::MaCrossover(MaCrossoverRule {
             fast,
             slow,
@@ -89,7 +121,7 @@ pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
             last_price: None,
             last: None,
         }),
-    }
+    })
 }
 
 /// A moving average over a count of events or over an event-time window.
@@ -278,6 +310,262 @@ impl Strategy for SentimentMomentum {
         } else {
             None
         }
+    }
+}
+
+/// Which side of the thresholds a score is on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ScoreZone {
+    Sell,
+    Neutral,
+    Buy,
+}
+
+impl ScoreZone {
+    fn of(score: f64, buy_above: f64, sell_below: f64) -> Self {
+        if score > buy_above {
+            ScoreZone::Buy
+        } else if score < sell_below {
+            ScoreZone::Sell
+        } else {
+            ScoreZone::Neutral
+        }
+    }
+
+    /// The side to signal on entering `self` from `prev`.
+    fn entered(self, prev: Option<ScoreZone>) -> Option<Side> {
+        match (prev, self) {
+            (Some(p), ScoreZone::Buy) if p != ScoreZone::Buy => Some(Side::Buy),
+            (Some(p), ScoreZone::Sell) if p != ScoreZone::Sell => Some(Side::Sell),
+            _ => None,
+        }
+    }
+}
+
+/// A model over a feature pipeline: the slots of its features, in input order.
+struct ScoredModel {
+    scorer: Scorer,
+    slots: Vec<usize>,
+}
+
+impl ScoredModel {
+    fn new(path: &str, features: &mut FeaturePipeline) -> Result<Self, ModelError> {
+        let model = model::load_shared(Path::new(path))?;
+        let slots = features.register_all(&model.spec.features);
+        Ok(ScoredModel {
+            scorer: model.scorer()?,
+            slots,
+        })
+    }
+
+    fn model(&self) -> &Arc<Model> {
+        self.scorer.model()
+    }
+
+    /// The model output once every feature is warm (`row` is scratch space).
+    fn score(&mut self, features: &FeaturePipeline, row: &mut Vec<f64>) -> Option<f64> {
+        if !features.gather(&self.slots, row) {
+            return None;
+        }
+        match self.scorer.score(row) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(model = %self.model().spec.name, "{e}");
+                None
+            }
+        }
+    }
+}
+
+/// Scores every tick with a model once its features are warm; signals when
+/// the output crosses into the buy zone (above `buy_above`) or the sell zone
+/// (below `sell_below`). Sentiment readings update the features only.
+struct ModelStrategy {
+    features: FeaturePipeline,
+    scored: ScoredModel,
+    buy_above: f64,
+    sell_below: f64,
+    zone: Option<ScoreZone>,
+    row: Vec<f64>,
+}
+
+impl ModelStrategy {
+    fn new(rule: &ModelRule) -> Result<Self, ModelError> {
+        let mut features = FeaturePipeline::new();
+        let scored = ScoredModel::new(&rule.model, &mut features)?;
+        let signal = scored.model().spec.signal;
+        Ok(ModelStrategy {
+            buy_above: rule.buy_above.unwrap_or(signal.buy_above),
+            sell_below: rule.sell_below.unwrap_or(signal.sell_below),
+            row: Vec::with_capacity(scored.slots.len()),
+            features,
+            scored,
+            zone: None,
+        })
+    }
+}
+
+fn size_f64(tick: &Tick) -> f64 {
+    tick.size.to_f64().unwrap_or(f64::NAN)
+}
+
+impl Strategy for ModelStrategy {
+    fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
+        self.features.on_tick(tick.ts, price, size_f64(tick));
+        let output = self.scored.score(&self.features, &mut self.row)?;
+        let zone = ScoreZone::of(output, self.buy_above, self.sell_below);
+        let side = zone.entered(self.zone.replace(zone))?;
+        let m = self.scored.model();
+        let mut reason: BTreeMap<String, f64> = self
+            .scored
+            .slots
+            .iter()
+            .zip(&self.row)
+            .map(|(&s, &v)| (self.features.name(s).to_string(), v))
+            .collect();
+        reason.insert("model_output".into(), output);
+        reason.insert("price".into(), price);
+        Some(Decision {
+            side,
+            strength: m.strength(output),
+            reason,
+            model: Some(m.info()),
+        })
+    }
+
+    fn on_sentiment(&mut self, s: &Sentiment) -> Option<Decision> {
+        self.features.on_sentiment(s.score);
+        None
+    }
+}
+
+/// A voter of an ensemble.
+enum Voter {
+    /// Scores every tick: the model's strength.
+    Model(Box<ScoredModel>),
+    /// Scores when it decides: its latest decision's strength, held until the
+    /// next one (0 before the first).
+    Rule {
+        strategy: Box<dyn Strategy>,
+        score: f64,
+    },
+}
+
+/// A weighted mean of member scores in [-1, 1]; signals when it crosses above
+/// `threshold` (buy) or below `-threshold` (sell). The models share one
+/// feature pipeline, so a feature two models read is computed once. The
+/// combined score is evaluated on ticks, once every model member is warm.
+struct Ensemble {
+    features: FeaturePipeline,
+    voters: Vec<(f64, Voter)>,
+    names: Vec<String>,
+    total_weight: f64,
+    threshold: f64,
+    zone: Option<ScoreZone>,
+    row: Vec<f64>,
+}
+
+impl Ensemble {
+    fn new(rule: &EnsembleRule) -> Result<Self, ModelError> {
+        let mut features = FeaturePipeline::new();
+        let mut voters = Vec::new();
+        let mut names = Vec::new();
+        for (i, m) in rule.members.iter().enumerate() {
+            let voter = match (&m.model, &m.rule) {
+                (Some(path), _) => {
+                    let scored = ScoredModel::new(path, &mut features)?;
+                    names.push(format!("member_{i}_{}", scored.model().spec.name));
+                    Voter::Model(Box::new(scored))
+                }
+                (None, Some(rule)) => {
+                    names.push(format!("member_{i}_{}", rule.kind()));
+                    Voter::Rule {
+                        strategy: try_build(rule)?,
+                        score: 0.0,
+                    }
+                }
+                (None, None) => {
+                    return Err(ModelError {
+                        file: String::new(),
+                        problem: format!("ensemble member {i} has neither a model nor a rule"),
+                        fix: "give each member `model` or `rule`".into(),
+                    })
+                }
+            };
+            voters.push((m.weight, voter));
+        }
+        Ok(Ensemble {
+            total_weight: rule.members.iter().map(|m| m.weight.abs()).sum(),
+            threshold: rule.threshold,
+            features,
+            voters,
+            names,
+            zone: None,
+            row: Vec::new(),
+        })
+    }
+}
+
+impl Strategy for Ensemble {
+    fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
+        self.features.on_tick(tick.ts, price, size_f64(tick));
+        let mut scores = Vec::with_capacity(self.voters.len());
+        let mut warm = true;
+        for (_, voter) in &mut self.voters {
+            match voter {
+                Voter::Model(m) => match m.score(&self.features, &mut self.row) {
+                    Some(out) => scores.push(m.model().strength(out)),
+                    None => {
+                        warm = false;
+                        scores.push(0.0);
+                    }
+                },
+                Voter::Rule { strategy, score } => {
+                    if let Some(d) = strategy.on_tick(tick, price) {
+                        *score = d.strength;
+                    }
+                    scores.push(*score);
+                }
+            }
+        }
+        if !warm {
+            return None;
+        }
+        let combined = self
+            .voters
+            .iter()
+            .zip(&scores)
+            .map(|((w, _), s)| w * s)
+            .sum::<f64>()
+            / self.total_weight;
+        let zone = ScoreZone::of(combined, self.threshold, -self.threshold);
+        let side = zone.entered(self.zone.replace(zone))?;
+        let mut reason: BTreeMap<String, f64> = self
+            .names
+            .iter()
+            .zip(&scores)
+            .map(|(n, &s)| (n.clone(), s))
+            .collect();
+        reason.insert("ensemble_score".into(), combined);
+        reason.insert("price".into(), price);
+        Some(Decision {
+            side,
+            strength: combined.clamp(-1.0, 1.0),
+            reason,
+            model: None,
+        })
+    }
+
+    fn on_sentiment(&mut self, s: &Sentiment) -> Option<Decision> {
+        self.features.on_sentiment(s.score);
+        for (_, voter) in &mut self.voters {
+            if let Voter::Rule { strategy, score } = voter {
+                if let Some(d) = strategy.on_sentiment(s) {
+                    *score = d.strength;
+                }
+            }
+        }
+        None
     }
 }
 
