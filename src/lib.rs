@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod paper;
 pub mod replay;
 pub mod report;
+pub mod report_html;
 pub mod sample;
 pub mod sim;
 pub mod strategy;
