@@ -21,4 +21,5 @@ pub mod sample;
 pub mod sim;
 pub mod strategy;
 pub mod summary;
+pub mod sweep;
 pub mod wire;
