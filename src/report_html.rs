@@ -347,7 +347,7 @@ fn downsample(series: &[(Ts, f64)], axis: &TimeAxis) -> Vec<(Ts, f64)> {
 /// Round "nice" tick values (1, 2, 5 times a power of ten) covering `[lo, hi]`.
 fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     let span = hi - lo;
-    if !(span > 0.0) || !span.is_finite() {
+    if span.is_nan() || span <= 0.0 || !span.is_finite() {
         return vec![lo];
     }
     let raw = span / target.max(1) as f64;
