@@ -91,6 +91,7 @@ fn chart_series(mut series: Vec<(Ts, Decimal)>) -> Vec<(Ts, Decimal)> {
 const STYLE: &str = "<style>
 body { font-family: sans-serif; margin: 24px; color: #1d232a; background: #ffffff; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; } .kind { color: #6a737d; font-weight: normal; font-size: 14px; }
+.wrap { overflow-x: auto; }
 table { border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; } th { background: #f3f5f7; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
@@ -111,7 +112,7 @@ svg .buy { fill: #1a7f37; } svg .sell { fill: #cf222e; }
 
 fn totals_table(h: &mut String, r: &Report) {
     let t = &r.total;
-    h.push_str("<h2>Total</h2>\n<table class=\"metrics\" id=\"total\">\n");
+    h.push_str("<h2>Total</h2>\n<div class=\"wrap\"><table class=\"metrics\" id=\"total\">\n");
     h.push_str("<tr><th>starting cash</th><th>final equity</th><th>total return</th><th>fills</th><th>fees</th><th>turnover</th></tr>\n");
     let _ = writeln!(
         h,
@@ -123,11 +124,11 @@ fn totals_table(h: &mut String, r: &Report) {
         td(money(t.fees)),
         td(money(t.turnover)),
     );
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 }
 
 fn strategies_table(h: &mut String, r: &Report) {
-    h.push_str("<h2>Strategies</h2>\n<table class=\"metrics\" id=\"strategies\">\n<tr>");
+    h.push_str("<h2>Strategies</h2>\n<div class=\"wrap\"><table class=\"metrics\" id=\"strategies\">\n<tr>");
     for c in [
         "strategy",
         "kind",
@@ -171,11 +172,13 @@ fn strategies_table(h: &mut String, r: &Report) {
             td(money(s.turnover)),
         );
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 }
 
 fn symbols_table(h: &mut String, r: &Report) {
-    h.push_str("<h2>Symbols</h2>\n<table class=\"metrics\" id=\"symbols\">\n<tr>");
+    h.push_str(
+        "<h2>Symbols</h2>\n<div class=\"wrap\"><table class=\"metrics\" id=\"symbols\">\n<tr>",
+    );
     for c in [
         "strategy",
         "symbol",
@@ -215,7 +218,7 @@ fn symbols_table(h: &mut String, r: &Report) {
             );
         }
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 }
 
 fn td(s: String) -> String {
