@@ -298,11 +298,13 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             outcome.write_csv(&csv)?;
             print_out(outcome.render().trim_end());
             print_out(&format!(
-                "{} sets ({} skipped) over {n} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {metric:?} in {}",
+                "{} sets ({} skipped) over {n} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {} in {}",
                 outcome.rows.len(),
                 outcome.skipped.len(),
                 read.as_secs_f64(),
                 started.elapsed().as_secs_f64(),
+                clap::ValueEnum::to_possible_value(&metric)
+                    .map_or_else(|| format!("{metric:?}"), |v| v.get_name().to_string()),
                 csv.display()
             ));
         }
