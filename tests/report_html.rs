@@ -22,7 +22,6 @@ fast = 5
 slow = 40
 [account]
 starting_cash = "50000"
-fee_bps = "2"
 [sizing]
 mode = "fixed_quantity"
 quantity = "10"

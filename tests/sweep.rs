@@ -22,7 +22,6 @@ slow = {slow}
 average = "{average}"
 [account]
 starting_cash = "100000"
-fee_bps = "2"
 [sizing]
 mode = "fraction_of_equity"
 fraction = "0.3"
