@@ -110,12 +110,8 @@ pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
 }
 
 /// A backtest as the CLI runs it: over `inputs` (CSV files) when there are any,
-/// else over the input topics of `brokers` (default `kafka.brokers`).
-///
-/// With `"embedded"` there is no recorded history to read, so an embedded broker
-/// is started, its input topics are filled with the demo data (`[demo]`, the same
-/// records paper mode's demo feeds) at full speed, and the backtest reads them
-/// back: a self-contained demonstration of the Kafka path.
+/// else over the input topics of `brokers` (default `kafka.brokers`); see
+/// [`backtest_events`].
 pub async fn backtest(
     cfg: &Loaded,
     inputs: &[std::path::PathBuf],
@@ -123,9 +119,28 @@ pub async fn backtest(
     brokers: Option<&str>,
     progress: bool,
 ) -> anyhow::Result<crate::backtest::Backtest> {
+    let events = backtest_events(cfg, inputs, range, brokers, progress).await?;
+    Ok(crate::backtest::run(cfg, events, progress))
+}
+
+/// The events of a backtest (or of a sweep), merged in their backtest order:
+/// from `inputs` (CSV files) when there are any, else from the input topics of
+/// `brokers` (default `kafka.brokers`).
+///
+/// With `"embedded"` there is no recorded history to read, so an embedded broker
+/// is started, its input topics are filled with the demo data (`[demo]`, the same
+/// records paper mode's demo feeds) at full speed, and the events are read back:
+/// a self-contained demonstration of the Kafka path.
+pub async fn backtest_events(
+    cfg: &Loaded,
+    inputs: &[std::path::PathBuf],
+    range: crate::backtest::TimeRange,
+    brokers: Option<&str>,
+    progress: bool,
+) -> anyhow::Result<Vec<crate::backtest::Event>> {
     use crate::backtest::{self, KafkaRange};
     if !inputs.is_empty() {
-        return backtest::run_files(cfg, inputs, range, progress);
+        return backtest::file_events(inputs, range);
     }
     let opts = KafkaRange {
         range,
@@ -133,7 +148,7 @@ pub async fn backtest(
     };
     let bootstrap = brokers.unwrap_or(&cfg.app.kafka.brokers);
     if bootstrap != "embedded" {
-        return backtest::run_kafka(cfg, bootstrap, &opts, progress).await;
+        return backtest::kafka_events(cfg, bootstrap, &opts, progress).await;
     }
     #[cfg(feature = "embedded")]
     {
@@ -157,9 +172,9 @@ pub async fn backtest(
         )
         .await?;
         drop(producer);
-        let bt = backtest::run_kafka(cfg, &bootstrap, &opts, progress).await;
+        let events = backtest::kafka_events(cfg, &bootstrap, &opts, progress).await;
         drop(broker);
-        bt
+        events
     }
     #[cfg(not(feature = "embedded"))]
     {

@@ -32,6 +32,7 @@
 //!   the high watermark of the Fetch responses, which tansu gets right) or the
 //!   partition has been quiet for [`KafkaRange::quiet`].
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
@@ -90,6 +91,20 @@ impl Backtest {
 
 /// Run the engine over `events`, in the order given, and collect its outputs.
 pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool) -> Backtest {
+    drive(cfg, events.into_iter().map(Cow::Owned), progress)
+}
+
+/// [`run`] over borrowed events, so that several runs (a parameter sweep) share
+/// one copy of the input. Same results as [`run`] over the same events.
+pub fn run_shared(cfg: &Loaded, events: &[Event], progress: bool) -> Backtest {
+    drive(cfg, events.iter().map(Cow::Borrowed), progress)
+}
+
+fn drive<'a>(
+    cfg: &Loaded,
+    events: impl Iterator<Item = Cow<'a, Event>>,
+    progress: bool,
+) -> Backtest {
     let bar = progress_bar(progress);
     let started = Instant::now();
     let mut engine = Engine::new(cfg);
@@ -112,7 +127,14 @@ pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool
             }
             day = Some(d);
         }
-        match ev.decoded {
+        let (ev, decoded) = match ev {
+            Cow::Owned(mut e) => {
+                let d = e.decoded.take();
+                (Cow::Owned(e), d)
+            }
+            Cow::Borrowed(e) => (Cow::Borrowed(e), e.decoded.clone()),
+        };
+        match decoded {
             Some(m) => engine.on_event(
                 ev.kind,
                 &ev.origin,

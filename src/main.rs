@@ -61,6 +61,38 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         report: PathBuf,
     },
+    /// Backtest every point of a grid over the strategies' [rule] parameters, in
+    /// parallel over one read of the events, and rank them: sweep.csv and a table.
+    Sweep {
+        /// A CSV of ticks, OHLCV bars or sentiment (repeatable). Without it, the
+        /// input topics of the cluster are read, as `backtest` does.
+        #[arg(long, value_name = "FILE")]
+        input: Vec<PathBuf>,
+        /// The grid: `KEY=VALUES` items, comma-separated; values a range
+        /// `a..b:step` (inclusive) or a comma list, e.g. 'fast=5..20:5,slow=50,100'.
+        /// KEY is a [rule] parameter (`fast`, `rule.fast`) or one strategy's
+        /// (`ma_cross.fast`). Repeatable.
+        #[arg(long, required = true, value_name = "GRID")]
+        grid: Vec<String>,
+        /// The metric that ranks the sets.
+        #[arg(long, value_enum, default_value = "sharpe")]
+        metric: papertrader::sweep::Metric,
+        /// Directory for sweep.csv.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        report: PathBuf,
+        /// Backtests run at once (default: the number of cores).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
+        #[arg(long, default_value = "earliest", value_name = "TIME")]
+        from: String,
+        /// Last event time to include: `latest` or a time.
+        #[arg(long, default_value = "latest", value_name = "TIME")]
+        to: String,
+        /// bootstrap.servers for the Kafka path (default: kafka.brokers).
+        #[arg(long)]
+        brokers: Option<String>,
+    },
     /// Run the embedded Kafka broker (tansu, in memory) alone, until Ctrl-C.
     Broker {
         /// Address to listen on.
@@ -122,7 +154,9 @@ fn main() {
     let cli = Cli::parse();
     // Only paper mode and backtests run strategies; the other commands need no strategy files.
     let loaded = match cli.command {
-        Command::Paper { .. } | Command::Backtest { .. } => config::load(cli.config.as_deref()),
+        Command::Paper { .. } | Command::Backtest { .. } | Command::Sweep { .. } => {
+            config::load(cli.config.as_deref())
+        }
         _ => config::load_app(cli.config.as_deref()),
     };
     let cfg = match loaded {
@@ -319,6 +353,58 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 bt.events_per_sec(),
                 total.as_secs_f64(),
                 report.display()
+            ));
+        }
+        Command::Sweep {
+            input,
+            grid,
+            metric,
+            report,
+            jobs,
+            from,
+            to,
+            brokers,
+        } => {
+            let axes = papertrader::sweep::parse_grid(&grid)?;
+            let sweep = papertrader::sweep::Sweep::new(&cfg, axes)?;
+            let range = papertrader::backtest::TimeRange {
+                from: papertrader::backtest::parse_bound(&from)
+                    .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+                to: papertrader::backtest::parse_bound(&to)
+                    .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+            };
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
+            let started = std::time::Instant::now();
+            let events =
+                papertrader::app::backtest_events(&cfg, &input, range, brokers.as_deref(), true)
+                    .await?;
+            let read = started.elapsed();
+            let n = events.len();
+            let outcome = tokio::task::block_in_place(|| {
+                papertrader::sweep::run(&sweep, &events, metric, jobs)
+            });
+            anyhow::ensure!(
+                !outcome.rows.is_empty(),
+                "no parameter set passed the strategy checks:\n{}",
+                outcome.render()
+            );
+            std::fs::create_dir_all(&report)
+                .with_context(|| format!("creating {}", report.display()))?;
+            let csv = report.join("sweep.csv");
+            outcome.write_csv(&csv)?;
+            print_out(outcome.render().trim_end());
+            print_out(&format!(
+                "{} sets ({} skipped) over {n} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {} in {}",
+                outcome.rows.len(),
+                outcome.skipped.len(),
+                read.as_secs_f64(),
+                started.elapsed().as_secs_f64(),
+                clap::ValueEnum::to_possible_value(&metric)
+                    .map_or_else(|| format!("{metric:?}"), |v| v.get_name().to_string()),
+                csv.display()
             ));
         }
         Command::Broker {

@@ -500,7 +500,8 @@ fn money(d: Decimal) -> String {
     d.round_dp(8).normalize().to_string()
 }
 
-/// Write `report.json`, `trades.csv` and `equity.csv` into `dir` (created if needed).
+/// Write `report.json`, `trades.csv`, `equity.csv` and `report.html` into `dir`
+/// (created if needed).
 pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let report = Report::new(bt);
@@ -549,5 +550,9 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
         }
     }
     w.flush()?;
+
+    let p = dir.join("report.html");
+    std::fs::write(&p, crate::report_html::render(&report, bt))
+        .with_context(|| format!("writing {}", p.display()))?;
     Ok(report)
 }

@@ -1,0 +1,826 @@
+//! Parameter sweeps: one backtest per point of a grid over `[rule]` parameters,
+//! run in parallel over one shared copy of the events, ranked by a metric.
+//!
+//! A grid is `key=values` items separated by commas: `fast=5..20:5,slow=50,100`.
+//! Values are a range `a..b:step` (inclusive; step 1 when omitted; decimals step
+//! exactly) or a comma list; a comma item without `=` adds a value to the key
+//! before it. A key names a `[rule]` parameter (`fast` or `rule.fast`) of every
+//! strategy whose rule has it, or of one strategy (`ma_cross.fast`,
+//! `ma_cross.rule.fast`). Sets are the cartesian product in the order the keys are
+//! written (the first key varies slowest); that order numbers them and breaks
+//! ties in the ranking. A set the strategy checks refuse (e.g. `fast` not shorter
+//! than `slow`) is skipped with its reason.
+//!
+//! Each set runs the whole configuration (every strategy file) through
+//! [`backtest::run_shared`]; its metrics are those of the portfolio of all
+//! strategies: total return and fills and fees from the report totals; Sharpe and
+//! Sortino from the summed daily closes; max drawdown from the summed equity
+//! series. With one strategy they are exactly that strategy's figures in
+//! `report.json` (`docs/metrics.md`). Results do not depend on `--jobs`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use rust_decimal::Decimal;
+
+use crate::backtest::{self, Backtest, Event};
+use crate::config::{self, Loaded, StrategyConfig};
+use crate::domain::Ts;
+use crate::report::{drawdown_stats, return_stats, Report};
+
+/// Errors in a sweep's grid, named with the key and the fix.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SweepError {
+    #[error("--grid {item:?}: {problem}; {fix}")]
+    Grid {
+        item: String,
+        problem: String,
+        fix: String,
+    },
+    #[error("--grid key {key:?}: {problem}; {fix}")]
+    Key {
+        key: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+fn grid_err(item: &str, problem: impl Into<String>, fix: &str) -> SweepError {
+    SweepError::Grid {
+        item: item.to_string(),
+        problem: problem.into(),
+        fix: fix.to_string(),
+    }
+}
+
+/// The parameters of each rule kind, as its strategy files spell them.
+pub fn rule_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ma_crossover" => &["fast", "slow", "average"],
+        "rsi_mean_reversion" => &["period", "oversold", "overbought"],
+        "bollinger_breakout" => &["period", "k"],
+        "sentiment_momentum" => &["smoothing", "enter", "exit", "trend"],
+        _ => &[],
+    }
+}
+
+/// One grid value: the TOML value given to the strategy file, and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub text: String,
+    pub toml: toml::Value,
+}
+
+impl Value {
+    fn parse(s: &str) -> Value {
+        let toml = if let Ok(i) = s.parse::<i64>() {
+            toml::Value::Integer(i)
+        } else if let Ok(f) = s.parse::<f64>() {
+            toml::Value::Float(f)
+        } else if let Ok(b) = s.parse::<bool>() {
+            toml::Value::Boolean(b)
+        } else {
+            toml::Value::String(s.to_string())
+        };
+        Value {
+            text: s.to_string(),
+            toml,
+        }
+    }
+}
+
+/// One key of the grid and its values, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    /// The key as written (`fast`, `rule.fast`, `ma_cross.fast`).
+    pub key: String,
+    /// The strategy it is scoped to, if any.
+    pub strategy: Option<String>,
+    /// The `[rule]` parameter.
+    pub param: String,
+    pub values: Vec<Value>,
+}
+
+/// Most sets a grid may have.
+pub const MAX_SETS: usize = 100_000;
+
+/// Parse `--grid` arguments (each one or more comma-separated items).
+pub fn parse_grid(specs: &[String]) -> Result<Vec<Axis>, SweepError> {
+    let mut axes: Vec<Axis> = Vec::new();
+    for spec in specs {
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, vals) = match item.split_once('=') {
+                Some((k, v)) => (Some(k.trim()), v.trim()),
+                None => (None, item),
+            };
+            if let Some(key) = key {
+                if key.is_empty() {
+                    return Err(grid_err(
+                        item,
+                        "no key before `=`",
+                        "write KEY=VALUES, e.g. fast=5..20:5",
+                    ));
+                }
+                if axes.iter().any(|a| a.key == key) {
+                    return Err(grid_err(
+                        item,
+                        format!("{key} is given twice"),
+                        "list all its values once, e.g. fast=5,10,20",
+                    ));
+                }
+                let (strategy, param) = split_key(key);
+                axes.push(Axis {
+                    key: key.to_string(),
+                    strategy,
+                    param,
+                    values: Vec::new(),
+                });
+            }
+            let Some(axis) = axes.last_mut() else {
+                return Err(grid_err(
+                    item,
+                    "a value without a key",
+                    "start with KEY=VALUES, e.g. fast=5..20:5",
+                ));
+            };
+            axis.values.extend(parse_values(item, vals)?);
+        }
+    }
+    if axes.is_empty() {
+        return Err(grid_err(
+            "",
+            "the grid is empty",
+            "pass e.g. --grid 'fast=5..20:5,slow=50,100'",
+        ));
+    }
+    for a in &axes {
+        let mut seen = BTreeSet::new();
+        if let Some(v) = a.values.iter().find(|v| !seen.insert(v.text.clone())) {
+            return Err(grid_err(
+                &a.key,
+                format!("value {} is listed twice", v.text),
+                "list each value once",
+            ));
+        }
+    }
+    let sets = axes
+        .iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.values.len()))
+        .unwrap_or(usize::MAX);
+    if sets > MAX_SETS {
+        return Err(grid_err(
+            "",
+            format!("{sets} parameter sets"),
+            &format!("use at most {MAX_SETS}: coarser steps or fewer keys"),
+        ));
+    }
+    Ok(axes)
+}
+
+/// `fast`, `rule.fast` -> (None, fast); `s.fast`, `s.rule.fast` -> (Some(s), fast).
+fn split_key(key: &str) -> (Option<String>, String) {
+    match key.rsplit_once('.') {
+        None => (None, key.to_string()),
+        Some((prefix, param)) => {
+            let prefix = if prefix == "rule" {
+                ""
+            } else {
+                prefix.strip_suffix(".rule").unwrap_or(prefix)
+            };
+            (
+                (!prefix.is_empty()).then(|| prefix.to_string()),
+                param.to_string(),
+            )
+        }
+    }
+}
+
+/// One value, or the values of an inclusive range `a..b[:step]`.
+fn parse_values(item: &str, s: &str) -> Result<Vec<Value>, SweepError> {
+    if s.is_empty() {
+        return Err(grid_err(
+            item,
+            "no value",
+            "give a value, a list (5,10) or a range (5..20:5)",
+        ));
+    }
+    let Some((a, rest)) = s.split_once("..") else {
+        return Ok(vec![Value::parse(s)]);
+    };
+    let (b, step) = rest.split_once(':').unwrap_or((rest, "1"));
+    let num = |x: &str| {
+        x.trim().parse::<Decimal>().map_err(|_| {
+            grid_err(
+                item,
+                format!("{x:?} is not a number"),
+                "ranges are numeric: a..b:step, e.g. 5..20:5 or 1.5..2.5:0.5",
+            )
+        })
+    };
+    let (a, b, step) = (num(a)?, num(b)?, num(step)?);
+    if step <= Decimal::ZERO {
+        return Err(grid_err(
+            item,
+            "the step is not positive",
+            "use a positive step, e.g. 5..20:5",
+        ));
+    }
+    if b < a {
+        return Err(grid_err(
+            item,
+            "the range ends before it starts",
+            "write the smaller bound first, e.g. 5..20",
+        ));
+    }
+    let count = ((b - a) / step).floor() + Decimal::ONE;
+    if count > Decimal::from(MAX_SETS) {
+        return Err(grid_err(
+            item,
+            format!("{count} values"),
+            "use a coarser step",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut v = a;
+    while v <= b {
+        out.push(Value::parse(&v.normalize().to_string()));
+        v += step;
+    }
+    Ok(out)
+}
+
+/// One parameter set: the value of each axis, in axis order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSet {
+    /// Position in the expansion (the tie-break of the ranking).
+    pub index: usize,
+    pub values: Vec<Value>,
+}
+
+/// The cartesian product of the axes; the first axis varies slowest.
+pub fn expand(axes: &[Axis]) -> Vec<ParamSet> {
+    let mut sets = vec![Vec::new()];
+    for a in axes {
+        sets = sets
+            .into_iter()
+            .flat_map(|prefix: Vec<Value>| {
+                a.values.iter().map(move |v| {
+                    let mut p = prefix.clone();
+                    p.push(v.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    sets.into_iter()
+        .enumerate()
+        .map(|(index, values)| ParamSet { index, values })
+        .collect()
+}
+
+/// The strategy files of a configuration, read again so that grid values can be
+/// written into their `[rule]` tables and checked exactly as at start-up.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    base: Loaded,
+    /// Per strategy (configuration order): file name and parsed TOML.
+    files: Vec<(String, toml::Table)>,
+    pub axes: Vec<Axis>,
+    /// Per axis: the indices of the strategies it sets.
+    targets: Vec<Vec<usize>>,
+}
+
+impl Sweep {
+    /// Check the axes against the configured strategies: every key must name a
+    /// parameter of at least one strategy's rule (or of the strategy it names).
+    pub fn new(cfg: &Loaded, axes: Vec<Axis>) -> anyhow::Result<Sweep> {
+        let mut files = Vec::new();
+        for path in &cfg.app.strategies {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading strategy file {path}"))?;
+            let table: toml::Table = text
+                .parse()
+                .with_context(|| format!("parsing strategy file {path}"))?;
+            files.push((path.clone(), table));
+        }
+        anyhow::ensure!(
+            files.len() == cfg.strategies.len(),
+            "the strategy files changed while loading"
+        );
+        let mut targets = Vec::new();
+        for a in &axes {
+            targets.push(resolve(&cfg.strategies, a)?);
+        }
+        Ok(Sweep {
+            base: cfg.clone(),
+            files,
+            axes,
+            targets,
+        })
+    }
+
+    /// The configuration of one set, checked like a strategy file at start-up;
+    /// `Err` says why the set is refused.
+    pub fn config(&self, set: &ParamSet) -> Result<Loaded, String> {
+        let mut tables: Vec<Option<toml::Table>> = vec![None; self.files.len()];
+        for ((axis, targets), value) in self.axes.iter().zip(&self.targets).zip(&set.values) {
+            for &i in targets {
+                let t = tables[i].get_or_insert_with(|| self.files[i].1.clone());
+                let rule = t
+                    .get_mut("rule")
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| format!("{} has no [rule] table", self.files[i].0))?;
+                rule.insert(axis.param.clone(), value.toml.clone());
+            }
+        }
+        let mut cfg = self.base.clone();
+        for (i, t) in tables.into_iter().enumerate() {
+            if let Some(t) = t {
+                let text = toml::to_string(&t).map_err(|e| e.to_string())?;
+                let s: StrategyConfig = config::parse_strategy(&text, &self.files[i].0)
+                    .map_err(|e| e.to_string().replace('\n', " "))?;
+                cfg.strategies[i] = s;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// The strategies an axis sets.
+fn resolve(strategies: &[StrategyConfig], a: &Axis) -> Result<Vec<usize>, SweepError> {
+    let describe = || {
+        strategies
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({}): {}",
+                    s.name,
+                    s.rule.kind(),
+                    rule_keys(s.rule.kind()).join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match &a.strategy {
+        Some(name) => {
+            let Some(i) = strategies.iter().position(|s| &s.name == name) else {
+                return Err(SweepError::Key {
+                    key: a.key.clone(),
+                    problem: format!("no configured strategy is named {name:?}"),
+                    fix: format!(
+                        "use KEY or STRATEGY.KEY with one of: {}",
+                        strategies
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            };
+            if !rule_keys(strategies[i].rule.kind()).contains(&a.param.as_str()) {
+                return Err(SweepError::Key {
+                    key: a.key.clone(),
+                    problem: format!("the [rule] of {name} has no parameter {:?}", a.param),
+                    fix: format!("use one of its [rule] keys: {}", describe()),
+                });
+            }
+            Ok(vec![i])
+        }
+        None => {
+            let hit: Vec<usize> = strategies
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| rule_keys(s.rule.kind()).contains(&a.param.as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            if hit.is_empty() {
+                return Err(SweepError::Key {
+                    key: a.key.clone(),
+                    problem: "no configured strategy has this [rule] parameter".into(),
+                    fix: format!(
+                        "use one of the [rule] keys (optionally as STRATEGY.KEY): {}",
+                        describe()
+                    ),
+                });
+            }
+            Ok(hit)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running and ranking
+
+/// What a sweep ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metric {
+    /// Total return, higher first.
+    #[value(name = "return", alias = "total_return")]
+    TotalReturn,
+    /// Sharpe ratio of daily returns, higher first.
+    Sharpe,
+    /// Sortino ratio of daily returns, higher first.
+    Sortino,
+    /// Max drawdown of the equity series, lower first.
+    #[value(name = "max_drawdown", alias = "drawdown")]
+    MaxDrawdown,
+}
+
+/// The metrics of one parameter set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub set: ParamSet,
+    pub total_return: Decimal,
+    pub sharpe: Option<f64>,
+    pub sortino: Option<f64>,
+    pub max_drawdown: Decimal,
+    pub fills: u64,
+    pub fees: Decimal,
+}
+
+/// The result of a sweep: ranked rows and the sets that were refused.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub axes: Vec<Axis>,
+    pub metric: Metric,
+    pub rows: Vec<Row>,
+    pub skipped: Vec<(ParamSet, String)>,
+}
+
+/// The portfolio metrics of a backtest (see the module docs).
+pub fn metrics(set: ParamSet, bt: &Backtest) -> Row {
+    let report = Report::new(bt);
+    let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
+    // Summed daily closes: every strategy is closed at the same instants.
+    let mut closes: Vec<Decimal> = Vec::new();
+    let mut curves: Vec<Vec<(Ts, Decimal)>> = Vec::new();
+    for s in &bt.summary.strategies {
+        let mut c = vec![s.starting_cash];
+        c.extend(
+            bt.collector
+                .closes
+                .get(&s.name)
+                .into_iter()
+                .flatten()
+                .copied(),
+        );
+        if closes.len() < c.len() {
+            closes.resize(c.len(), Decimal::ZERO);
+        }
+        for (t, x) in closes.iter_mut().zip(c) {
+            *t += x;
+        }
+        curves.push(bt.collector.series(&s.name, start, end, s.equity));
+    }
+    let rs = return_stats(&closes);
+    let dd = drawdown_stats(&portfolio_series(&curves));
+    Row {
+        set,
+        total_return: report.total.total_return,
+        sharpe: rs.sharpe,
+        sortino: rs.sortino,
+        max_drawdown: dd.max_drawdown,
+        fills: report.total.fills,
+        fees: report.total.fees,
+    }
+}
+
+/// The sum of the strategies' equity curves: a point at every point of any of
+/// them (in `(ts, strategy, position)` order), each strategy at its latest value.
+/// With one strategy, its own curve.
+fn portfolio_series(curves: &[Vec<(Ts, Decimal)>]) -> Vec<(Ts, Decimal)> {
+    let mut steps: Vec<(Ts, usize, usize)> = curves
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.iter().enumerate().map(move |(k, p)| (p.0, i, k)))
+        .collect();
+    steps.sort_unstable();
+    let mut now: Vec<Decimal> = curves
+        .iter()
+        .map(|c| c.first().map_or(Decimal::ZERO, |p| p.1))
+        .collect();
+    steps
+        .into_iter()
+        .map(|(ts, i, k)| {
+            now[i] = curves[i][k].1;
+            (ts, now.iter().copied().sum())
+        })
+        .collect()
+}
+
+/// Run every set over `events` on `jobs` threads and rank the rows by `metric`.
+pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outcome {
+    let sets = expand(&sweep.axes);
+    let mut skipped = Vec::new();
+    let mut work = Vec::new();
+    for set in sets {
+        match sweep.config(&set) {
+            Ok(cfg) => work.push((set, cfg)),
+            Err(why) => skipped.push((set, why)),
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::with_capacity(work.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(work.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((set, cfg)) = work.get(i) else { break };
+                let bt = backtest::run_shared(cfg, events, false);
+                let row = metrics(set.clone(), &bt);
+                done.lock().expect("no worker panicked").push(row);
+            });
+        }
+    });
+    let mut rows = done.into_inner().expect("no worker panicked");
+    rank(&mut rows, metric);
+    Outcome {
+        axes: sweep.axes.clone(),
+        metric,
+        rows,
+        skipped,
+    }
+}
+
+/// Sort best first by `metric`; undefined values (`None`) last; ties by set index.
+pub fn rank(rows: &mut [Row], metric: Metric) {
+    use std::cmp::Ordering as O;
+    let by = |a: &Row, b: &Row| -> O {
+        match metric {
+            Metric::TotalReturn => b.total_return.cmp(&a.total_return),
+            Metric::MaxDrawdown => a.max_drawdown.cmp(&b.max_drawdown),
+            Metric::Sharpe | Metric::Sortino => {
+                let (x, y) = if metric == Metric::Sharpe {
+                    (a.sharpe, b.sharpe)
+                } else {
+                    (a.sortino, b.sortino)
+                };
+                match (x, y) {
+                    (Some(x), Some(y)) => y.total_cmp(&x),
+                    (Some(_), None) => O::Less,
+                    (None, Some(_)) => O::Greater,
+                    (None, None) => O::Equal,
+                }
+            }
+        }
+    };
+    rows.sort_by(|a, b| by(a, b).then(a.set.index.cmp(&b.set.index)));
+}
+
+fn ratio(x: Option<f64>) -> String {
+    x.filter(|v| v.is_finite())
+        .map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+impl Outcome {
+    /// The column names of `sweep.csv` and of the table.
+    pub fn header(&self) -> Vec<String> {
+        let mut h = vec!["rank".to_string(), "set".to_string()];
+        h.extend(self.axes.iter().map(|a| a.key.clone()));
+        h.extend(
+            [
+                "total_return",
+                "sharpe",
+                "sortino",
+                "max_drawdown",
+                "trades",
+                "fees",
+            ]
+            .map(String::from),
+        );
+        h
+    }
+
+    /// One record per row, best first.
+    pub fn records(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(rank, r)| {
+                let mut rec = vec![(rank + 1).to_string(), r.set.index.to_string()];
+                rec.extend(r.set.values.iter().map(|v| v.text.clone()));
+                rec.extend([
+                    r.total_return.normalize().to_string(),
+                    ratio(r.sharpe),
+                    ratio(r.sortino),
+                    r.max_drawdown.normalize().to_string(),
+                    r.fills.to_string(),
+                    r.fees.round_dp(8).normalize().to_string(),
+                ]);
+                rec
+            })
+            .collect()
+    }
+
+    /// Write `sweep.csv` (ranked, one row per set that ran).
+    pub fn write_csv(&self, path: &Path) -> anyhow::Result<()> {
+        let mut w =
+            csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+        w.write_record(self.header())?;
+        for r in self.records() {
+            w.write_record(r)?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    /// The ranked table for a terminal.
+    pub fn render(&self) -> String {
+        let head = self.header();
+        let recs = self.records();
+        let mut width: Vec<usize> = head.iter().map(String::len).collect();
+        for r in &recs {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.len());
+            }
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, cells: &[String]| {
+            let cells: Vec<String> = cells
+                .iter()
+                .zip(&width)
+                .map(|(c, w)| format!("{c:>w$}"))
+                .collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        };
+        line(&mut out, &head);
+        for r in &recs {
+            line(&mut out, r);
+        }
+        for (set, why) in &self.skipped {
+            let params: Vec<String> = self
+                .axes
+                .iter()
+                .zip(&set.values)
+                .map(|(a, v)| format!("{}={}", a.key, v.text))
+                .collect();
+            let _ = writeln!(
+                out,
+                "skipped set {} ({}): {why}",
+                set.index,
+                params.join(" ")
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(a: &Axis) -> Vec<&str> {
+        a.values.iter().map(|v| v.text.as_str()).collect()
+    }
+
+    #[test]
+    fn grids_parse_ranges_lists_and_scoped_keys() {
+        let axes = parse_grid(&[
+            "fast=5..20:5,slow=50,100".into(),
+            "ma_cross.rule.average=sma,ema".into(),
+        ])
+        .unwrap();
+        assert_eq!(axes.len(), 3);
+        assert_eq!(texts(&axes[0]), ["5", "10", "15", "20"]);
+        assert_eq!(axes[0].values[0].toml, toml::Value::Integer(5));
+        assert_eq!(texts(&axes[1]), ["50", "100"]);
+        assert_eq!(
+            (axes[2].strategy.as_deref(), axes[2].param.as_str()),
+            (Some("ma_cross"), "average")
+        );
+        assert_eq!(axes[2].values[1].toml, toml::Value::String("ema".into()));
+        let k = parse_grid(&["rule.k=1.5..2.5:0.5".into()]).unwrap();
+        assert_eq!(k[0].strategy, None);
+        assert_eq!(texts(&k[0]), ["1.5", "2", "2.5"]);
+        assert_eq!(k[0].values[0].toml, toml::Value::Float(1.5));
+        // Inclusive, step 1 by default; a range that does not land on its end.
+        assert_eq!(
+            texts(&parse_grid(&["period=3..5".into()]).unwrap()[0]),
+            ["3", "4", "5"]
+        );
+        assert_eq!(
+            texts(&parse_grid(&["period=3..10:4".into()]).unwrap()[0]),
+            ["3", "7"]
+        );
+    }
+
+    #[test]
+    fn bad_grids_name_the_item_and_the_fix() {
+        for (g, needle) in [
+            ("5,10", "without a key"),
+            ("fast=20..5", "ends before it starts"),
+            ("fast=5..20:0", "step is not positive"),
+            ("fast=a..b", "not a number"),
+            ("fast=5,fast=6", "given twice"),
+            ("fast=5,5", "listed twice"),
+            ("fast=", "no value"),
+        ] {
+            let e = parse_grid(&[g.into()]).unwrap_err().to_string();
+            assert!(e.contains(needle), "{g}: {e}");
+        }
+    }
+
+    #[test]
+    fn expansion_is_the_cartesian_product_first_key_slowest() {
+        let axes = parse_grid(&["a=1,2,b=x,y,z".into()]).unwrap();
+        let sets = expand(&axes);
+        let flat: Vec<String> = sets
+            .iter()
+            .map(|s| {
+                s.values
+                    .iter()
+                    .map(|v| v.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("")
+            })
+            .collect();
+        assert_eq!(flat, ["1x", "1y", "1z", "2x", "2y", "2z"]);
+        assert!(sets.iter().enumerate().all(|(i, s)| s.index == i));
+    }
+
+    /// `rule_keys` stays in step with the rules of `config`: every listed key is
+    /// accepted in a strategy file, and every key the rule serializes is listed.
+    #[test]
+    fn rule_keys_match_the_strategy_files() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        for f in [
+            "ma_crossover",
+            "rsi_mean_reversion",
+            "bollinger_breakout",
+            "sentiment_momentum",
+        ] {
+            let path = format!("{root}/strategies/{f}.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let s = config::parse_strategy(&text, &path).unwrap();
+            let keys = rule_keys(s.rule.kind());
+            assert!(!keys.is_empty());
+            let ser = toml::Value::try_from(&s.rule).unwrap();
+            for k in ser.as_table().unwrap().keys().filter(|k| *k != "kind") {
+                assert!(keys.contains(&k.as_str()), "{f}: {k} is not listed");
+            }
+            // An unlisted key is refused by the strategy checks.
+            let mut t: toml::Table = text.parse().unwrap();
+            t["rule"]
+                .as_table_mut()
+                .unwrap()
+                .insert("no_such_key".into(), toml::Value::Integer(1));
+            assert!(config::parse_strategy(&toml::to_string(&t).unwrap(), &path).is_err());
+        }
+    }
+
+    fn row(index: usize, sharpe: Option<f64>, ret: i64) -> Row {
+        Row {
+            set: ParamSet {
+                index,
+                values: vec![],
+            },
+            total_return: Decimal::new(ret, 2),
+            sharpe,
+            sortino: None,
+            max_drawdown: Decimal::new(ret.abs(), 2),
+            fills: 0,
+            fees: Decimal::ZERO,
+        }
+    }
+
+    #[test]
+    fn ranking_puts_the_best_first_undefined_last_ties_by_index() {
+        let mut rows = vec![
+            row(0, None, 1),
+            row(1, Some(0.5), 3),
+            row(2, Some(1.5), 2),
+            row(3, Some(0.5), 5),
+        ];
+        rank(&mut rows, Metric::Sharpe);
+        let order: Vec<usize> = rows.iter().map(|r| r.set.index).collect();
+        assert_eq!(order, [2, 1, 3, 0]);
+        rank(&mut rows, Metric::TotalReturn);
+        let order: Vec<usize> = rows.iter().map(|r| r.set.index).collect();
+        assert_eq!(order, [3, 1, 2, 0]);
+        rank(&mut rows, Metric::MaxDrawdown);
+        let order: Vec<usize> = rows.iter().map(|r| r.set.index).collect();
+        assert_eq!(order, [0, 2, 1, 3]);
+    }
+
+    #[test]
+    fn the_portfolio_of_one_curve_is_that_curve() {
+        let c = vec![
+            (0, Decimal::from(100)),
+            (5, Decimal::from(90)),
+            (5, Decimal::from(95)),
+            (9, Decimal::from(120)),
+        ];
+        assert_eq!(portfolio_series(std::slice::from_ref(&c)), c);
+        let d = vec![(0, Decimal::from(10)), (7, Decimal::from(20))];
+        let sum: Vec<i64> = portfolio_series(&[c, d])
+            .iter()
+            .map(|p| p.1.try_into().unwrap())
+            .collect();
+        assert_eq!(sum, [110, 110, 100, 105, 115, 140]);
+    }
+}

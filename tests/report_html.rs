@@ -1,0 +1,293 @@
+//! report.html opened in a real browser: Debian's headless Chromium renders it
+//! (screenshot and DOM), with the network cut off, and must log no console
+//! message. Chromium is required: the test fails, never skips, without it
+//! (`.ci/run` installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const CHROMIUM: &str = "chromium";
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A strategy whose name needs escaping (it has no whitespace, so the config
+/// accepts it).
+const ODD: &str = r#"
+name = "odd<script>alert('x')</script>&co"
+symbols = ["ACME", "GLOBEX"]
+[rule]
+kind = "ma_crossover"
+fast = 5
+slow = 40
+[account]
+starting_cash = "50000"
+[sizing]
+mode = "fixed_quantity"
+quantity = "10"
+"#;
+
+fn backtest(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let odd = dir.join("odd.toml");
+    std::fs::write(&odd, ODD).unwrap();
+    let mut files: Vec<String> = [
+        "ma_crossover",
+        "rsi_mean_reversion",
+        "bollinger_breakout",
+        "sentiment_momentum",
+    ]
+    .iter()
+    .map(|s| format!("{ROOT}/strategies/{s}.toml"))
+    .collect();
+    files.push(odd.display().to_string());
+    let app = dir.join("app.toml");
+    std::fs::write(&app, format!("strategies = {files:?}\n")).unwrap();
+    let report = dir.join("report");
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(ROOT)
+        .arg("--config")
+        .arg(&app)
+        .args([
+            "backtest",
+            "--input",
+            "data/synthetic_ticks.csv",
+            "--input",
+            "data/synthetic_sentiment.csv",
+            "--input",
+            "data/aapl_msft_daily_2011_2013.csv",
+            "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backtest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report.join("report.html")
+}
+
+/// Run chromium headless with a fresh profile, killing it after [`TIMEOUT`].
+fn chromium(profile: &Path, args: &[String]) -> Output {
+    let child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            // Any attempt to reach the network fails (and is logged as a console
+            // error): the page must not need it.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "cannot run `{CHROMIUM}` ({e}): this test needs Debian's chromium; \
+             install it with `apt-get install chromium` (.ci/run does)"
+        ),
+    };
+    // Drain the pipes on threads so a chatty chromium cannot block on a full pipe.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut so, &mut v).map(|_| v)
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut se, &mut v).map(|_| v)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within {TIMEOUT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap().unwrap(),
+        stderr: t_err.join().unwrap().unwrap(),
+    }
+}
+
+/// Chromium's console lines (`INFO:CONSOLE...] "message", source: ...`).
+fn console_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn file_url(p: &Path) -> String {
+    format!("file://{}", p.canonicalize().unwrap().display())
+}
+
+/// The console capture works with this chromium: a page that throws is caught.
+#[test]
+fn chromium_reports_script_errors_on_its_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("throws.html");
+    std::fs::write(
+        &page,
+        "<html><body><p>x</p><script>throw new Error('deliberate')</script></body></html>",
+    )
+    .unwrap();
+    let out = chromium(
+        &dir.path().join("profile"),
+        &["--dump-dom".into(), file_url(&page)],
+    );
+    assert!(out.status.success(), "chromium failed: {out:?}");
+    let lines = console_lines(&out.stderr);
+    assert!(
+        lines.iter().any(|l| l.contains("deliberate")),
+        "the script error was not seen on the console: {lines:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn report_html_renders_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = backtest(dir.path());
+    let html = std::fs::read_to_string(&html_path).unwrap();
+
+    // Self-contained: no script, no external resource of any kind.
+    for bad in [
+        "<script", "<link", "<img", "<iframe", "@import", "url(", "src=",
+    ] {
+        assert!(!html.contains(bad), "report.html contains {bad:?}");
+    }
+    let without_ns = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    assert!(
+        !without_ns.contains("http://") && !without_ns.contains("https://"),
+        "report.html refers to the network"
+    );
+    // The odd name is escaped, never markup.
+    assert!(html.contains("odd&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;co"));
+    assert!(!html.contains("<script>alert"));
+    // Byte-identical for the same inputs.
+    let again = backtest(&dir.path().join("again"));
+    assert!(
+        std::fs::read(&again).unwrap() == html.as_bytes(),
+        "report.html differs between two runs"
+    );
+
+    let shot = dir.path().join("screenshot.png");
+    let out = chromium(
+        &dir.path().join("profile"),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1280,2000".into(),
+            "--hide-scrollbars".into(),
+            "--dump-dom".into(),
+            file_url(&html_path),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {stderr}");
+    let console = console_lines(&out.stderr);
+    assert!(
+        console.is_empty(),
+        "the page logged to the console: {console:#?}"
+    );
+
+    // The DOM as Chromium parsed it: one equity and one drawdown chart per
+    // strategy (5), each with a path of many points, and fill markers.
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("<table class=\"metrics\" id=\"strategies\">"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<svg class=\"equity-chart\"").count(), 5);
+    assert_eq!(dom.matches("<svg class=\"drawdown-chart\"").count(), 5);
+    let paths = |class: &str| -> Vec<String> {
+        dom.split(&format!("<path class=\"{class}\""))
+            .skip(1)
+            .map(|rest| {
+                let d = rest.split(" d=\"").nth(1).expect("a d attribute");
+                d[..d.find('"').unwrap()].to_string()
+            })
+            .collect()
+    };
+    let equity = paths("equity");
+    assert_eq!(equity.len(), 5);
+    for d in &equity {
+        assert!(d.starts_with('M'), "{d}");
+        assert!(d.matches(" L").count() >= 10, "too few points: {d}");
+    }
+    let under = paths("underwater");
+    assert_eq!(under.len(), 5);
+    assert!(under.iter().all(|d| d.ends_with('Z')));
+    let buys: usize = paths("buy").iter().map(|d| d.matches('M').count()).sum();
+    let sells: usize = paths("sell").iter().map(|d| d.matches('M').count()).sum();
+    assert!(
+        buys > 10 && sells > 10,
+        "markers: {buys} buys, {sells} sells"
+    );
+    assert!(
+        !dom.contains("<script"),
+        "a script element got into the DOM"
+    );
+
+    // The screenshot: a real page, not a blank or single-colour image.
+    let bytes = std::fs::read(&shot)
+        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{stderr}", shot.display()));
+    assert!(
+        bytes.len() > 20_000,
+        "screenshot only {} bytes",
+        bytes.len()
+    );
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report_html_screenshot.png");
+    std::fs::write(&keep, &bytes).unwrap();
+    eprintln!("screenshot: {}", keep.display());
+    let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1280, 2000));
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{:?}", info.color_type);
+    let mut counts = std::collections::HashMap::new();
+    for px in buf[..info.buffer_size()].chunks(channels) {
+        *counts.entry((px[0], px[1], px[2])).or_insert(0usize) += 1;
+    }
+    let total = (info.width * info.height) as usize;
+    let commonest = counts.values().max().copied().unwrap_or(0);
+    assert!(counts.len() > 100, "only {} colours", counts.len());
+    assert!(
+        commonest < total * 95 / 100,
+        "one colour covers {commonest} of {total} pixels"
+    );
+    // The chart colours are on screen: the equity line (#0969da) and the
+    // underwater fill (#f8d0d0), within anti-aliasing tolerance.
+    let near = |c: (u8, u8, u8)| {
+        counts
+            .iter()
+            .filter(|(k, _)| {
+                (k.0 as i32 - c.0 as i32).abs() <= 12
+                    && (k.1 as i32 - c.1 as i32).abs() <= 12
+                    && (k.2 as i32 - c.2 as i32).abs() <= 12
+            })
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
+    assert!(near((0x09, 0x69, 0xda)) > 200, "no equity line drawn");
+    assert!(near((0xf8, 0xd0, 0xd0)) > 2000, "no underwater area drawn");
+}
