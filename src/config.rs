@@ -208,6 +208,50 @@ pub struct StrategyConfig {
     /// How a signal becomes an order.
     #[serde(default)]
     pub orders: OrdersConfig,
+    /// Run the rule on bars aggregated from ticks instead of on every tick.
+    #[serde(default)]
+    pub bars: Option<BarsConfig>,
+}
+
+/// Bars a rule runs on (see `bars`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BarsConfig {
+    /// `time`, `ticks` or `volume`.
+    pub kind: BarKind,
+    /// A duration for time bars (`"5m"`), a count for tick bars (`"100"`), a
+    /// quantity for volume bars (`"5000"`).
+    pub size: String,
+}
+
+/// Kinds of bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BarKind {
+    Time,
+    Ticks,
+    Volume,
+}
+
+impl BarsConfig {
+    /// The bar spec, or why `size` does not fit `kind`.
+    pub fn spec(&self) -> Result<crate::bars::BarSpec, String> {
+        use crate::bars::BarSpec;
+        match self.kind {
+            BarKind::Time => parse_duration(&self.size).map(BarSpec::Time),
+            BarKind::Ticks => match self.size.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(BarSpec::Ticks(n)),
+                _ => Err(format!(
+                    "{:?} is not a positive whole number of ticks",
+                    self.size
+                )),
+            },
+            BarKind::Volume => match self.size.trim().parse::<Decimal>() {
+                Ok(v) if v > Decimal::ZERO => Ok(BarSpec::Volume(v)),
+                _ => Err(format!("{:?} is not a positive quantity", self.size)),
+            },
+        }
+    }
 }
 
 /// Pre-trade risk limits of one strategy; an absent limit is not checked. The
@@ -1116,6 +1160,15 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
             "must be a fraction between 0 and 1".into(),
             "e.g. max_drawdown = \"0.2\" for 20%",
         );
+    }
+    if let Some(b) = &s.bars {
+        if let Err(problem) = b.spec() {
+            return err(
+                "bars.size",
+                problem,
+                "time bars: a duration such as \"5m\"; tick bars: a count such as \"100\"; volume bars: a quantity such as \"5000\"",
+            );
+        }
     }
     if s.orders.style == OrderStyle::Market
         && (s.orders.post_only || s.orders.limit_offset_ticks != 0)

@@ -20,6 +20,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::account::Account;
+use crate::bars::BarBuilder;
 use crate::config::{Loaded, OrderStyle, SizingMode, StrategyConfig, TifConfig};
 use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
 use crate::sim::book::{to_ticks, Snap};
@@ -235,6 +236,8 @@ impl InputCounts {
 
 struct Instance {
     rule: Box<dyn Strategy>,
+    /// The bars the rule runs on, when it does not run on every tick.
+    bars: Option<BarBuilder>,
     counts: SymbolCounts,
 }
 
@@ -299,6 +302,11 @@ impl Engine {
                         sym.clone(),
                         Instance {
                             rule: strategy::build(&s.rule),
+                            bars: s.bars.as_ref().map(|b| {
+                                BarBuilder::new(
+                                    b.spec().expect("bars are checked when the config loads"),
+                                )
+                            }),
                             counts: SymbolCounts::default(),
                         },
                     );
@@ -506,7 +514,17 @@ impl Engine {
                 .expect("instance per symbol");
             inst.counts.ticks += 1;
             let ticks = inst.counts.ticks;
-            if let Some(d) = inst.rule.on_tick(t, price) {
+            let decision = match &mut inst.bars {
+                None => inst.rule.on_tick(t, price),
+                // On bars, the rule sees a completed bar as one tick at its
+                // close; the order still trades at this tick.
+                Some(b) => b.push(t).and_then(|bar| {
+                    let bt = bar.as_tick();
+                    let close = bt.price.to_f64().unwrap_or(f64::NAN);
+                    inst.rule.on_tick(&bt, close)
+                }),
+            };
+            if let Some(d) = decision {
                 decide(
                     slot,
                     &t.symbol,

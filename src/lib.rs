@@ -5,6 +5,7 @@
 pub mod account;
 pub mod app;
 pub mod backtest;
+pub mod bars;
 pub mod config;
 pub mod csvdata;
 pub mod domain;

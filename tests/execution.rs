@@ -266,3 +266,58 @@ max_drawdown = "0.05"
     );
     assert_eq!(r.fills().len(), 2);
 }
+
+#[test]
+fn rules_on_tick_bars_see_bar_closes_only() {
+    let cfg = load(
+        NO_LATENCY,
+        r#"
+name = "bars"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 3
+[sizing]
+mode = "fixed_quantity"
+quantity = "10"
+[bars]
+kind = "ticks"
+size = "3"
+"#,
+    );
+    let mut r = Run::new(&cfg);
+    // Bars of three ticks; the first two ticks of each bar swing wildly (they
+    // would cross the averages on a tick-level rule), the closes are 10 10 9.9
+    // 10.5: SMA(2) crosses SMA(3) upwards only at the fourth close (10.2 > 10.133).
+    let closes = ["10", "10", "9.9", "10.5"];
+    let mut s = 0;
+    for c in closes {
+        for px in ["50", "1", c] {
+            s += 1;
+            r.tick(s, px, "1");
+        }
+    }
+    let signals: Vec<_> = r
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Signal(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signals.len(), 1, "{signals:?}");
+    assert_eq!(signals[0].origin, "in-0-11");
+    assert!((signals[0].reason["fast"] - 10.2).abs() < 1e-12);
+    assert!((signals[0].reason["slow"] - 30.4 / 3.0).abs() < 1e-12);
+    // The order trades at the tick that completed the bar.
+    assert_eq!(
+        r.fills(),
+        [(
+            "bars:XYZ:in-0-11:o".to_string(),
+            d("10"),
+            d("10.51"),
+            "taker"
+        )]
+    );
+}
