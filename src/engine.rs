@@ -661,10 +661,14 @@ fn decide(
         }
         slot.working.remove(symbol);
     }
+    let lot = slot
+        .sim
+        .venue(symbol)
+        .expect("a venue per symbol")
+        .cfg
+        .lot_size;
     let account = slot.sim.account();
     let position = account.position(symbol);
-    let venue = slot.sim.venue(symbol).expect("a venue per symbol");
-    let lot = venue.cfg.lot_size;
     let target = target_qty(&slot.cfg, account, price);
     let target = (target / lot).floor() * lot;
     let allow_short = slot.cfg.account.allow_short;
@@ -682,7 +686,7 @@ fn decide(
     let order = match o.style {
         OrderStyle::Market => Order::market(&order_id, symbol, d.side, qty),
         OrderStyle::Limit => {
-            let book = &venue.book;
+            let book = slot.sim.book(symbol).expect("a venue per symbol");
             let tick = book.tick_size();
             let own = match d.side {
                 Side::Buy => book.best_bid(),

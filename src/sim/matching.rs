@@ -160,6 +160,10 @@ pub struct Venue {
     resting: Vec<Working>,
     /// Untriggered stop orders in arrival order.
     stops: Vec<Working>,
+    /// A trade price the synthesized book has not been rebuilt around yet: the
+    /// rebuild waits until something reads the book (an order arrives, a stop
+    /// triggers, a caller asks), so ticks without orders cost no rebuild.
+    synth_at: Option<Decimal>,
 }
 
 impl Venue {
@@ -171,6 +175,17 @@ impl Venue {
             last_trade: None,
             resting: Vec::new(),
             stops: Vec::new(),
+            synth_at: None,
+        }
+    }
+
+    /// Bring a synthesized book up to the last trade (see `synth_at`).
+    pub fn sync_book(&mut self) {
+        if let Some(price) = self.synth_at.take() {
+            if self.cfg.synth.enabled && !self.book.observed() {
+                self.book
+                    .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
+            }
         }
     }
 
@@ -247,14 +262,16 @@ impl Venue {
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
         if self.cfg.synth.enabled && !self.book.observed() {
-            self.book
-                .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
+            self.synth_at = Some(price);
         }
 
         let (triggered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stops)
             .into_iter()
             .partition(|w| stop_reached(&w.order, price));
         self.stops = waiting;
+        if !triggered.is_empty() {
+            self.sync_book();
+        }
         for w in triggered {
             self.trigger(ts, w, out);
         }
@@ -262,6 +279,7 @@ impl Venue {
 
     /// An order reached the venue.
     pub fn arrive(&mut self, ts: Ts, order: Order, session: &Session, out: &mut Vec<SimEvent>) {
+        self.sync_book();
         let limit = order
             .limit_price()
             .and_then(|p| to_ticks_exact(p, self.cfg.tick_size));
@@ -301,6 +319,7 @@ impl Venue {
 
     /// Take liquidity, then cancel, reject or rest the remainder (module docs).
     fn execute(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+        self.sync_book();
         let side = w.order.side;
         let best = self.book.best_opposite(side).map(|(t, _)| t);
         w.reference = best;

@@ -136,8 +136,13 @@ impl Simulator {
         self.venues.get(symbol)
     }
 
-    pub fn book(&self, symbol: &str) -> Option<&Book> {
-        self.venues.get(symbol).map(|v| &v.book)
+    /// The book of `symbol` as of the last event (a synthesized book is
+    /// brought up to the last trade first).
+    pub fn book(&mut self, symbol: &str) -> Option<&Book> {
+        self.venues.get_mut(symbol).map(|v| {
+            v.sync_book();
+            &v.book
+        })
     }
 
     /// The account the simulator's own fills are applied to.
@@ -269,6 +274,10 @@ impl Simulator {
             symbol: order.symbol.clone(),
             kind: EventKind::New,
         });
+        if let Some(v) = self.venues.get_mut(&order.symbol) {
+            // The risk checks price the order off the current book.
+            v.sync_book();
+        }
         if let Err(reason) = self.admit(ts, &order) {
             out.push(SimEvent {
                 ts,
