@@ -83,6 +83,11 @@ enum Command {
         /// Backtests run at once (default: the number of cores).
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        /// Walk-forward analysis instead of one sweep: `train=30d,test=10d`.
+        /// Each fold sweeps the train window, then runs its best set on the test
+        /// window after it; writes walk_forward.csv.
+        #[arg(long, value_name = "WINDOWS")]
+        walk_forward: Option<String>,
         /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
         #[arg(long, default_value = "earliest", value_name = "TIME")]
         from: String,
@@ -361,11 +366,17 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             metric,
             report,
             jobs,
+            walk_forward,
             from,
             to,
             brokers,
         } => {
             let axes = papertrader::sweep::parse_grid(&grid)?;
+            let windows = walk_forward
+                .as_deref()
+                .map(papertrader::sweep::parse_walk_forward)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
             let sweep = papertrader::sweep::Sweep::new(&cfg, axes)?;
             let range = papertrader::backtest::TimeRange {
                 from: papertrader::backtest::parse_bound(&from)
@@ -383,6 +394,46 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                     .await?;
             let read = started.elapsed();
             let n = events.len();
+            if let Some((train, test)) = windows {
+                let folds = tokio::task::block_in_place(|| {
+                    papertrader::sweep::walk_forward(&sweep, &events, metric, jobs, train, test)
+                });
+                anyhow::ensure!(
+                    !folds.is_empty(),
+                    "no walk-forward fold fits: the data is shorter than the train window"
+                );
+                std::fs::create_dir_all(&report)
+                    .with_context(|| format!("creating {}", report.display()))?;
+                let csv = report.join("walk_forward.csv");
+                papertrader::sweep::write_walk_forward(&sweep.axes, &folds, &csv)?;
+                for f in &folds {
+                    let params: Vec<String> = sweep
+                        .axes
+                        .iter()
+                        .zip(&f.best.set.values)
+                        .map(|(a, v)| format!("{}={}", a.key, v.text))
+                        .collect();
+                    print_out(&format!(
+                        "fold {}: train {} .. {} best {} (return {}); test {} .. {}: return {}, {} fills",
+                        f.index,
+                        papertrader::wire::format_ts(f.train.0),
+                        papertrader::wire::format_ts(f.train.1),
+                        params.join(" "),
+                        f.best.total_return.round_dp(4),
+                        papertrader::wire::format_ts(f.test.0),
+                        papertrader::wire::format_ts(f.test.1),
+                        f.test_row.total_return.round_dp(4),
+                        f.test_row.fills
+                    ));
+                }
+                print_out(&format!(
+                    "{} folds over {n} events on {jobs} threads in {:.3} s: {}",
+                    folds.len(),
+                    started.elapsed().as_secs_f64(),
+                    csv.display()
+                ));
+                return Ok(());
+            }
             let outcome = tokio::task::block_in_place(|| {
                 papertrader::sweep::run(&sweep, &events, metric, jobs)
             });

@@ -547,6 +547,146 @@ pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outc
     }
 }
 
+/// Walk-forward windows: `train=30d,test=10d` (see [`walk_forward`]).
+pub fn parse_walk_forward(s: &str) -> Result<(Ts, Ts), String> {
+    let (mut train, mut test) = (None, None);
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not KEY=DURATION"))?;
+        let d = crate::config::parse_duration(v.trim())?;
+        match k.trim() {
+            "train" => train = Some(d),
+            "test" => test = Some(d),
+            other => return Err(format!("unknown key {other:?} (use train and test)")),
+        }
+    }
+    match (train, test) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err("give both windows, e.g. train=30d,test=10d".into()),
+    }
+}
+
+/// One walk-forward fold: the best set on the train window, and how that set
+/// did on the test window that follows it.
+#[derive(Debug, Clone)]
+pub struct Fold {
+    pub index: usize,
+    /// `[from, to)` in event time.
+    pub train: (Ts, Ts),
+    pub test: (Ts, Ts),
+    pub best: Row,
+    pub test_row: Row,
+}
+
+/// Walk-forward analysis: folds start at the first event and step by `test`;
+/// fold `k` sweeps every set over `[start + k*test, +train)`, takes the best set
+/// by `metric`, and runs it alone over the next `test` of event time. Each
+/// window is a fresh backtest (indicators warm up inside it). Folds whose test
+/// window starts after the last event are not run.
+pub fn walk_forward(
+    sweep: &Sweep,
+    events: &[Event],
+    metric: Metric,
+    jobs: usize,
+    train: Ts,
+    test: Ts,
+) -> Vec<Fold> {
+    let timed = || events.iter().filter(|e| e.ts != Ts::MIN).map(|e| e.ts);
+    let (Some(first), Some(last)) = (timed().min(), timed().max()) else {
+        return Vec::new();
+    };
+    let window = |a: Ts, b: Ts| -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| e.ts >= a && e.ts < b)
+            .cloned()
+            .collect()
+    };
+    let mut folds = Vec::new();
+    for k in 0.. {
+        let train_from = first + k as Ts * test;
+        let test_from = train_from + train;
+        if test_from > last {
+            break;
+        }
+        let test_to = test_from + test;
+        let outcome = run(sweep, &window(train_from, test_from), metric, jobs);
+        let Some(best) = outcome.rows.into_iter().next() else {
+            continue;
+        };
+        let cfg = sweep
+            .config(&best.set)
+            .expect("the set already ran on the train window");
+        let bt = backtest::run_shared(&cfg, &window(test_from, test_to), false);
+        let test_row = metrics(best.set.clone(), &bt);
+        folds.push(Fold {
+            index: k,
+            train: (train_from, test_from),
+            test: (test_from, test_to),
+            best,
+            test_row,
+        });
+    }
+    folds
+}
+
+/// `walk_forward.csv`: one row per fold.
+pub fn write_walk_forward(axes: &[Axis], folds: &[Fold], path: &Path) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    let mut header: Vec<String> = [
+        "fold",
+        "train_from",
+        "train_to",
+        "test_from",
+        "test_to",
+        "set",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(axes.iter().map(|a| a.key.clone()));
+    header.extend(
+        [
+            "train_total_return",
+            "train_sharpe",
+            "test_total_return",
+            "test_sharpe",
+            "test_sortino",
+            "test_max_drawdown",
+            "test_fills",
+            "test_fees",
+        ]
+        .map(String::from),
+    );
+    w.write_record(&header)?;
+    for f in folds {
+        let ts = crate::wire::format_ts;
+        let mut rec = vec![
+            f.index.to_string(),
+            ts(f.train.0),
+            ts(f.train.1),
+            ts(f.test.0),
+            ts(f.test.1),
+            f.best.set.index.to_string(),
+        ];
+        rec.extend(f.best.set.values.iter().map(|v| v.text.clone()));
+        let t = &f.test_row;
+        rec.extend([
+            f.best.total_return.normalize().to_string(),
+            ratio(f.best.sharpe),
+            t.total_return.normalize().to_string(),
+            ratio(t.sharpe),
+            ratio(t.sortino),
+            t.max_drawdown.normalize().to_string(),
+            t.fills.to_string(),
+            t.fees.round_dp(8).normalize().to_string(),
+        ]);
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// Sort best first by `metric`; undefined values (`None`) last; ties by set index.
 pub fn rank(rows: &mut [Row], metric: Metric) {
     use std::cmp::Ordering as O;

@@ -263,3 +263,87 @@ fn sweep_refuses_unknown_keys_and_reports_invalid_sets() {
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
 }
+
+#[test]
+fn walk_forward_folds_step_through_time_and_each_test_matches_a_plain_backtest() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = setup(dir.path(), "10", "40", "sma");
+    let out = dir.path().join("wf");
+    let o = papertrader(
+        &app,
+        &[
+            "sweep",
+            "--input",
+            DATA,
+            "--grid",
+            "fast=5..20:5,slow=30,60,90",
+            "--walk-forward",
+            "train=365d,test=90d",
+            "--jobs",
+            "2",
+            "--report",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut rdr = csv::Reader::from_path(out.join("walk_forward.csv")).unwrap();
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    // The data runs from 2011-01-03 for a bit over two years: a 365-day train
+    // window stepping by 90 days leaves room for at least 4 folds.
+    assert!(rows.len() >= 4, "{rows:?}");
+    let ts = |s: &str| papertrader::wire::parse_ts_str(s).unwrap();
+    const DAY: i64 = 86_400_000_000_000;
+    for (k, r) in rows.iter().enumerate() {
+        assert_eq!(r[col("fold")], k.to_string());
+        assert_eq!(r[col("train_to")], r[col("test_from")]);
+        assert_eq!(
+            ts(&r[col("train_to")]) - ts(&r[col("train_from")]),
+            365 * DAY
+        );
+        assert_eq!(ts(&r[col("test_to")]) - ts(&r[col("test_from")]), 90 * DAY);
+        if k > 0 {
+            assert_eq!(
+                ts(&r[col("train_from")]) - ts(&rows[k - 1][col("train_from")]),
+                90 * DAY
+            );
+        }
+    }
+    // Each fold's test result is a plain backtest of its best set over
+    // [test_from, test_to) (--to is inclusive: one nanosecond less).
+    for r in rows.iter().take(2) {
+        let sub = dir.path().join(format!("fold{}", r[col("fold")]));
+        let app = setup(&sub, &r[col("fast")], &r[col("slow")], "sma");
+        let report = sub.join("report");
+        let to = papertrader::wire::format_ts(ts(&r[col("test_to")]) - 1);
+        let o = papertrader(
+            &app,
+            &[
+                "backtest",
+                "--input",
+                DATA,
+                "--from",
+                &r[col("test_from")],
+                "--to",
+                &to,
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+        let got = &j["total"]["total_return"];
+        let got = got.as_str().map_or_else(|| got.to_string(), String::from);
+        assert_eq!(
+            dec(&r[col("test_total_return")]),
+            dec(&got),
+            "fold {}",
+            r[col("fold")]
+        );
+    }
+}
