@@ -59,26 +59,6 @@ fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap().normalize()
 }
 
-/// Wait until the group has committed `n` offsets on a one-partition topic: the
-/// engine has handled everything produced to it so far.
-async fn consumed(bs: &str, topic: &str, n: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (b, t) = (bs.to_string(), topic.to_string());
-        let got = tokio::task::spawn_blocking(move || committed_total(&b, "test", &t, 1))
-            .await
-            .unwrap();
-        if got >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{topic}: only {got} of {n} messages consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn depth_and_trades_in_orders_and_fills_out() {
     let b = broker(1).await;
@@ -103,7 +83,7 @@ async fn depth_and_trades_in_orders_and_fills_out() {
     });
 
     // Prices and depth arrive on two topics; each step waits until the engine
-    // has consumed the previous one, so the interleaving is the one written here.
+    // has consumed (committed) the previous one, so the interleaving is the one written here.
     let snapshot = book(
         T,
         "snapshot",
@@ -111,7 +91,7 @@ async fn depth_and_trades_in_orders_and_fills_out() {
         &[("10.01", "100"), ("10.02", "100"), ("10.03", "100")],
     );
     produce(&p, "order_book", &[snapshot]).await;
-    consumed(&bs, "order_book", 1).await;
+    wait_committed(&bs, "test", "order_book", 1, 1).await;
     // SMA(2) vs SMA(3): 10 10 9.9 puts fast below slow (9.95 < 9.967); 10.5
     // crosses it above (10.2 > 10.133): buy 250 at market. With 1 ms of latency
     // the order reaches the venue at T+4001 and executes before the trade at
@@ -122,7 +102,7 @@ async fn depth_and_trades_in_orders_and_fills_out() {
         .map(|(s, px)| tick("XYZ", T + s * 1000, px, "1"))
         .collect();
     produce(&p, "live_prices", &msgs).await;
-    consumed(&bs, "live_prices", 5).await;
+    wait_committed(&bs, "test", "live_prices", 1, 5).await;
     // The 10.01 level comes back; 10.02 stays taken, 10.03 keeps 50.
     produce(
         &p,
@@ -130,7 +110,7 @@ async fn depth_and_trades_in_orders_and_fills_out() {
         &[book(T + 6000, "update", &[], &[("10.01", "100")])],
     )
     .await;
-    consumed(&bs, "order_book", 2).await;
+    wait_committed(&bs, "test", "order_book", 1, 2).await;
     // 9: fast 9.75 < slow 10: sell 250 at T+7001 into the bids: 100 @ 9.99,
     // 100 @ 9.98, 50 @ 9.97. Then 10.5: fast 9.75 > slow 9.5: buy 250 at T+9001
     // into what is left of the asks: 100 @ 10.01 and 50 @ 10.03; the other 100

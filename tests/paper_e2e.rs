@@ -197,7 +197,7 @@ notional = "1000"
     };
     // A price first, and wait until the engine has seen it (its P&L snapshot).
     produce(&p, "live_prices", &[tick("NWS", 1_000, "20", "5")]).await;
-    wait_for(&bs, "pnl", 1).await;
+    wait_for_messages(&bs, "pnl", 1).await;
     // Neutral, then good news: smoothed sentiment crosses 0.3: buy 1000/20 = 50
     // at the synthesized ask 20.01.
     produce(
@@ -206,11 +206,11 @@ notional = "1000"
         &[sentiment(2_000, 0.0), sentiment(3_000, 0.6)],
     )
     .await;
-    wait_for(&bs, "fills", 1).await;
+    wait_for_messages(&bs, "fills", 1).await;
     // The price moves to 22, bad news: sell 50 at the bid 21.99, realized
     // (21.99 - 20.01) * 50 = 99.
     produce(&p, "live_prices", &[tick("NWS", 4_000, "22", "5")]).await;
-    wait_for(&bs, "pnl", 3).await;
+    wait_for_messages(&bs, "pnl", 3).await;
     produce(&p, "news_sentiment", &[sentiment(5_000, -0.6)]).await;
 
     let summary = run.await.unwrap().unwrap();
@@ -238,26 +238,6 @@ notional = "1000"
     assert_eq!(s.realized.normalize().to_string(), "99");
     assert_eq!(s.equity.normalize().to_string(), "100099");
     assert_eq!(s.symbols["NWS"].counts.sentiment, 3);
-}
-
-/// Wait until a topic holds at least `n` messages.
-async fn wait_for(bs: &str, topic: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let bs2 = bs.to_string();
-        let t = topic.to_string();
-        let got = tokio::task::spawn_blocking(move || read_topic(&bs2, &t).len())
-            .await
-            .unwrap();
-        if got >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{topic} never reached {n} messages (has {got})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

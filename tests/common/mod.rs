@@ -187,3 +187,37 @@ pub fn tick(symbol: &str, ts_ms: i64, price: &str, size: &str) -> (String, Strin
         format!(r#"{{"symbol":"{symbol}","ts":{ts_ms},"price":"{price}","size":"{size}"}}"#),
     )
 }
+
+/// Poll a blocking count (run off the async threads) until it reaches `n`;
+/// fail naming `what` after 30 seconds.
+pub async fn wait_count<F>(what: &str, n: i64, count: F)
+where
+    F: Fn() -> i64 + Clone + Send + 'static,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = count.clone();
+        let got = tokio::task::spawn_blocking(c).await.unwrap();
+        if got >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: only {got} of {n} after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until a topic holds at least `n` messages.
+pub async fn wait_for_messages(bs: &str, topic: &str, n: i64) {
+    let (b, t) = (bs.to_string(), topic.to_string());
+    wait_count(topic, n, move || read_topic(&b, &t).len() as i64).await;
+}
+
+/// Wait until consumer group `group` has committed `n` offsets on `topic`
+/// (summed over `partitions`): the engine has handled that much of it.
+pub async fn wait_committed(bs: &str, group: &str, topic: &str, partitions: i32, n: i64) {
+    let (b, g, t) = (bs.to_string(), group.to_string(), topic.to_string());
+    wait_count(topic, n, move || committed_total(&b, &g, &t, partitions)).await;
+}
