@@ -78,7 +78,10 @@ impl Rule {
 
     /// Record the condition of `subject`; true when it just became true.
     fn crossed(&mut self, subject: &str, holds: bool) -> bool {
-        let was = self.active.insert(subject.to_string(), holds).unwrap_or(false);
+        let was = self
+            .active
+            .insert(subject.to_string(), holds)
+            .unwrap_or(false);
         holds && !was
     }
 }
@@ -137,7 +140,7 @@ impl Alerts {
                         symbols.clone(),
                         State::StaleFeed {
                             after: Duration::from_nanos(
-                                parse_duration(after).unwrap_or(0).max(0) as u64,
+                                parse_duration(after).unwrap_or(0).max(0) as u64
                             ),
                             last: BTreeMap::new(),
                         },
@@ -204,9 +207,14 @@ impl Alerts {
                         w.pop_front();
                     }
                     verdict.map(|(dir, bound)| {
-                        (dir, price, bound, format!(
+                        (
+                            dir,
+                            price,
+                            bound,
+                            format!(
                             "{subject} at {price} broke {dir} the {period}-tick range ({bound})"
-                        ))
+                        ),
+                        )
                     })
                 }
                 State::Zscore {
@@ -405,7 +413,15 @@ mod tests {
         // 1 2 | 3 (above 2) 4 (still above) 3 (inside 3..4) 5 (above again) 0 (below)
         let out = feed(
             &mut a,
-            &[(1., 1.), (2., 1.), (3., 1.), (4., 1.), (3., 1.), (5., 1.), (0.5, 1.)],
+            &[
+                (1., 1.),
+                (2., 1.),
+                (3., 1.),
+                (4., 1.),
+                (3., 1.),
+                (5., 1.),
+                (0.5, 1.),
+            ],
         );
         let got: Vec<_> = out.iter().map(|m| (m.ts, m.direction)).collect();
         assert_eq!(got, [(2, "above"), (5, "above"), (6, "below")]);
@@ -420,7 +436,16 @@ mod tests {
         // window of 3, population sigma: max |z| is sqrt(2) = 1.41.
         let out = feed(
             &mut a,
-            &[(1., 9.), (1., 1.), (1., 1.), (1., 9.), (1., 9.), (1., 1.), (1., 1.), (1., 9.)],
+            &[
+                (1., 9.),
+                (1., 1.),
+                (1., 1.),
+                (1., 9.),
+                (1., 9.),
+                (1., 1.),
+                (1., 1.),
+                (1., 9.),
+            ],
         );
         // z at ticks 2..: -0.71, 1.41, 0.71, -1.41, -0.71, 1.41
         let got: Vec<_> = out.iter().map(|m| (m.ts, m.direction)).collect();

@@ -993,7 +993,11 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
         return err("http.stale_after", e, "write a duration such as \"30s\"");
     }
     if let Err(e) = parse_duration(&app.alerts.webhook_backoff) {
-        return err("alerts.webhook_backoff", e, "write a duration such as \"500ms\"");
+        return err(
+            "alerts.webhook_backoff",
+            e,
+            "write a duration such as \"500ms\"",
+        );
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, rule) in app.alerts.rules.iter().enumerate() {
@@ -1006,35 +1010,70 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
             );
         }
         match rule {
-            AlertRule::Breakout { symbols, period, .. }
-            | AlertRule::Zscore { symbols, period, .. } => {
+            AlertRule::Breakout {
+                symbols, period, ..
+            }
+            | AlertRule::Zscore {
+                symbols, period, ..
+            } => {
                 if symbols.is_empty() {
-                    return err(&format!("{key}.symbols"), "is empty".into(), "list the symbols to watch");
+                    return err(
+                        &format!("{key}.symbols"),
+                        "is empty".into(),
+                        "list the symbols to watch",
+                    );
                 }
                 if *period < 2 {
-                    return err(&format!("{key}.period"), format!("{period} is too small"), "use 2 or more events");
+                    return err(
+                        &format!("{key}.period"),
+                        format!("{period} is too small"),
+                        "use 2 or more events",
+                    );
                 }
             }
             AlertRule::StaleFeed { symbols, after, .. } => {
                 if symbols.is_empty() {
-                    return err(&format!("{key}.symbols"), "is empty".into(), "list the symbols to watch");
+                    return err(
+                        &format!("{key}.symbols"),
+                        "is empty".into(),
+                        "list the symbols to watch",
+                    );
                 }
                 if let Err(e) = parse_duration(after) {
-                    return err(&format!("{key}.after"), e, "write a duration such as \"30s\"");
+                    return err(
+                        &format!("{key}.after"),
+                        e,
+                        "write a duration such as \"30s\"",
+                    );
                 }
             }
             AlertRule::Drawdown { level, .. } => {
                 if !(*level > 0.0 && *level < 1.0) {
-                    return err(&format!("{key}.level"), format!("{level} is out of range"), "use a fraction of the peak between 0 and 1, such as 0.05");
+                    return err(
+                        &format!("{key}.level"),
+                        format!("{level} is out of range"),
+                        "use a fraction of the peak between 0 and 1, such as 0.05",
+                    );
                 }
             }
         }
-        if let AlertRule::Zscore { field, threshold, .. } = rule {
+        if let AlertRule::Zscore {
+            field, threshold, ..
+        } = rule
+        {
             if !matches!(field.as_str(), "price" | "volume") {
-                return err(&format!("{key}.field"), format!("{field:?} is not a field"), "use \"price\" or \"volume\"");
+                return err(
+                    &format!("{key}.field"),
+                    format!("{field:?} is not a field"),
+                    "use \"price\" or \"volume\"",
+                );
             }
             if !(threshold.is_finite() && *threshold > 0.0) {
-                return err(&format!("{key}.threshold"), format!("{threshold} is not positive"), "use a z-score such as 3.0");
+                return err(
+                    &format!("{key}.threshold"),
+                    format!("{threshold} is not positive"),
+                    "use a z-score such as 3.0",
+                );
             }
         }
     }

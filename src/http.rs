@@ -26,7 +26,7 @@ const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
 /// The routes over `monitor`.
 pub fn router(monitor: Arc<Monitor>) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/", get(index))
         .route(
             "/dashboard.js",
             get(|| async {
@@ -53,6 +53,21 @@ pub async fn serve(
     axum::serve(listener, router(monitor))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The page with the current state inlined, so that the first render needs no
+/// request; `/events` keeps it live from there.
+async fn index(State(m): State<Arc<Monitor>>) -> Html<String> {
+    let mut initial = serde_json::json!({ "state": m.state_json() });
+    for t in ["signals", "orders", "fills", "alerts"] {
+        initial[t] = m.table_json(t).unwrap_or_default();
+    }
+    // `</` cannot end the script element from inside a JSON string.
+    let initial = initial.to_string().replace("</", "<\\/");
+    Html(INDEX_HTML.replace(
+        "<script src=\"/dashboard.js\">",
+        &format!("<script>window.PT_INITIAL = {initial};</script>\n<script src=\"/dashboard.js\">"),
+    ))
 }
 
 async fn state(State(m): State<Arc<Monitor>>) -> Json<serde_json::Value> {
@@ -82,7 +97,10 @@ async fn health(State(m): State<Arc<Monitor>>) -> Response {
 
 async fn metrics(State(m): State<Arc<Monitor>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         m.metrics.render(),
     )
         .into_response()

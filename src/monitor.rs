@@ -394,9 +394,10 @@ impl Monitor {
     pub fn health(&self) -> (bool, Value) {
         let stale = self.staleness();
         let broker = self.broker_ok.load(Ordering::Relaxed);
-        let newest = stale.values().copied().fold(None, |a: Option<f64>, x| {
-            Some(a.map_or(x, |a| a.min(x)))
-        });
+        let newest = stale
+            .values()
+            .copied()
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
         let fresh = newest.is_none_or(|s| s <= self.stale_after.as_secs_f64());
         let ok = broker && fresh;
         (

@@ -381,7 +381,9 @@ async fn publish_alerts(
 
 /// A queue to the webhook task of `alerts.webhook_url`, when one is set. Alerts
 /// are posted in order, each with its retries, off the hot path.
-fn webhook_sender(app: &crate::config::AppConfig) -> Option<tokio::sync::mpsc::UnboundedSender<AlertMsg>> {
+fn webhook_sender(
+    app: &crate::config::AppConfig,
+) -> Option<tokio::sync::mpsc::UnboundedSender<AlertMsg>> {
     let url = app.alerts.webhook_url.trim().to_string();
     if url.is_empty() {
         return None;
@@ -399,7 +401,8 @@ fn webhook_sender(app: &crate::config::AppConfig) -> Option<tokio::sync::mpsc::U
             .build()
             .expect("an HTTP client");
         while let Some(a) = rx.recv().await {
-            if let Err(e) = crate::alerts::post_webhook(&client, &url, &a, attempts, backoff).await {
+            if let Err(e) = crate::alerts::post_webhook(&client, &url, &a, attempts, backoff).await
+            {
                 tracing::error!(url = %url, alert = %a.alert_id, error = %e, "alert webhook gave up");
             }
         }
@@ -418,7 +421,9 @@ async fn watch_broker(base: rdkafka::ClientConfig, monitor: Arc<Monitor>) {
         let p = probe.clone();
         let ok = tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
-            p.client().fetch_metadata(None, Duration::from_secs(3)).is_ok()
+            p.client()
+                .fetch_metadata(None, Duration::from_secs(3))
+                .is_ok()
         })
         .await
         .unwrap_or(false);

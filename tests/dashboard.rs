@@ -82,8 +82,13 @@ impl Running {
 
 /// A sample's value in Prometheus text format: `name{labels} value`.
 fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -109,7 +114,12 @@ async fn wait_metric(base: &str, series: &str, want: f64) -> String {
     }
 }
 
-fn http_config(dir: &std::path::Path, bs: &str, extra: &str, strategy: &str) -> papertrader::config::Loaded {
+fn http_config(
+    dir: &std::path::Path,
+    bs: &str,
+    extra: &str,
+    strategy: &str,
+) -> papertrader::config::Loaded {
     config(
         dir,
         bs,
@@ -157,7 +167,11 @@ async fn metrics_state_and_health_count_what_was_sent() {
         9.0,
     )
     .await;
-    let text = if metric(&text, "papertrader_events_in_total{topic=\"news_sentiment\"}") == Some(1.0) {
+    let text = if metric(
+        &text,
+        "papertrader_events_in_total{topic=\"news_sentiment\"}",
+    ) == Some(1.0)
+    {
         text
     } else {
         wait_metric(
@@ -168,34 +182,61 @@ async fn metrics_state_and_health_count_what_was_sent() {
         .await
     };
     assert_eq!(
-        metric(&text, "papertrader_dead_letters_total{reason=\"malformed_json\"}"),
+        metric(
+            &text,
+            "papertrader_dead_letters_total{reason=\"malformed_json\"}"
+        ),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        metric(&text, "papertrader_dead_letters_total{reason=\"missing_field\"}"),
+        metric(
+            &text,
+            "papertrader_dead_letters_total{reason=\"missing_field\"}"
+        ),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        metric(&text, "papertrader_dead_letters_total{reason=\"invalid_field\"}"),
+        metric(
+            &text,
+            "papertrader_dead_letters_total{reason=\"invalid_field\"}"
+        ),
         Some(1.0),
         "{text}"
     );
-    assert_eq!(metric(&text, "papertrader_fills_total{strategy=\"cross\"}"), Some(2.0));
-    assert_eq!(metric(&text, "papertrader_signals_total{strategy=\"cross\"}"), Some(2.0));
+    assert_eq!(
+        metric(&text, "papertrader_fills_total{strategy=\"cross\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "papertrader_signals_total{strategy=\"cross\"}"),
+        Some(2.0)
+    );
     for status in ["new", "accepted", "filled"] {
         assert_eq!(
-            metric(&text, &format!("papertrader_orders_total{{status=\"{status}\"}}")),
+            metric(
+                &text,
+                &format!("papertrader_orders_total{{status=\"{status}\"}}")
+            ),
             Some(2.0),
             "{status}: {text}"
         );
     }
     // Two orders, each caused by one tick: two latency observations.
-    assert_eq!(metric(&text, "papertrader_tick_to_order_seconds_count"), Some(2.0));
+    assert_eq!(
+        metric(&text, "papertrader_tick_to_order_seconds_count"),
+        Some(2.0)
+    );
     // One engine step per input message, dead letters included.
-    assert_eq!(metric(&text, "papertrader_engine_step_seconds_count"), Some(10.0));
-    assert!(text.contains("papertrader_consumer_lag{partition=\"0\",topic=\"live_prices\"} 0"), "{text}");
+    assert_eq!(
+        metric(&text, "papertrader_engine_step_seconds_count"),
+        Some(10.0)
+    );
+    assert!(
+        text.contains("papertrader_consumer_lag{partition=\"0\",topic=\"live_prices\"} 0"),
+        "{text}"
+    );
 
     // The fills read back from the topic are the ones the metrics counted.
     let fills = read_json(&bs, "fills");
@@ -206,14 +247,14 @@ async fn metrics_state_and_health_count_what_was_sent() {
     assert_eq!(state["strategies"], serde_json::json!(["cross"]));
     let curve = &state["equity"][0];
     assert_eq!(curve["symbol"], "AAA");
-    // pnl_every_ticks = 1: a snapshot per tick, plus one per fill.
+    // pnl_every_ticks = 1: one snapshot per tick (a fill's shares its tick's).
     let points = curve["points"].as_array().unwrap();
-    assert_eq!(points.len(), 8, "{state}");
+    assert_eq!(points.len(), 6, "{state}");
     let equity = state["accounts"]["cross"]["equity"].as_str().unwrap();
     let eq: f64 = equity.parse().unwrap();
     assert_eq!(points.last().unwrap()["equity"].as_f64().unwrap(), eq);
     // Bought at 5.01, sold at 0.99, 10 shares, fees 0.0501 + 0.0099.
-    assert_eq!(equity, "99959.74");
+    assert_eq!(eq, 99959.74, "{state}");
     assert_eq!(state["positions"][0]["position"], "0");
     assert!(
         gauge_close(&text, "papertrader_equity{strategy=\"cross\"}", eq),
@@ -226,9 +267,15 @@ async fn metrics_state_and_health_count_what_was_sent() {
     assert_eq!(api_fills[0]["side"], "sell", "newest first");
     assert_eq!(api_fills[0]["fill_id"], fills[1]["fill_id"]);
     let (_, signals) = get(&format!("{base}/api/signals")).await;
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&signals).unwrap().len(), 2);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&signals).unwrap().len(),
+        2
+    );
     let (_, orders) = get(&format!("{base}/api/orders")).await;
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&orders).unwrap().len(), 6);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&orders).unwrap().len(),
+        6
+    );
     let (code, _) = get(&format!("{base}/api/nothing")).await;
     assert_eq!(code, 404);
 
@@ -298,9 +345,16 @@ async fn each_alert_rule_fires_once_to_the_topic_and_the_webhook() {
     let cfg = http_config(dir.path(), &bs, &extra, CROSS_AAA);
     let p = producer(&bs);
     let mut msgs = Vec::new();
-    for (i, (px, sz)) in [("3", "1"), ("2", "1"), ("1", "1"), ("5", "10"), ("6", "1"), ("1", "1")]
-        .iter()
-        .enumerate()
+    for (i, (px, sz)) in [
+        ("3", "1"),
+        ("2", "1"),
+        ("1", "1"),
+        ("5", "10"),
+        ("6", "1"),
+        ("1", "1"),
+    ]
+    .iter()
+    .enumerate()
     {
         msgs.push(tick("AAA", 1_700_000_000_000 + i as i64 * 1000, px, sz));
     }
@@ -312,7 +366,10 @@ async fn each_alert_rule_fires_once_to_the_topic_and_the_webhook() {
     let text = wait_metric(&base, "papertrader_alerts_total{rule=\"quiet\"}", 1.0).await;
     for rule in ["brk", "vol", "dd"] {
         assert_eq!(
-            metric(&text, &format!("papertrader_alerts_total{{rule=\"{rule}\"}}")),
+            metric(
+                &text,
+                &format!("papertrader_alerts_total{{rule=\"{rule}\"}}")
+            ),
             Some(1.0),
             "{rule}: {text}"
         );
@@ -333,7 +390,12 @@ async fn each_alert_rule_fires_once_to_the_topic_and_the_webhook() {
     let alerts = read_json(&bs, "alerts");
     let mut kinds: Vec<(String, String)> = alerts
         .iter()
-        .map(|a| (a["rule"].as_str().unwrap().into(), a["kind"].as_str().unwrap().into()))
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap().into(),
+                a["kind"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     kinds.sort();
     assert_eq!(
@@ -352,13 +414,20 @@ async fn each_alert_rule_fires_once_to_the_topic_and_the_webhook() {
     // Deterministic ids: rule, subject, origin (topic-partition-offset) of the 4th tick.
     assert_eq!(by_rule("brk")["alert_id"], "alert:brk:AAA:live_prices-0-3");
     assert_eq!(by_rule("vol")["alert_id"], "alert:vol:AAA:live_prices-0-3");
-    assert_eq!(by_rule("quiet")["alert_id"], "alert:quiet:AAA:after:live_prices-0-5");
+    assert_eq!(
+        by_rule("quiet")["alert_id"],
+        "alert:quiet:AAA:after:live_prices-0-5"
+    );
     assert_eq!(by_rule("dd")["subject"], "cross");
 
     // The webhook got every alert, after one refused attempt.
     let deadline = Instant::now() + Duration::from_secs(30);
     while hook.received.lock().unwrap().len() < 4 {
-        assert!(Instant::now() < deadline, "the webhook got {:?}", hook.received.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "the webhook got {:?}",
+            hook.received.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let got: BTreeSet<String> = hook
@@ -395,27 +464,51 @@ fn chromium() -> String {
 }
 
 /// Run headless Chromium with `args` and a fresh profile; its stdout.
+///
+/// The page keeps an event stream open, which `--virtual-time-budget` waits
+/// for forever (virtual time stops while a request is open); `--timeout` instead
+/// stops loading after at most 5 s and dumps what the script has drawn by then.
+/// A browser that still hangs is killed.
 fn run_chromium(args: &[&str]) -> String {
+    use std::io::Read;
     let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(chromium())
+    let mut child = std::process::Command::new(chromium())
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--no-first-run",
-            "--virtual-time-budget=5000",
+            "--timeout=5000",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("running chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish; killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(status.success(), "chromium failed: {err}");
+    reader.join().unwrap()
 }
 
 /// The rows of a table's body in a dumped DOM.
@@ -440,24 +533,42 @@ async fn dashboard_in_headless_chromium_draws_equity_and_fills() {
     let mut msgs = Vec::new();
     for i in 0..60i64 {
         let px = 100.0 + 5.0 * ((i as f64) / 4.0).sin();
-        msgs.push(tick("AAA", 1_700_000_000_000 + i * 1000, &format!("{px:.2}"), "1"));
+        msgs.push(tick(
+            "AAA",
+            1_700_000_000_000 + i * 1000,
+            &format!("{px:.2}"),
+            "1",
+        ));
     }
     produce(&p, "live_prices", &msgs).await;
     let run = Running::start(cfg, bs.clone());
     let base = run.base().await;
-    let text = wait_metric(&base, "papertrader_events_in_total{topic=\"live_prices\"}", 60.0).await;
-    let fills = metric(&text, "papertrader_fills_total{strategy=\"cross\"}").unwrap_or(0.0) as usize;
+    let text = wait_metric(
+        &base,
+        "papertrader_events_in_total{topic=\"live_prices\"}",
+        60.0,
+    )
+    .await;
+    let fills =
+        metric(&text, "papertrader_fills_total{strategy=\"cross\"}").unwrap_or(0.0) as usize;
     assert!(fills >= 2, "the zigzag should trade: {text}");
 
-    let url = format!("{base}/");
-    let dom = tokio::task::spawn_blocking(move || run_chromium(&["--dump-dom", &url]))
-        .await
-        .unwrap();
-    // The page's script ran: the chart has the curve's points, the tables rows.
     let (_, state) = get(&format!("{base}/api/state")).await;
     let state: Value = serde_json::from_str(&state).unwrap();
     let points = state["equity"][0]["points"].as_array().unwrap().len();
-    assert!(points > 60, "{points}");
+    assert_eq!(points, 60, "one snapshot per tick");
+    // The page's script ran: the chart has the curve's points, the tables rows.
+    // `--timeout` may dump before the script's requests return: try a few times.
+    let mut dom = String::new();
+    for _ in 0..5 {
+        let url = format!("{base}/");
+        dom = tokio::task::spawn_blocking(move || run_chromium(&["--dump-dom", &url]))
+            .await
+            .unwrap();
+        if dom.contains("data-points=") {
+            break;
+        }
+    }
     assert!(
         dom.contains(&format!("data-points=\"{points}\"")),
         "the equity chart lacks its {points} points:\n{dom}"

@@ -85,14 +85,24 @@ function drawTables() {
 
 function redraw() { drawCharts(); drawTables(); }
 
-async function load() {
-  const st = await (await fetch("/api/state")).json();
+function apply(st) {
   for (const c of st.equity) {
     curves.set(c.strategy + "/" + c.symbol, c.points.map((p) => ({ ts: p.ts, equity: p.equity, drawdown: p.drawdown })));
   }
   for (const p of st.positions) positions.set(p.strategy + "/" + p.symbol, p);
   for (const [s, a] of Object.entries(st.accounts)) accounts.set(s, a);
-  for (const t of Object.keys(tables)) tables[t] = await (await fetch("/api/" + t)).json();
+}
+
+// The page arrives with the state inlined (window.PT_INITIAL); the API is the fallback.
+async function load() {
+  const init = window.PT_INITIAL;
+  if (init) {
+    apply(init.state);
+    for (const t of Object.keys(tables)) tables[t] = init[t] || [];
+  } else {
+    apply(await (await fetch("/api/state")).json());
+    for (const t of Object.keys(tables)) tables[t] = await (await fetch("/api/" + t)).json();
+  }
   redraw();
 }
 
@@ -111,6 +121,7 @@ function live() {
   });
 }
 
+// Rendered synchronously when the state is inlined, before the load event.
 load().then(() => {
   document.getElementById("status").textContent = "loaded";
   live();
