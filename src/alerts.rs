@@ -242,7 +242,12 @@ impl Alerts {
                 }
                 State::Drawdown { .. } => continue,
             };
-            let crossed = rule.crossed(subject, fired.is_some());
+            // Above and below are separate conditions: a jump from one to the
+            // other is a new crossing.
+            let dir = fired.as_ref().map(|f| f.0);
+            let up = rule.crossed(&format!("{subject}:above"), dir == Some("above"));
+            let down = rule.crossed(&format!("{subject}:below"), dir == Some("below"));
+            let crossed = up || down;
             if let (true, Some((direction, value, threshold, message))) = (crossed, fired) {
                 out.push(AlertMsg {
                     alert_id: format!("alert:{}:{}:{}", rule.name, subject, origin_id(origin)),
