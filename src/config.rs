@@ -60,6 +60,10 @@ pub struct AppConfig {
     pub demo: DemoConfig,
     pub log: LogConfig,
     pub venue: VenueConfig,
+    /// The dashboard, JSON API, `/health` and `/metrics` of paper mode.
+    pub http: HttpConfig,
+    /// Alert rules over prices, volumes, drawdowns and feed staleness.
+    pub alerts: AlertsConfig,
     /// Paths of the strategy files to run, relative to the working directory.
     pub strategies: Vec<String>,
 }
@@ -92,6 +96,7 @@ pub struct TopicsConfig {
     pub fills: String,
     pub pnl: String,
     pub dead_letters: String,
+    pub alerts: String,
 }
 
 impl TopicsConfig {
@@ -106,17 +111,18 @@ impl TopicsConfig {
     }
 
     /// The output topics.
-    pub fn outputs(&self) -> [&str; 5] {
+    pub fn outputs(&self) -> [&str; 6] {
         [
             &self.signals,
             &self.orders,
             &self.fills,
             &self.pnl,
             &self.dead_letters,
+            &self.alerts,
         ]
     }
 
-    fn all(&self) -> [(&'static str, &str); 8] {
+    fn all(&self) -> [(&'static str, &str); 9] {
         [
             ("topics.live_prices", &self.live_prices),
             ("topics.news_sentiment", &self.news_sentiment),
@@ -126,6 +132,7 @@ impl TopicsConfig {
             ("topics.fills", &self.fills),
             ("topics.pnl", &self.pnl),
             ("topics.dead_letters", &self.dead_letters),
+            ("topics.alerts", &self.alerts),
         ]
     }
 }
@@ -162,6 +169,86 @@ pub struct DemoConfig {
     pub prices: Vec<String>,
     /// CSV files of sentiment readings for the sentiment topic.
     pub sentiment: Vec<String>,
+}
+
+/// The HTTP server of paper mode (`src/http.rs`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve the dashboard, API, `/health` and `/metrics` while paper mode runs.
+    pub enabled: bool,
+    /// Address to listen on; loopback unless you mean to expose it. Port 0 picks a free port.
+    pub bind: String,
+    /// `/health` answers 503 when the newest input message is older than this (wall time).
+    pub stale_after: String,
+    /// Rows kept per table (signals, orders, fills, alerts) and points per equity curve.
+    pub history: usize,
+}
+
+/// Alert rules and where alerts go besides the `alerts` topic (`src/alerts.rs`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// POST every alert as JSON to this URL; empty for none.
+    pub webhook_url: String,
+    /// Attempts per webhook call (the first one included).
+    pub webhook_attempts: u32,
+    /// Wait before the first retry; doubled after each failed attempt.
+    pub webhook_backoff: String,
+    /// The rules, each `[[alerts.rules]]` with a `kind`.
+    pub rules: Vec<AlertRule>,
+}
+
+/// One alert rule. Each fires once per crossing of its condition and re-arms
+/// when the condition clears.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlertRule {
+    /// The price leaves the range (highest high, lowest low) of the previous `period` ticks.
+    Breakout {
+        name: String,
+        symbols: Vec<String>,
+        period: usize,
+    },
+    /// The z-score of `field` (`price` or `volume`) against the previous `period`
+    /// events exceeds `threshold` in absolute value.
+    Zscore {
+        name: String,
+        symbols: Vec<String>,
+        #[serde(default = "default_zscore_field")]
+        field: String,
+        period: usize,
+        threshold: f64,
+    },
+    /// A strategy's account drawdown (a fraction of the peak: 0.05 = 5%) reaches `level`.
+    /// `strategies` empty means every strategy; `symbols` is unused.
+    Drawdown {
+        name: String,
+        #[serde(default)]
+        strategies: Vec<String>,
+        level: f64,
+    },
+    /// No tick of a symbol for `after` (wall time, paper mode only), counted from its last tick.
+    StaleFeed {
+        name: String,
+        symbols: Vec<String>,
+        after: String,
+    },
+}
+
+fn default_zscore_field() -> String {
+    "price".into()
+}
+
+impl AlertRule {
+    pub fn name(&self) -> &str {
+        match self {
+            AlertRule::Breakout { name, .. }
+            | AlertRule::Zscore { name, .. }
+            | AlertRule::Drawdown { name, .. }
+            | AlertRule::StaleFeed { name, .. } => name,
+        }
+    }
 }
 
 /// Logging.
@@ -937,6 +1024,101 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
                 e.to_string(),
                 "use a librdkafka property name and value (see librdkafka's CONFIGURATION.md)",
             );
+        }
+    }
+    if app.http.bind.parse::<std::net::SocketAddr>().is_err() {
+        return err(
+            "http.bind",
+            format!("{:?} is not an address", app.http.bind),
+            "write ip:port, such as \"127.0.0.1:8080\" (port 0 picks a free one)",
+        );
+    }
+    if let Err(e) = parse_duration(&app.http.stale_after) {
+        return err("http.stale_after", e, "write a duration such as \"30s\"");
+    }
+    if let Err(e) = parse_duration(&app.alerts.webhook_backoff) {
+        return err(
+            "alerts.webhook_backoff",
+            e,
+            "write a duration such as \"500ms\"",
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, rule) in app.alerts.rules.iter().enumerate() {
+        let key = format!("alerts.rules[{i}]");
+        if rule.name().trim().is_empty() || !names.insert(rule.name().to_string()) {
+            return err(
+                &format!("{key}.name"),
+                format!("{:?} is empty or used twice", rule.name()),
+                "give every rule its own name",
+            );
+        }
+        match rule {
+            AlertRule::Breakout {
+                symbols, period, ..
+            }
+            | AlertRule::Zscore {
+                symbols, period, ..
+            } => {
+                if symbols.is_empty() {
+                    return err(
+                        &format!("{key}.symbols"),
+                        "is empty".into(),
+                        "list the symbols to watch",
+                    );
+                }
+                if *period < 2 {
+                    return err(
+                        &format!("{key}.period"),
+                        format!("{period} is too small"),
+                        "use 2 or more events",
+                    );
+                }
+            }
+            AlertRule::StaleFeed { symbols, after, .. } => {
+                if symbols.is_empty() {
+                    return err(
+                        &format!("{key}.symbols"),
+                        "is empty".into(),
+                        "list the symbols to watch",
+                    );
+                }
+                if let Err(e) = parse_duration(after) {
+                    return err(
+                        &format!("{key}.after"),
+                        e,
+                        "write a duration such as \"30s\"",
+                    );
+                }
+            }
+            AlertRule::Drawdown { level, .. } => {
+                if !(*level > 0.0 && *level < 1.0) {
+                    return err(
+                        &format!("{key}.level"),
+                        format!("{level} is out of range"),
+                        "use a fraction of the peak between 0 and 1, such as 0.05",
+                    );
+                }
+            }
+        }
+        if let AlertRule::Zscore {
+            field, threshold, ..
+        } = rule
+        {
+            if !matches!(field.as_str(), "price" | "volume") {
+                return err(
+                    &format!("{key}.field"),
+                    format!("{field:?} is not a field"),
+                    "use \"price\" or \"volume\"",
+                );
+            }
+            if !(threshold.is_finite() && *threshold > 0.0) {
+                return err(
+                    &format!("{key}.threshold"),
+                    format!("{threshold} is not positive"),
+                    "use a z-score such as 3.0",
+                );
+            }
         }
     }
     if !matches!(app.log.format.as_str(), "text" | "json") {

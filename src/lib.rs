@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the modules and the flow of one event through them.
 
 pub mod account;
+pub mod alerts;
 pub mod app;
 pub mod backtest;
 pub mod bars;
@@ -13,9 +14,11 @@ pub mod domain;
 pub mod embedded;
 pub mod engine;
 pub mod features;
+pub mod http;
 pub mod indicators;
 pub mod kafka;
 pub mod model;
+pub mod monitor;
 pub mod paper;
 pub mod replay;
 pub mod report;

@@ -172,10 +172,14 @@ pub fn config(dir: &Path, bootstrap: &str, app_extra: &str, strategies: &[&str])
         std::fs::write(&p, s).unwrap();
         paths.push(format!("{:?}", p.display().to_string()));
     }
-    let app = format!(
+    let mut app = format!(
         "strategies = [{}]\n{app_extra}\n[kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"test\"\n",
         paths.join(", ")
     );
+    // Tests run side by side: the dashboard's default port is for the demo only.
+    if !app_extra.contains("[http]") {
+        app.push_str("[http]\nenabled = false\n");
+    }
     let p = dir.join("app.toml");
     std::fs::write(&p, app).unwrap();
     config::load_with_env(Some(&p), &[]).unwrap_or_else(|e| panic!("{e}"))
