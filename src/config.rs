@@ -64,6 +64,8 @@ pub struct AppConfig {
     pub http: HttpConfig,
     /// Alert rules over prices, volumes, drawdowns and feed staleness.
     pub alerts: AlertsConfig,
+    /// Checkpoints of the engine's state (crash safety, `src/state.rs`).
+    pub state: StateConfig,
     /// Paths of the strategy files to run, relative to the working directory.
     pub strategies: Vec<String>,
 }
@@ -183,6 +185,48 @@ pub struct HttpConfig {
     pub stale_after: String,
     /// Rows kept per table (signals, orders, fills, alerts) and points per equity curve.
     pub history: usize,
+}
+
+/// Where and how often paper mode checkpoints the engine's state.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `auto`, `file`, `kafka` or `none`; `auto` is `file` for a real cluster and
+    /// `none` for the embedded broker (whose in-memory topics end with the process).
+    pub store: String,
+    /// The checkpoint file of `store = "file"`; `{group}` is replaced by `kafka.group_id`.
+    pub path: String,
+    /// The compacted topic of `store = "kafka"`, keyed by consumer group.
+    pub topic: String,
+    /// Checkpoint after this many input messages (0: not by count) ...
+    pub every_events: u64,
+    /// ... or when this much wall time has passed since the last one (and at shutdown).
+    pub every: String,
+}
+
+/// Which checkpoint store paper mode uses (`state.store` resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateStore {
+    None,
+    File,
+    Kafka,
+}
+
+impl StateConfig {
+    /// The store, with `auto` resolved against the broker setting.
+    pub fn resolve(&self, embedded: bool) -> StateStore {
+        match self.store.as_str() {
+            "file" => StateStore::File,
+            "kafka" => StateStore::Kafka,
+            "auto" if !embedded => StateStore::File,
+            _ => StateStore::None,
+        }
+    }
+
+    /// The checkpoint file for consumer group `group`.
+    pub fn file_for(&self, group: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(self.path.replace("{group}", group))
+    }
 }
 
 /// Alert rules and where alerts go besides the `alerts` topic (`src/alerts.rs`).
@@ -1035,6 +1079,38 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
     }
     if let Err(e) = parse_duration(&app.http.stale_after) {
         return err("http.stale_after", e, "write a duration such as \"30s\"");
+    }
+    if !["auto", "file", "kafka", "none"].contains(&app.state.store.as_str()) {
+        return err(
+            "state.store",
+            format!("{:?} is not a checkpoint store", app.state.store),
+            "write \"auto\", \"file\", \"kafka\" or \"none\"",
+        );
+    }
+    if app.state.path.trim().is_empty() {
+        return err(
+            "state.path",
+            "the checkpoint path is empty".to_string(),
+            "write a file path such as \"state/{group}.ckpt\"",
+        );
+    }
+    if app.state.topic.trim().is_empty() {
+        return err(
+            "state.topic",
+            "the state topic is empty".to_string(),
+            "write a topic name such as \"papertrader_state\"",
+        );
+    }
+    match parse_duration(&app.state.every) {
+        Ok(d) if d > 0 => {}
+        Ok(_) => {
+            return err(
+                "state.every",
+                "the interval must be positive".to_string(),
+                "write a duration such as \"10s\"",
+            )
+        }
+        Err(e) => return err("state.every", e, "write a duration such as \"10s\""),
     }
     if let Err(e) = parse_duration(&app.alerts.webhook_backoff) {
         return err(

@@ -16,7 +16,7 @@
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::account::Account;
@@ -24,8 +24,9 @@ use crate::bars::BarBuilder;
 use crate::config::{Loaded, OrderStyle, SizingMode, StrategyConfig, TifConfig};
 use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
 use crate::sim::book::{to_ticks, Snap};
+use crate::sim::SimState;
 use crate::sim::{EventKind, Liquidity, Order, OrderKind, RiskLimits, SimEvent, Simulator, Tif};
-use crate::strategy::{self, Decision, Strategy};
+use crate::strategy::{self, Decision, StateValue, Strategy};
 use crate::wire::{self, InputKind, Rejection};
 
 /// An event the engine emits, bound for one output topic.
@@ -206,7 +207,7 @@ pub struct DeadLetterMsg {
 pub const DEAD_LETTER_PAYLOAD_LIMIT: usize = wire::MAX_MESSAGE_BYTES;
 
 /// Counts per strategy and symbol.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SymbolCounts {
     pub ticks: u64,
     pub sentiment: u64,
@@ -217,7 +218,7 @@ pub struct SymbolCounts {
 }
 
 /// Counts of what the engine consumed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputCounts {
     /// Valid messages processed, by input kind.
     pub processed: BTreeMap<String, u64>,
@@ -242,13 +243,14 @@ struct Instance {
 }
 
 /// What the engine remembers of a working order to describe its events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct LiveOrder {
     signal_id: String,
     strategy_symbol: String,
     side: Side,
-    order_type: &'static str,
+    order_type: StaticName,
     price: Option<Decimal>,
-    tif: &'static str,
+    tif: StaticName,
     qty: Decimal,
     filled: Decimal,
     notional: Decimal,
@@ -607,6 +609,183 @@ impl Engine {
     }
 }
 
+/// The engine's whole event-driven state: what a checkpoint holds. The
+/// configuration is not in it; [`Engine::restore`] needs an engine built from
+/// the configuration the state was saved under (checked by `fingerprint`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineState {
+    /// [`config_fingerprint`] of the configuration the state belongs to.
+    pub fingerprint: String,
+    slots: Vec<SlotState>,
+    newest: Vec<((InputKind, String), Ts)>,
+    last_price: Vec<(String, Decimal)>,
+    counts: InputCounts,
+    last_ts: Ts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SlotState {
+    name: String,
+    sim: SimState,
+    instances: BTreeMap<String, InstanceState>,
+    live: BTreeMap<String, LiveOrder>,
+    working: BTreeMap<String, String>,
+    killed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InstanceState {
+    rule: StateValue,
+    bars: Option<BarBuilder>,
+    counts: SymbolCounts,
+}
+
+/// A digest of everything in the configuration that shapes the engine's state
+/// and outputs: the strategies, the instruments, latency, symbol list,
+/// ordering slack and P&L cadence.
+pub fn config_fingerprint(cfg: &Loaded) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&cfg.strategies).expect("strategies serialize"));
+    h.update(format!(
+        "{:?}|{}|{}|{:?}|{}",
+        cfg.instruments,
+        cfg.venue_latency,
+        cfg.max_out_of_order,
+        cfg.app.input.symbols,
+        cfg.app.engine.pnl_every_ticks
+    ));
+    format!("{:x}", h.finalize())
+}
+
+/// An order type or TIF name (`&'static str`, read back from a checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StaticName(&'static str);
+
+impl Serialize for StaticName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StaticName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 8] = [
+            "market",
+            "limit",
+            "stop",
+            "stop_limit",
+            "gtc",
+            "ioc",
+            "fok",
+            "day",
+        ];
+        let s = String::deserialize(d)?;
+        NAMES
+            .iter()
+            .find(|n| **n == s)
+            .map(|n| StaticName(n))
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown order type or TIF {s:?}")))
+    }
+}
+
+impl Engine {
+    /// The state to checkpoint. Deterministic: the same state gives the same value.
+    pub fn state(&self, fingerprint: &str) -> EngineState {
+        let mut newest: Vec<_> = self.newest.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        newest.sort();
+        let mut last_price: Vec<_> = self
+            .last_price
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        last_price.sort();
+        EngineState {
+            fingerprint: fingerprint.to_string(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| SlotState {
+                    name: s.cfg.name.clone(),
+                    sim: s.sim.state(),
+                    instances: s
+                        .instances
+                        .iter()
+                        .map(|(sym, i)| {
+                            (
+                                sym.clone(),
+                                InstanceState {
+                                    rule: i.rule.save(),
+                                    bars: i.bars.clone(),
+                                    counts: i.counts.clone(),
+                                },
+                            )
+                        })
+                        .collect(),
+                    live: s.live.clone(),
+                    working: s.working.clone(),
+                    killed: s.killed,
+                })
+                .collect(),
+            newest,
+            last_price,
+            counts: self.counts.clone(),
+            last_ts: self.last_ts,
+        }
+    }
+
+    /// Continue from a checkpoint: take over its state. The engine must be
+    /// fresh and built from the configuration the state was saved under.
+    ///
+    /// # Errors
+    /// The fingerprint differs, or a strategy, symbol or model in the state does
+    /// not fit this configuration.
+    pub fn restore(&mut self, st: EngineState, fingerprint: &str) -> Result<(), String> {
+        if st.fingerprint != fingerprint {
+            return Err("the checkpoint was written under a different configuration (strategies, venue, input.symbols, input.max_out_of_order or engine.pnl_every_ticks changed)".into());
+        }
+        if st.slots.len() != self.slots.len() {
+            return Err(format!(
+                "the checkpoint has {} strategies, the configuration {}",
+                st.slots.len(),
+                self.slots.len()
+            ));
+        }
+        for (slot, saved) in self.slots.iter_mut().zip(st.slots) {
+            if slot.cfg.name != saved.name {
+                return Err(format!(
+                    "the checkpoint has strategy {:?} where the configuration has {:?}",
+                    saved.name, slot.cfg.name
+                ));
+            }
+            slot.sim
+                .restore(saved.sim)
+                .map_err(|e| format!("strategy {}: {e}", saved.name))?;
+            for (sym, inst) in saved.instances {
+                let i = slot.instances.get_mut(&sym).ok_or_else(|| {
+                    format!(
+                        "strategy {}: the checkpoint trades {sym}, the configuration does not",
+                        saved.name
+                    )
+                })?;
+                i.rule
+                    .restore(inst.rule)
+                    .map_err(|e| format!("strategy {} on {sym}: {e}", saved.name))?;
+                i.bars = inst.bars;
+                i.counts = inst.counts;
+            }
+            slot.live = saved.live;
+            slot.working = saved.working;
+            slot.killed = saved.killed;
+        }
+        self.newest = st.newest.into_iter().collect();
+        self.last_price = st.last_price.into_iter().collect();
+        self.counts = st.counts;
+        self.last_ts = st.last_ts;
+        Ok(())
+    }
+}
+
 fn kind_name(kind: InputKind) -> &'static str {
     match kind {
         InputKind::Prices => "prices",
@@ -727,9 +906,9 @@ fn decide(
             signal_id,
             strategy_symbol: symbol.to_string(),
             side: d.side,
-            order_type: order_type_name(&order.kind),
+            order_type: StaticName(order_type_name(&order.kind)),
             price: order.limit_price(),
-            tif: tif_name(order.tif),
+            tif: StaticName(tif_name(order.tif)),
             qty,
             filled: Decimal::ZERO,
             notional: Decimal::ZERO,
@@ -797,9 +976,9 @@ fn kill_switch(
                 } else {
                     Side::Buy
                 },
-                order_type: "market",
+                order_type: StaticName("market"),
                 price: None,
-                tif: "ioc",
+                tif: StaticName("ioc"),
                 qty: qty.abs(),
                 filled: Decimal::ZERO,
                 notional: Decimal::ZERO,
@@ -887,9 +1066,9 @@ fn report(
             symbol: ev.symbol.clone(),
             ts: ev.ts,
             side: live.side,
-            order_type: live.order_type,
+            order_type: live.order_type.0,
             price: live.price,
-            tif: live.tif,
+            tif: live.tif.0,
             qty: live.qty,
             status,
             filled_qty: live.filled,

@@ -116,7 +116,7 @@ impl FeatureSpec {
 }
 
 /// The streaming state of one feature.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum FeatureState {
     Return {
         n: usize,
@@ -221,7 +221,7 @@ impl FeatureState {
 }
 
 /// The features of one symbol, each updated once per event.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FeaturePipeline {
     specs: Vec<FeatureSpec>,
     names: Vec<String>,
@@ -232,6 +232,21 @@ pub struct FeaturePipeline {
 impl FeaturePipeline {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Take over the streaming state of a checkpointed pipeline with the same features.
+    ///
+    /// # Errors
+    /// The checkpoint's features differ from this pipeline's.
+    pub fn restore(&mut self, saved: FeaturePipeline) -> Result<(), String> {
+        if saved.names != self.names {
+            return Err(format!(
+                "the checkpoint has features {:?}, the model needs {:?}",
+                saved.names, self.names
+            ));
+        }
+        *self = saved;
+        Ok(())
     }
 
     /// Add a feature (or find the one already registered under its name) and

@@ -1,12 +1,14 @@
 //! Kafka edges: client configuration, topic creation and the output publisher.
 //!
 //! The publisher sends every output of a batch and waits until the broker has
-//! acknowledged each one; only then does the caller commit the input offsets that
-//! caused them. Each output carries its deterministic id in the `papertrader-id`
-//! header (and in its JSON), which later work uses to skip what a restarted run
-//! already published.
+//! acknowledged each one; only then does the caller checkpoint and commit the
+//! input offsets that caused them. Each output carries its deterministic id in
+//! the `papertrader-id` header (and in its JSON); the publisher remembers how far
+//! each output partition has been written, where a restarted run or a retry
+//! starts reading back what is already there ([`crate::state`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -108,10 +110,26 @@ pub fn producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
     c.create().context("creating the Kafka producer")
 }
 
+/// The producer of engine outputs: librdkafka does not retry by itself, so a
+/// send whose acknowledgement was lost is never silently written twice; the
+/// caller reads back what reached the topic and resends only the rest.
+pub fn output_producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
+    let mut c = base.clone();
+    c.set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("message.send.max.retries", "0")
+        .set("enable.idempotence", "false")
+        .set("compression.type", "none");
+    c.create().context("creating the Kafka producer")
+}
+
 /// Publishes engine outputs to their topics and waits for the broker's acks.
 pub struct Publisher {
     producer: FutureProducer,
     topics: HashMap<OutputKind, String>,
+    /// Per output topic and partition, one past the highest acknowledged offset.
+    written: Mutex<BTreeMap<String, BTreeMap<i32, i64>>>,
 }
 
 impl Publisher {
@@ -123,7 +141,29 @@ impl Publisher {
             (OutputKind::Pnl, topics.pnl.clone()),
             (OutputKind::DeadLetters, topics.dead_letters.clone()),
         ]);
-        Publisher { producer, topics }
+        Publisher {
+            producer,
+            topics,
+            written: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The output topics, in a fixed order.
+    pub fn topic_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.topics.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Start the written positions from a checkpoint's.
+    pub fn set_written(&self, w: BTreeMap<String, BTreeMap<i32, i64>>) {
+        *self.written.lock().expect("publisher lock") = w;
+    }
+
+    /// Per output topic and partition, one past the highest acknowledged offset.
+    pub fn written(&self) -> BTreeMap<String, BTreeMap<i32, i64>> {
+        self.written.lock().expect("publisher lock").clone()
     }
 
     /// Send the outputs at `indexes` and wait for every acknowledgement. Returns
@@ -144,11 +184,19 @@ impl Publisher {
                 if let Some(k) = o.key() {
                     record = record.key(k);
                 }
-                self.producer
+                let d = self
+                    .producer
                     .send(record, Duration::from_secs(60))
                     .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| (i, e))
+                    .map_err(|(e, _)| (i, e))?;
+                let mut w = self.written.lock().expect("publisher lock");
+                let end = w
+                    .entry(topic.clone())
+                    .or_default()
+                    .entry(d.partition)
+                    .or_insert(0);
+                *end = (*end).max(d.offset + 1);
+                Ok(())
             }
         });
         join_all(sends)

@@ -25,6 +25,7 @@ pub mod report;
 pub mod report_html;
 pub mod sample;
 pub mod sim;
+pub mod state;
 pub mod strategy;
 pub mod summary;
 pub mod sweep;

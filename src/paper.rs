@@ -1,27 +1,37 @@
 //! Paper mode: the engine fed by a Kafka consumer group, on the wall clock.
 //!
 //! The loop takes a batch of input messages, runs each through the engine,
-//! publishes the outputs and waits for their acknowledgements, and only then
-//! commits the batch's offsets. A crash at any point therefore replays at most the
-//! uncommitted batch, whose outputs carry the same deterministic ids.
+//! publishes the outputs and waits for their acknowledgements. Then, with a
+//! checkpoint store (`[state]`, [`crate::state`]), it checkpoints every
+//! `state.every_events` messages or `state.every` and commits the offsets of
+//! the checkpoint; without one, it commits the batch's offsets.
+//!
+//! A restart loads the checkpoint, seeks every assigned input partition to the
+//! checkpoint's offset (on assignment, [`SeekOnAssign`]), and first reads back
+//! what the output partitions hold past the checkpoint: outputs whose ids are
+//! there are not published again. A crash at any point therefore neither loses
+//! nor doubles an output. When publishing fails (broker unreachable), the loop
+//! keeps its state, retries with backoff, and before each retry reads back what
+//! did reach the topics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::alerts::{AlertMsg, Alerts};
-use crate::config::Loaded;
+use crate::config::{Loaded, StateStore};
 use crate::domain::Origin;
-use crate::engine::{Engine, Output};
+use crate::engine::{self, Engine, Output};
 use crate::kafka::{self, Publisher};
 use crate::monitor::Monitor;
+use crate::state::{self, Checkpoint, Offsets, Store};
 use crate::summary::Summary;
 use crate::wire::InputKind;
 
@@ -126,7 +136,49 @@ pub async fn run_with(
         names.extend(app.topics.outputs());
         kafka::ensure_topics(&base, &names, app.kafka.partitions).await?;
     }
-    let publisher = Publisher::new(kafka::producer(&base)?, &app.topics);
+    let publisher = Publisher::new(kafka::output_producer(&base)?, &app.topics);
+    let fingerprint = engine::config_fingerprint(cfg);
+    let mut engine = Engine::new(cfg);
+    let store = open_store(cfg, &base).await?;
+    // Next offset per input partition: from the checkpoint, then as processed.
+    let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
+    let mut published: HashSet<String> = HashSet::new();
+    if let Some(store) = &store {
+        match store.load().await? {
+            None => tracing::info!(store = %store.describe(), "no checkpoint; starting fresh"),
+            Some(ck) => {
+                let fix = "move the checkpoint away to start from scratch, or run with the configuration it was written under";
+                anyhow::ensure!(
+                    ck.group == app.kafka.group_id,
+                    "the checkpoint in {} belongs to consumer group {:?}, not {:?} (kafka.group_id)\n  fix: {fix}",
+                    store.describe(),
+                    ck.group,
+                    app.kafka.group_id
+                );
+                engine.restore(ck.engine, &fingerprint).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot continue from the checkpoint in {}: {e}\n  fix: {fix}",
+                        store.describe()
+                    )
+                })?;
+                let mut pos = positions.lock().expect("positions lock");
+                for (t, parts) in &ck.inputs {
+                    for (p, o) in parts {
+                        pos.insert((t.clone(), *p), *o);
+                    }
+                }
+                drop(pos);
+                publisher.set_written(ck.outputs.clone());
+                published = read_back(&base, &publisher, &ck.outputs).await?;
+                tracing::info!(
+                    store = %store.describe(),
+                    inputs = ?ck.inputs,
+                    already_published = published.len(),
+                    "continuing from the checkpoint"
+                );
+            }
+        }
+    }
 
     let mut cc = base.clone();
     cc.set("group.id", &app.kafka.group_id)
@@ -134,7 +186,11 @@ pub async fn run_with(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
-    let consumer: StreamConsumer = cc.create().context("creating the Kafka consumer")?;
+    let consumer: StreamConsumer<SeekOnAssign> = cc
+        .create_with_context(SeekOnAssign {
+            positions: positions.clone(),
+        })
+        .context("creating the Kafka consumer")?;
     let kinds: HashMap<String, InputKind> = app
         .topics
         .inputs()
@@ -147,14 +203,24 @@ pub async fn run_with(
         .context("subscribing to the input topics")?;
     tracing::info!(?topics, group = %app.kafka.group_id, "paper mode consuming");
 
-    let mut engine = Engine::new(cfg);
     let mut out = Vec::new();
     let mut fired: Vec<AlertMsg> = Vec::new();
     let mut order_causes: Vec<Instant> = Vec::new();
     let watch_alerts = !alerts.lock().expect("alerts lock").is_empty();
     let mut seen: u64 = 0;
     let mut started = false;
-    let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    // Input offsets reached: the checkpoint's, then as processed.
+    let mut committed: BTreeMap<(String, i32), i64> =
+        positions.lock().expect("positions lock").clone();
+    let every_events = app.state.every_events;
+    let every = Duration::from_nanos(
+        crate::config::parse_duration(&app.state.every)
+            .unwrap_or(10_000_000_000)
+            .max(1) as u64,
+    );
+    let mut since_checkpoint: u64 = 0;
+    let mut last_checkpoint = Instant::now();
+    let mut duplicates: u64 = 0;
     let first_wait = stop.idle.map(|i| i.max(Duration::from_secs(30)));
     tokio::pin!(shutdown);
 
@@ -238,12 +304,24 @@ pub async fn run_with(
             }
         }
 
-        // Outputs first, acknowledged by the broker; then the offsets.
+        // What a run before a restart already published is not published again.
+        if !published.is_empty() {
+            let before = out.len();
+            out.retain(|o| !published.remove(o.id()));
+            duplicates += (before - out.len()) as u64;
+        }
+
+        // Outputs first, acknowledged by the broker; then the checkpoint and offsets.
+        let written_before = publisher.written();
         let mut pending: Vec<usize> = (0..out.len()).collect();
         let mut attempt = 0u32;
         loop {
             let failed = publisher.publish(&out, &pending).await;
             if failed.is_empty() {
+                if attempt > 0 {
+                    tracing::info!(attempt, "outputs published; the broker is back");
+                    monitor.set_broker_ok(true);
+                }
                 break;
             }
             if let Some((_, e)) = failed.iter().find(|(_, e)| kafka::is_permanent(e)) {
@@ -251,18 +329,33 @@ pub async fn run_with(
                     "the broker refused an output ({e}); stopping without committing the offsets of this batch"
                 );
             }
-            attempt += 1;
-            let backoff = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
-            tracing::warn!(error = %failed[0].1, unpublished = failed.len(), attempt, ?backoff,
-                "publishing outputs failed; retrying the failed ones");
-            pending = failed.into_iter().map(|(i, _)| i).collect();
-            tokio::select! {
-                _ = &mut shutdown => {
-                    tracing::warn!(unpublished = pending.len(),
-                        "stopping with unpublished outputs; this batch's offsets stay uncommitted and it will be replayed");
-                    break 'run;
+            monitor.set_broker_ok(false);
+            pending = failed.iter().map(|(i, _)| *i).collect();
+            // Wait, then find out which of the failed sends reached the topics
+            // anyway (a lost acknowledgement) and resend only the others.
+            loop {
+                attempt += 1;
+                let backoff = Duration::from_millis(100 * 2u64.pow(attempt.min(6)));
+                tracing::warn!(error = %failed[0].1, unpublished = pending.len(), attempt, ?backoff,
+                    "publishing outputs failed; keeping the state and retrying");
+                tokio::select! {
+                    _ = &mut shutdown => {
+                        tracing::warn!(unpublished = pending.len(),
+                            "stopping with unpublished outputs; the offsets of this batch stay uncommitted and it will be replayed");
+                        break 'run;
+                    }
+                    _ = tokio::time::sleep(backoff) => {}
                 }
-                _ = tokio::time::sleep(backoff) => {}
+                match read_back(&base, &publisher, &written_before).await {
+                    Ok(there) => {
+                        pending.retain(|&i| !there.contains(out[i].id()));
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the broker is still unreachable"),
+                }
+            }
+            if pending.is_empty() {
+                break;
             }
         }
         if !fired.is_empty() {
@@ -296,22 +389,58 @@ pub async fn run_with(
                     .set((high - o).max(0));
             }
         }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::warn!(error = %e, "committing offsets failed; they will be committed with the next batch");
-        }
+        positions
+            .lock()
+            .expect("positions lock")
+            .extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
         committed.extend(offsets);
+        since_checkpoint += batch.len() as u64;
+        match &store {
+            None => {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::warn!(error = %e, "committing offsets failed; they will be committed with the next batch");
+                }
+            }
+            Some(store) => {
+                let due = (every_events > 0 && since_checkpoint >= every_events)
+                    || last_checkpoint.elapsed() >= every;
+                if due {
+                    match checkpoint(store, cfg, &engine, &fingerprint, &committed, &publisher)
+                        .await
+                    {
+                        Ok(()) => {
+                            since_checkpoint = 0;
+                            last_checkpoint = Instant::now();
+                            commit(&consumer, &committed, CommitMode::Async);
+                        }
+                        Err(e) => tracing::error!(error = %e,
+                            "writing the checkpoint failed; offsets stay uncommitted, retrying after the next batch"),
+                    }
+                }
+            }
+        }
     }
 
     publisher.flush();
-    if !committed.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for ((t, p), o) in &committed {
-            tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!(error = %e, "final offset commit failed");
+    if let Some(store) = &store {
+        if since_checkpoint > 0 {
+            match checkpoint(store, cfg, &engine, &fingerprint, &committed, &publisher).await {
+                Ok(()) => {
+                    tracing::info!(store = %store.describe(), "checkpoint written at shutdown")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the checkpoint at shutdown failed; the next run continues from the previous one")
+                }
+            }
         }
     }
+    if duplicates > 0 {
+        tracing::info!(
+            duplicates,
+            "outputs already published before the restart were not published again"
+        );
+    }
+    commit(&consumer, &committed, CommitMode::Sync);
     let _ = server_stop.send(true);
     for task in background {
         task.abort();
@@ -329,7 +458,11 @@ pub async fn run_with(
 
 /// The high watermark of a partition as last reported by a fetch response
 /// (librdkafka's cache: no request to the broker, so cheap per batch).
-fn cached_high_watermark(consumer: &StreamConsumer, topic: &str, partition: i32) -> Option<i64> {
+fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     let name = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives; the out
@@ -345,6 +478,143 @@ fn cached_high_watermark(consumer: &StreamConsumer, topic: &str, partition: i32)
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some(high)
+}
+
+/// Assigns each input partition at the offset paper mode has reached (from the
+/// checkpoint, then as it processes), or at the group's committed offset for a
+/// partition it has not seen.
+pub struct SeekOnAssign {
+    positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+}
+
+impl rdkafka::ClientContext for SeekOnAssign {}
+
+impl ConsumerContext for SeekOnAssign {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::bindings::rd_kafka_resp_err_t,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::bindings::rd_kafka_resp_err_t as E;
+        use rdkafka::consumer::RebalanceProtocol;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let pos = self.positions.lock().expect("positions lock");
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            for (t, p) in parts {
+                if let Some(o) = pos.get(&(t.clone(), p)) {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Offset(*o));
+                }
+            }
+            drop(pos);
+            tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions assigned");
+            if cooperative {
+                consumer.incremental_assign(tpl)
+            } else {
+                consumer.assign(tpl)
+            }
+        } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions revoked");
+            if cooperative {
+                consumer.incremental_unassign(tpl)
+            } else {
+                consumer.unassign()
+            }
+        } else {
+            tracing::error!(?err, "rebalance error");
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the assignment failed");
+        }
+    }
+}
+
+/// The checkpoint store of `[state]`, if any.
+async fn open_store(cfg: &Loaded, base: &rdkafka::ClientConfig) -> anyhow::Result<Option<Store>> {
+    let app = &cfg.app;
+    Ok(match app.state.resolve(app.kafka.brokers == "embedded") {
+        StateStore::None => None,
+        StateStore::File => Some(Store::File(app.state.file_for(&app.kafka.group_id))),
+        StateStore::Kafka => {
+            if app.kafka.create_topics {
+                kafka::ensure_topics(base, &[app.state.topic.as_str()], 1).await?;
+            }
+            let mut pc = base.clone();
+            pc.set("message.max.bytes", "100000000");
+            Some(Store::Kafka {
+                base: base.clone(),
+                producer: kafka::producer(&pc)?,
+                topic: app.state.topic.clone(),
+                key: app.kafka.group_id.clone(),
+            })
+        }
+    })
+}
+
+/// Write a checkpoint of the engine at the given input offsets.
+async fn checkpoint(
+    store: &Store,
+    cfg: &Loaded,
+    engine: &Engine,
+    fingerprint: &str,
+    inputs: &BTreeMap<(String, i32), i64>,
+    publisher: &Publisher,
+) -> anyhow::Result<()> {
+    let mut by_topic: Offsets = BTreeMap::new();
+    for ((t, p), o) in inputs {
+        by_topic.entry(t.clone()).or_default().insert(*p, *o);
+    }
+    let ck = Checkpoint {
+        format: state::FORMAT,
+        group: cfg.app.kafka.group_id.clone(),
+        inputs: by_topic,
+        outputs: publisher.written(),
+        engine: engine.state(fingerprint),
+    };
+    store.save(&ck).await
+}
+
+/// Commit `offsets` to the consumer group; a failure is logged (the checkpoint
+/// is what a restart goes by).
+fn commit<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    offsets: &BTreeMap<(String, i32), i64>,
+    mode: CommitMode,
+) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in offsets {
+        if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(*o)) {
+            tracing::warn!(error = %e, "offset list");
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, "committing offsets failed");
+    }
+}
+
+/// The ids on the output topics from `from` to their end.
+async fn read_back(
+    base: &rdkafka::ClientConfig,
+    publisher: &Publisher,
+    from: &Offsets,
+) -> anyhow::Result<HashSet<String>> {
+    let (base, topics, from) = (base.clone(), publisher.topic_names(), from.clone());
+    tokio::task::spawn_blocking(move || {
+        state::published_ids(&base, &topics, &from, Duration::from_secs(30))
+    })
+    .await?
 }
 
 /// Publish alerts to `topic`, keyed by subject, and wait for every ack.
@@ -433,8 +703,8 @@ async fn watch_broker(base: rdkafka::ClientConfig, monitor: Arc<Monitor>) {
 }
 
 /// The next message, or `None` after `wait` without one.
-async fn recv_within(
-    consumer: &StreamConsumer,
+async fn recv_within<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     wait: Option<Duration>,
 ) -> Option<rdkafka::message::OwnedMessage> {
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);

@@ -17,6 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rust_decimal::prelude::ToPrimitive;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{
     BollingerRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule, RuleConfig,
@@ -60,6 +62,38 @@ pub trait Strategy: Send {
     fn on_sentiment(&mut self, _s: &Sentiment) -> Option<Decision> {
         None
     }
+    /// Everything the strategy has learned from events, for checkpoints.
+    fn save(&self) -> StateValue;
+    /// Restore what [`Strategy::save`] returned, into an instance built from
+    /// the same rule.
+    ///
+    /// # Errors
+    /// The state does not fit this strategy.
+    fn restore(&mut self, state: StateValue) -> Result<(), String>;
+}
+
+/// A strategy's checkpointed state: CBOR's data model (exact `f64`, NaN included).
+pub type StateValue = ciborium::Value;
+
+fn to_state<T: Serialize>(t: &T) -> StateValue {
+    StateValue::serialized(t).expect("strategy state is plain data")
+}
+
+fn from_state<T: DeserializeOwned>(v: StateValue) -> Result<T, String> {
+    v.deserialized().map_err(|e| e.to_string())
+}
+
+/// `save` and `restore` of a strategy whose whole struct is its state.
+macro_rules! whole_state {
+    () => {
+        fn save(&self) -> StateValue {
+            to_state(self)
+        }
+        fn restore(&mut self, state: StateValue) -> Result<(), String> {
+            *self = from_state(state)?;
+            Ok(())
+        }
+    };
 }
 
 /// Build the strategy a rule describes.
@@ -125,6 +159,7 @@ pub fn try_build(rule: &RuleConfig) -> Result<Box<dyn Strategy>, ModelError> {
 }
 
 /// A moving average over a count of events or over an event-time window.
+#[derive(Serialize, Deserialize)]
 pub enum MovingAverage {
     Sma(Sma),
     Ema(Ema),
@@ -152,6 +187,7 @@ impl MovingAverage {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct MaCrossover {
     fast: MovingAverage,
     slow: MovingAverage,
@@ -159,6 +195,8 @@ struct MaCrossover {
 }
 
 impl Strategy for MaCrossover {
+    whole_state!();
+
     fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
         let fast = self.fast.update(tick.ts, price);
         let slow = self.slow.update(tick.ts, price);
@@ -182,6 +220,7 @@ impl Strategy for MaCrossover {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct RsiMeanReversion {
     rsi: Rsi,
     period: usize,
@@ -194,6 +233,8 @@ struct RsiMeanReversion {
 }
 
 impl Strategy for RsiMeanReversion {
+    whole_state!();
+
     fn on_tick(&mut self, _tick: &Tick, price: f64) -> Option<Decision> {
         if self.last_price.replace(price) == Some(price) {
             self.unchanged += 1;
@@ -226,19 +267,22 @@ impl Strategy for RsiMeanReversion {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Zone {
     Below,
     Inside,
     Above,
 }
 
+#[derive(Serialize, Deserialize)]
 struct BollingerBreakout {
     bands: Bollinger,
     zone: Zone,
 }
 
 impl Strategy for BollingerBreakout {
+    whole_state!();
+
     fn on_tick(&mut self, _tick: &Tick, price: f64) -> Option<Decision> {
         let b = self.bands.update(price)?;
         let zone = if price > b.upper {
@@ -270,6 +314,7 @@ impl Strategy for BollingerBreakout {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct SentimentMomentum {
     smooth: Ema,
     enter: f64,
@@ -281,6 +326,8 @@ struct SentimentMomentum {
 }
 
 impl Strategy for SentimentMomentum {
+    whole_state!();
+
     fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
         self.last_price = Some(price);
         if let Some(t) = &mut self.trend {
@@ -314,7 +361,7 @@ impl Strategy for SentimentMomentum {
 }
 
 /// Which side of the thresholds a score is on.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 enum ScoreZone {
     Sell,
     Neutral,
@@ -410,6 +457,17 @@ fn size_f64(tick: &Tick) -> f64 {
 }
 
 impl Strategy for ModelStrategy {
+    fn save(&self) -> StateValue {
+        to_state(&(&self.features, self.zone))
+    }
+
+    fn restore(&mut self, state: StateValue) -> Result<(), String> {
+        let (features, zone): (FeaturePipeline, Option<ScoreZone>) = from_state(state)?;
+        self.features.restore(features)?;
+        self.zone = zone;
+        Ok(())
+    }
+
     fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
         self.features.on_tick(tick.ts, price, size_f64(tick));
         let output = self.scored.score(&self.features, &mut self.row)?;
@@ -507,6 +565,47 @@ impl Ensemble {
 }
 
 impl Strategy for Ensemble {
+    fn save(&self) -> StateValue {
+        let rules: Vec<Option<(StateValue, f64)>> = self
+            .voters
+            .iter()
+            .map(|(_, v)| match v {
+                Voter::Model(_) => None,
+                Voter::Rule { strategy, score } => Some((strategy.save(), *score)),
+            })
+            .collect();
+        to_state(&(&self.features, self.zone, rules))
+    }
+
+    fn restore(&mut self, state: StateValue) -> Result<(), String> {
+        type Saved = (
+            FeaturePipeline,
+            Option<ScoreZone>,
+            Vec<Option<(StateValue, f64)>>,
+        );
+        let (features, zone, rules): Saved = from_state(state)?;
+        if rules.len() != self.voters.len() {
+            return Err(format!(
+                "the ensemble has {} members, the checkpoint {}",
+                self.voters.len(),
+                rules.len()
+            ));
+        }
+        self.features.restore(features)?;
+        self.zone = zone;
+        for ((_, voter), saved) in self.voters.iter_mut().zip(rules) {
+            match (voter, saved) {
+                (Voter::Model(_), None) => {}
+                (Voter::Rule { strategy, score }, Some((st, sc))) => {
+                    strategy.restore(st)?;
+                    *score = sc;
+                }
+                _ => return Err("the ensemble's members changed since the checkpoint".into()),
+            }
+        }
+        Ok(())
+    }
+
     fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
         self.features.on_tick(tick.ts, price, size_f64(tick));
         let mut scores = Vec::with_capacity(self.voters.len());

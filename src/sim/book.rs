@@ -34,7 +34,7 @@
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::domain::{BookUpdate, Side};
@@ -245,7 +245,7 @@ pub fn to_ticks(price: Decimal, tick_size: Decimal, snap: Snap) -> i64 {
 }
 
 /// One symbol's L2 book.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Book {
     tick_size: Decimal,
     /// Bid levels: ticks -> size (best = highest).

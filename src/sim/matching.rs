@@ -48,7 +48,7 @@
 //! with the maker or taker rate.
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::book::{to_ticks_exact, Book, InstrumentConfig};
 use super::order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
@@ -122,7 +122,7 @@ impl Session {
 }
 
 /// An order at the venue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Working {
     pub order: Order,
     /// Quantity still to fill.
@@ -146,6 +146,16 @@ impl Working {
     pub fn signed_leaves(&self) -> Decimal {
         self.leaves * self.order.side.sign()
     }
+}
+
+/// The event-driven state of a [`Venue`]: its book and open orders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VenueState {
+    pub book: Book,
+    pub last_trade: Option<Decimal>,
+    pub resting: Vec<Working>,
+    pub stops: Vec<Working>,
+    pub synth_at: Option<Decimal>,
 }
 
 /// The matching engine of one symbol.
@@ -177,6 +187,26 @@ impl Venue {
             stops: Vec::new(),
             synth_at: None,
         }
+    }
+
+    /// Everything that changes with events (not the instrument config), for checkpoints.
+    pub fn state(&self) -> VenueState {
+        VenueState {
+            book: self.book.clone(),
+            last_trade: self.last_trade,
+            resting: self.resting.clone(),
+            stops: self.stops.clone(),
+            synth_at: self.synth_at,
+        }
+    }
+
+    /// Restore what [`Venue::state`] saved.
+    pub fn restore(&mut self, s: VenueState) {
+        self.book = s.book;
+        self.last_trade = s.last_trade;
+        self.resting = s.resting;
+        self.stops = s.stops;
+        self.synth_at = s.synth_at;
     }
 
     /// Bring a synthesized book up to the last trade (see `synth_at`).

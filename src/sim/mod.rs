@@ -34,18 +34,19 @@ pub mod order;
 pub mod risk;
 
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::account::Account;
 use crate::domain::{BookUpdate, Side, Ts};
 pub use book::{Book, InstrumentConfig, Spread, SynthBook};
 pub use latency::{ConstantLatency, LatencyModel};
-pub use matching::{QueueModel, Session, TradesReduceQueue, Venue};
+pub use matching::{QueueModel, Session, TradesReduceQueue, Venue, VenueState};
 pub use order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
 pub use risk::{RiskContext, RiskLimits, RiskManager};
 
 /// A request on its way to the venue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Action {
     Submit(Order),
     Cancel(String),
@@ -64,6 +65,20 @@ pub struct Simulator {
     pending: BTreeMap<(Ts, u64), Action>,
     seq: u64,
     /// Every order id admitted so far -> its symbol (ids are never reused).
+    ids: BTreeMap<String, String>,
+}
+
+/// Everything of a [`Simulator`] that events change: venues (books, open
+/// orders), requests in flight, the risk manager's state and the account. The
+/// instruments, latency and queue models come from the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimState {
+    venues: BTreeMap<String, VenueState>,
+    halted: bool,
+    recent_orders: VecDeque<Ts>,
+    account: Account,
+    pending: Vec<((Ts, u64), Action)>,
+    seq: u64,
     ids: BTreeMap<String, String>,
 }
 
@@ -130,6 +145,44 @@ impl Simulator {
             seq: 0,
             ids: BTreeMap::new(),
         })
+    }
+
+    /// The state a checkpoint keeps (see [`SimState`]).
+    pub fn state(&self) -> SimState {
+        let (halted, recent_orders) = self.risk.state();
+        SimState {
+            venues: self
+                .venues
+                .iter()
+                .map(|(s, v)| (s.clone(), v.state()))
+                .collect(),
+            halted,
+            recent_orders,
+            account: self.account.clone(),
+            pending: self.pending.iter().map(|(k, a)| (*k, a.clone())).collect(),
+            seq: self.seq,
+            ids: self.ids.clone(),
+        }
+    }
+
+    /// Restore a checkpoint's state into a simulator built from the same
+    /// configuration.
+    ///
+    /// # Errors
+    /// The state names a symbol this simulator does not trade.
+    pub fn restore(&mut self, s: SimState) -> Result<(), String> {
+        for (symbol, v) in s.venues {
+            self.venues
+                .get_mut(&symbol)
+                .ok_or_else(|| format!("the checkpoint has a venue for {symbol}, which the strategy no longer trades"))?
+                .restore(v);
+        }
+        self.risk.restore((s.halted, s.recent_orders));
+        self.account = s.account;
+        self.pending = s.pending.into_iter().collect();
+        self.seq = s.seq;
+        self.ids = s.ids;
+        Ok(())
     }
 
     pub fn venue(&self, symbol: &str) -> Option<&Venue> {

@@ -10,13 +10,13 @@
 //! Stop orders also emit `Triggered` when a trade reaches their stop price.
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::book::{to_ticks_exact, InstrumentConfig};
 use crate::domain::{Side, Ts};
 
 /// Order type and its prices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum OrderKind {
     /// Takes liquidity at any price; what cannot fill at once is cancelled.
@@ -31,7 +31,7 @@ pub enum OrderKind {
 }
 
 /// Time in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tif {
     /// Good till cancelled.
@@ -45,7 +45,7 @@ pub enum Tif {
 }
 
 /// An order as submitted by the caller.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     /// Caller-given, unique, deterministic id.
     pub id: String,

@@ -91,6 +91,17 @@ impl RiskManager {
         }
     }
 
+    /// The mutable part (kill switch, recent order times), for checkpoints.
+    pub fn state(&self) -> (bool, VecDeque<Ts>) {
+        (self.halted, self.recent.clone())
+    }
+
+    /// Restore what [`RiskManager::state`] saved.
+    pub fn restore(&mut self, (halted, recent): (bool, VecDeque<Ts>)) {
+        self.halted = halted;
+        self.recent = recent;
+    }
+
     /// Kill switch: refuse every new order from now on.
     pub fn halt(&mut self) {
         self.halted = true;

@@ -180,6 +180,13 @@ pub fn config(dir: &Path, bootstrap: &str, app_extra: &str, strategies: &[&str])
     if !app_extra.contains("[http]") {
         app.push_str("[http]\nenabled = false\n");
     }
+    // Each test keeps its checkpoints in its own directory.
+    if !app_extra.contains("[state]") {
+        app.push_str(&format!(
+            "[state]\npath = {:?}\n",
+            dir.join("state.ckpt").display().to_string()
+        ));
+    }
     let p = dir.join("app.toml");
     std::fs::write(&p, app).unwrap();
     config::load_with_env(Some(&p), &[]).unwrap_or_else(|e| panic!("{e}"))
