@@ -84,6 +84,18 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Extra librdkafka properties for every client (for example `security.protocol`).
     pub properties: BTreeMap<String, String>,
+    /// How a restart resumes a partition: `offset` (fetch from the offset),
+    /// `rescan` (read the partition from its start and skip what is done, for
+    /// brokers that cannot fetch from inside a record batch, such as tansu 0.6),
+    /// or `auto` (`rescan` for the embedded broker, else `offset`).
+    pub seek: String,
+}
+
+impl KafkaConfig {
+    /// Whether resumed partitions are read from their start (see `seek`).
+    pub fn rescan(&self) -> bool {
+        self.seek == "rescan" || (self.seek == "auto" && self.brokers == "embedded")
+    }
 }
 
 /// Topic names, all configurable.
@@ -1006,6 +1018,13 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
     }
     if app.kafka.group_id.trim().is_empty() {
         return err("kafka.group_id", "is empty".into(), "name a consumer group");
+    }
+    if !["auto", "offset", "rescan"].contains(&app.kafka.seek.as_str()) {
+        return err(
+            "kafka.seek",
+            format!("{:?} is not a seek mode", app.kafka.seek),
+            "write \"auto\", \"offset\" or \"rescan\"",
+        );
     }
     if !(1..=1024).contains(&app.kafka.partitions) {
         return err(

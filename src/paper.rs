@@ -143,6 +143,7 @@ pub async fn run_with(
     // Next offset per input partition: from the checkpoint, then as processed.
     let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
     let mut published: HashSet<String> = HashSet::new();
+    let rescan = app.kafka.rescan();
     if let Some(store) = &store {
         match store.load().await? {
             None => tracing::info!(store = %store.describe(), "no checkpoint; starting fresh"),
@@ -169,7 +170,7 @@ pub async fn run_with(
                 }
                 drop(pos);
                 publisher.set_written(ck.outputs.clone());
-                published = read_back(&base, &publisher, &ck.outputs).await?;
+                published = read_back(&base, &publisher, &ck.outputs, rescan).await?;
                 tracing::info!(
                     store = %store.describe(),
                     inputs = ?ck.inputs,
@@ -189,8 +190,14 @@ pub async fn run_with(
     let consumer: StreamConsumer<SeekOnAssign> = cc
         .create_with_context(SeekOnAssign {
             positions: positions.clone(),
+            rescan,
         })
         .context("creating the Kafka consumer")?;
+    if rescan && positions.lock().expect("positions lock").is_empty() {
+        // No checkpoint: resume where the group's committed offsets say.
+        let committed = group_offsets(&consumer, &base, &app.topics.inputs().map(|(t, _)| t));
+        positions.lock().expect("positions lock").extend(committed);
+    }
     let kinds: HashMap<String, InputKind> = app
         .topics
         .inputs()
@@ -254,6 +261,17 @@ pub async fn run_with(
             }
         }
 
+        if rescan {
+            // Read again from the partition's start: skip what is already done.
+            batch.retain(|(m, _)| {
+                committed
+                    .get(&(m.topic().to_string(), m.partition()))
+                    .is_none_or(|next| m.offset() >= *next)
+            });
+            if batch.is_empty() {
+                continue;
+            }
+        }
         let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         monitor.on_inputs(batch.iter().map(|(m, _)| m.topic()), Instant::now());
         for (m, received) in &batch {
@@ -346,7 +364,7 @@ pub async fn run_with(
                     }
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                match read_back(&base, &publisher, &written_before).await {
+                match read_back(&base, &publisher, &written_before, rescan).await {
                     Ok(there) => {
                         pending.retain(|&i| !there.contains(out[i].id()));
                         break;
@@ -485,6 +503,8 @@ fn cached_high_watermark<C: ConsumerContext>(
 /// partition it has not seen.
 pub struct SeekOnAssign {
     positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    /// Read every assigned partition from its start; the loop skips what is done.
+    rescan: bool,
 }
 
 impl rdkafka::ClientContext for SeekOnAssign {}
@@ -510,7 +530,9 @@ impl ConsumerContext for SeekOnAssign {
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect();
             for (t, p) in parts {
-                if let Some(o) = pos.get(&(t.clone(), p)) {
+                if self.rescan {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Beginning);
+                } else if let Some(o) = pos.get(&(t.clone(), p)) {
                     let _ = tpl.set_partition_offset(&t, p, Offset::Offset(*o));
                 }
             }
@@ -609,12 +631,51 @@ async fn read_back(
     base: &rdkafka::ClientConfig,
     publisher: &Publisher,
     from: &Offsets,
+    rescan: bool,
 ) -> anyhow::Result<HashSet<String>> {
     let (base, topics, from) = (base.clone(), publisher.topic_names(), from.clone());
     tokio::task::spawn_blocking(move || {
-        state::published_ids(&base, &topics, &from, Duration::from_secs(30))
+        state::published_ids(&base, &topics, &from, rescan, Duration::from_secs(30))
     })
     .await?
+}
+
+/// The group's committed offsets of every partition of `topics`.
+fn group_offsets<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    base: &rdkafka::ClientConfig,
+    topics: &[&str],
+) -> BTreeMap<(String, i32), i64> {
+    let mut out = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    let probe: Result<BaseConsumer, _> = base.create();
+    for t in topics {
+        let parts = probe
+            .as_ref()
+            .ok()
+            .and_then(|c| c.fetch_metadata(Some(t), Duration::from_secs(10)).ok())
+            .map(|md| {
+                md.topics()
+                    .first()
+                    .map(|tm| tm.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        for p in parts {
+            tpl.add_partition(t, p);
+        }
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => {
+            for e in c.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    out.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the group's committed offsets"),
+    }
+    out
 }
 
 /// Publish alerts to `topic`, keyed by subject, and wait for every ack.

@@ -210,7 +210,9 @@ impl rdkafka::ClientContext for QuietEof {
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
 /// Read every partition of `topic` from `from` (its beginning where absent)
-/// to its end, calling `f` on each message. Blocking.
+/// to its end, calling `f` on each message. With `rescan`, each partition is
+/// read from its start and messages before `from` are skipped (for brokers
+/// that cannot fetch from inside a record batch). Blocking.
 ///
 /// # Errors
 /// The broker does not answer within `timeout`.
@@ -218,11 +220,13 @@ pub fn scan_topic(
     base: &ClientConfig,
     topic: &str,
     from: Option<&BTreeMap<i32, i64>>,
+    rescan: bool,
     timeout: Duration,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> anyhow::Result<()> {
     let mut cc = base.clone();
     cc.set("group.id", "papertrader-scan")
+        .set("fetch.wait.max.ms", "20")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
@@ -241,9 +245,10 @@ pub fn scan_topic(
     let mut tpl = TopicPartitionList::new();
     let mut open: HashSet<i32> = HashSet::new();
     for p in tm.partitions() {
-        let start = from
-            .and_then(|m| m.get(&p.id()))
-            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        let start = match from.and_then(|m| m.get(&p.id())) {
+            Some(o) if !rescan => Offset::Offset(*o),
+            _ => Offset::Beginning,
+        };
         tpl.add_partition_offset(topic, p.id(), start)?;
         open.insert(p.id());
     }
@@ -262,7 +267,12 @@ pub fn scan_topic(
             Some(Err(e)) => tracing::warn!(error = %e, %topic, "reading back; retrying"),
             Some(Ok(m)) => {
                 open.insert(m.partition());
-                f(&m);
+                let skip = from
+                    .and_then(|f| f.get(&m.partition()))
+                    .is_some_and(|o| m.offset() < *o);
+                if !skip {
+                    f(&m);
+                }
             }
         }
     }
@@ -278,11 +288,12 @@ pub fn published_ids(
     base: &ClientConfig,
     topics: &[String],
     from: &Offsets,
+    rescan: bool,
     timeout: Duration,
 ) -> anyhow::Result<HashSet<String>> {
     let mut ids = HashSet::new();
     for t in topics {
-        scan_topic(base, t, from.get(t), timeout, |m| {
+        scan_topic(base, t, from.get(t), rescan, timeout, |m| {
             if let Some(h) = m.headers() {
                 for h in h.iter() {
                     if h.key == "papertrader-id" {
@@ -300,7 +311,7 @@ pub fn published_ids(
 /// The value of the last record keyed `key` on `topic`.
 fn last_record(base: &ClientConfig, topic: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
     let mut last: Option<(i64, Vec<u8>)> = None;
-    scan_topic(base, topic, None, Duration::from_secs(120), |m| {
+    scan_topic(base, topic, None, true, Duration::from_secs(120), |m| {
         if m.key() == Some(key.as_bytes()) {
             if let Some(p) = m.payload() {
                 // A key lives in one partition: offsets order its records.

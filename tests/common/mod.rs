@@ -173,7 +173,7 @@ pub fn config(dir: &Path, bootstrap: &str, app_extra: &str, strategies: &[&str])
         paths.push(format!("{:?}", p.display().to_string()));
     }
     let mut app = format!(
-        "strategies = [{}]\n{app_extra}\n[kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"test\"\n",
+        "strategies = [{}]\n{app_extra}\n[kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"test\"\nseek = \"rescan\"\n",
         paths.join(", ")
     );
     // Tests run side by side: the dashboard's default port is for the demo only.
@@ -183,7 +183,7 @@ pub fn config(dir: &Path, bootstrap: &str, app_extra: &str, strategies: &[&str])
     // Each test keeps its checkpoints in its own directory.
     if !app_extra.contains("[state]") {
         app.push_str(&format!(
-            "[state]\npath = {:?}\n",
+            "[state]\npath = {:?}\nevery = \"250ms\"\n",
             dir.join("state.ckpt").display().to_string()
         ));
     }
