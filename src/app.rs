@@ -112,15 +112,37 @@ pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
 /// A backtest as the CLI runs it: over `inputs` (CSV files) when there are any,
 /// else over the input topics of `brokers` (default `kafka.brokers`); see
 /// [`backtest_events`].
+///
+/// With `publish` (a run id, `--publish`), the outputs also go to the topics
+/// `{run_id}.{topic}` of the same cluster as the engine emits them
+/// ([`crate::publish`]). That needs a cluster that outlives the run:
+/// `"embedded"` is refused, because the embedded broker, and every topic on it,
+/// ends with the backtest, so nothing could ever read what was published.
 pub async fn backtest(
     cfg: &Loaded,
     inputs: &[std::path::PathBuf],
     range: crate::backtest::TimeRange,
     brokers: Option<&str>,
+    publish: Option<&str>,
     progress: bool,
-) -> anyhow::Result<crate::backtest::Backtest> {
-    let events = backtest_events(cfg, inputs, range, brokers, progress).await?;
-    Ok(crate::backtest::run(cfg, events, progress))
+) -> anyhow::Result<(crate::backtest::Backtest, Option<crate::publish::Published>)> {
+    let Some(run_id) = publish else {
+        let events = backtest_events(cfg, inputs, range, brokers, progress).await?;
+        return Ok((crate::backtest::run(cfg, events, progress), None));
+    };
+    let topics = crate::publish::run_topics(run_id, &cfg.app.topics)
+        .map_err(|e| anyhow::anyhow!("--publish {run_id:?}: {e}"))?;
+    let bootstrap = brokers.unwrap_or(&cfg.app.kafka.brokers);
+    anyhow::ensure!(
+        bootstrap != "embedded",
+        "--publish needs a Kafka cluster that outlives the backtest, but the brokers are \"embedded\": \
+         that broker runs inside this process and its topics end with it. Fix: pass --brokers HOST:PORT \
+         or set kafka.brokers (no cluster? run `papertrader broker --listen 127.0.0.1:9092` in another terminal)"
+    );
+    let publisher = crate::publish::RunPublisher::connect(cfg, bootstrap, topics).await?;
+    let events = backtest_events(cfg, inputs, range, Some(bootstrap), progress).await?;
+    let (bt, published) = crate::publish::run(cfg, events, progress, publisher).await?;
+    Ok((bt, Some(published)))
 }
 
 /// The events of a backtest (or of a sweep), merged in their backtest order:

@@ -49,7 +49,7 @@ use crate::config::Loaded;
 use crate::csvdata::NANOS_PER_DAY;
 use crate::csvdata::{ReadOptions, Record, RecordReader};
 use crate::domain::{MarketEvent, Origin, Ts};
-use crate::engine::Engine;
+use crate::engine::{Engine, Output};
 use crate::kafka;
 use crate::report::Collector;
 use crate::summary::Summary;
@@ -91,19 +91,37 @@ impl Backtest {
 
 /// Run the engine over `events`, in the order given, and collect its outputs.
 pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool) -> Backtest {
-    drive(cfg, events.into_iter().map(Cow::Owned), progress)
+    drive(
+        cfg,
+        events.into_iter().map(Cow::Owned),
+        progress,
+        &mut |_| {},
+    )
+}
+
+/// [`run`], also handing every output to `sink` as the engine emits it, in
+/// emission order (what paper mode would publish, in the order it would publish
+/// it). The report's collector still gets every output.
+pub fn run_with(
+    cfg: &Loaded,
+    events: impl IntoIterator<Item = Event>,
+    progress: bool,
+    mut sink: impl FnMut(&Output),
+) -> Backtest {
+    drive(cfg, events.into_iter().map(Cow::Owned), progress, &mut sink)
 }
 
 /// [`run`] over borrowed events, so that several runs (a parameter sweep) share
 /// one copy of the input. Same results as [`run`] over the same events.
 pub fn run_shared(cfg: &Loaded, events: &[Event], progress: bool) -> Backtest {
-    drive(cfg, events.iter().map(Cow::Borrowed), progress)
+    drive(cfg, events.iter().map(Cow::Borrowed), progress, &mut |_| {})
 }
 
 fn drive<'a>(
     cfg: &Loaded,
     events: impl Iterator<Item = Cow<'a, Event>>,
     progress: bool,
+    sink: &mut dyn FnMut(&Output),
 ) -> Backtest {
     let bar = progress_bar(progress);
     let started = Instant::now();
@@ -152,6 +170,7 @@ fn drive<'a>(
             ),
         }
         for o in out.drain(..) {
+            sink(&o);
             collector.push(o);
         }
         n += 1;

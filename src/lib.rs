@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod model;
 pub mod monitor;
 pub mod paper;
+pub mod publish;
 pub mod replay;
 pub mod report;
 pub mod report_html;

@@ -60,6 +60,12 @@ enum Command {
         /// Directory for report.json, trades.csv and equity.csv.
         #[arg(long, value_name = "DIR")]
         report: PathBuf,
+        /// Also publish the run's signals, orders, fills, pnl and dead letters,
+        /// as paper mode does, to the topics RUN_ID.TOPIC (e.g. bt-1.orders) of
+        /// --brokers (or kafka.brokers; not "embedded"). RUN_ID: ASCII letters,
+        /// digits, '.', '_', '-'; its topics must not hold messages yet.
+        #[arg(long, value_name = "RUN_ID")]
+        publish: Option<String>,
     },
     /// Backtest every point of a grid over the strategies' [rule] parameters, in
     /// parallel over one read of the events, and rank them: sweep.csv and a table.
@@ -338,6 +344,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             to,
             brokers,
             report,
+            publish,
         } => {
             let range = papertrader::backtest::TimeRange {
                 from: papertrader::backtest::parse_bound(&from)
@@ -346,11 +353,21 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
             };
             let started = std::time::Instant::now();
-            let bt =
-                papertrader::app::backtest(&cfg, &input, range, brokers.as_deref(), true).await?;
+            let (bt, published) = papertrader::app::backtest(
+                &cfg,
+                &input,
+                range,
+                brokers.as_deref(),
+                publish.as_deref(),
+                true,
+            )
+            .await?;
             let total = started.elapsed();
             papertrader::report::write(&report, &bt)?;
             print_out(&bt.summary.render());
+            if let Some(p) = published {
+                print_out(&p.render());
+            }
             print_out(&format!(
                 "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
                 bt.events,
