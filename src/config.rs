@@ -171,6 +171,11 @@ pub struct EngineConfig {
     pub pnl_every_ticks: u64,
     /// Most input messages processed between two offset commits.
     pub max_batch: usize,
+    /// `single`: one engine, one account per strategy. `partition`: one engine
+    /// (and account per strategy) per input partition number, so that several
+    /// processes in one consumer group split the work and hand a partition's
+    /// state over through its checkpoint.
+    pub shards: String,
 }
 
 /// What the embedded demo feeds into the input topics before trading.
@@ -1018,6 +1023,13 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
     }
     if app.kafka.group_id.trim().is_empty() {
         return err("kafka.group_id", "is empty".into(), "name a consumer group");
+    }
+    if !["single", "partition"].contains(&app.engine.shards.as_str()) {
+        return err(
+            "engine.shards",
+            format!("{:?} is not a sharding mode", app.engine.shards),
+            "write \"single\" (one account per strategy) or \"partition\" (one per input partition, for scale-out)",
+        );
     }
     if !["auto", "offset", "rescan"].contains(&app.kafka.seek.as_str()) {
         return err(

@@ -156,9 +156,15 @@ impl Publisher {
         v
     }
 
-    /// Start the written positions from a checkpoint's.
-    pub fn set_written(&self, w: BTreeMap<String, BTreeMap<i32, i64>>) {
-        *self.written.lock().expect("publisher lock") = w;
+    /// Take a checkpoint's written positions into account (the higher of each wins).
+    pub fn merge_written(&self, w: &BTreeMap<String, BTreeMap<i32, i64>>) {
+        let mut mine = self.written.lock().expect("publisher lock");
+        for (t, parts) in w {
+            for (p, o) in parts {
+                let e = mine.entry(t.clone()).or_default().entry(*p).or_insert(0);
+                *e = (*e).max(*o);
+            }
+        }
     }
 
     /// Per output topic and partition, one past the highest acknowledged offset.

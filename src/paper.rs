@@ -14,7 +14,7 @@
 //! keeps its state, retries with backoff, and before each retry reads back what
 //! did reach the topics.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -138,47 +138,29 @@ pub async fn run_with(
     }
     let publisher = Publisher::new(kafka::output_producer(&base)?, &app.topics);
     let fingerprint = engine::config_fingerprint(cfg);
-    let mut engine = Engine::new(cfg);
     let store = open_store(cfg, &base).await?;
     // Next offset per input partition: from the checkpoint, then as processed.
     let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
+    // The input partitions this process holds (kept by the rebalance callback).
+    let assigned: Arc<Mutex<BTreeSet<(String, i32)>>> = Arc::default();
     let mut published: HashSet<String> = HashSet::new();
     let rescan = app.kafka.rescan();
-    if let Some(store) = &store {
-        match store.load().await? {
-            None => tracing::info!(store = %store.describe(), "no checkpoint; starting fresh"),
-            Some(ck) => {
-                let fix = "move the checkpoint away to start from scratch, or run with the configuration it was written under";
-                anyhow::ensure!(
-                    ck.group == app.kafka.group_id,
-                    "the checkpoint in {} belongs to consumer group {:?}, not {:?} (kafka.group_id)\n  fix: {fix}",
-                    store.describe(),
-                    ck.group,
-                    app.kafka.group_id
-                );
-                engine.restore(ck.engine, &fingerprint).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot continue from the checkpoint in {}: {e}\n  fix: {fix}",
-                        store.describe()
-                    )
-                })?;
-                let mut pos = positions.lock().expect("positions lock");
-                for (t, parts) in &ck.inputs {
-                    for (p, o) in parts {
-                        pos.insert((t.clone(), *p), *o);
-                    }
-                }
-                drop(pos);
-                publisher.set_written(ck.outputs.clone());
-                published = read_back(&base, &publisher, &ck.outputs, rescan).await?;
-                tracing::info!(
-                    store = %store.describe(),
-                    inputs = ?ck.inputs,
-                    already_published = published.len(),
-                    "continuing from the checkpoint"
-                );
-            }
-        }
+    let by_partition = app.engine.shards == "partition";
+    // One engine, or (engine.shards = "partition") one per input partition number.
+    let mut engines: BTreeMap<i32, Engine> = BTreeMap::new();
+    if !by_partition {
+        let (engine, ids) = load_shard(
+            store.as_ref(),
+            cfg,
+            &fingerprint,
+            &base,
+            &publisher,
+            rescan,
+            &positions,
+        )
+        .await?;
+        engines.insert(0, engine);
+        published = ids;
     }
 
     let mut cc = base.clone();
@@ -190,6 +172,7 @@ pub async fn run_with(
     let consumer: StreamConsumer<SeekOnAssign> = cc
         .create_with_context(SeekOnAssign {
             positions: positions.clone(),
+            assigned: assigned.clone(),
             rescan,
         })
         .context("creating the Kafka consumer")?;
@@ -228,6 +211,8 @@ pub async fn run_with(
     let mut since_checkpoint: u64 = 0;
     let mut last_checkpoint = Instant::now();
     let mut duplicates: u64 = 0;
+    // Shards handed over to another process (kept for the summary only).
+    let mut retired: Vec<(i32, Engine)> = Vec::new();
     let first_wait = stop.idle.map(|i| i.max(Duration::from_secs(30)));
     tokio::pin!(shutdown);
 
@@ -261,16 +246,69 @@ pub async fn run_with(
             }
         }
 
-        if rescan {
-            // Read again from the partition's start: skip what is already done.
-            batch.retain(|(m, _)| {
-                committed
-                    .get(&(m.topic().to_string(), m.partition()))
-                    .is_none_or(|next| m.offset() >= *next)
-            });
-            if batch.is_empty() {
-                continue;
+        // Messages of partitions revoked while the batch was gathered are
+        // another process's now.
+        {
+            let held = assigned.lock().expect("assignment lock");
+            batch.retain(|(m, _)| held.contains(&(m.topic().to_string(), m.partition())));
+            if by_partition {
+                let gone: Vec<i32> = engines
+                    .keys()
+                    .copied()
+                    .filter(|p| !held.iter().any(|(_, q)| q == p))
+                    .collect();
+                for p in gone {
+                    tracing::info!(
+                        partition = p,
+                        "shard handed over; its state goes with its checkpoint"
+                    );
+                    retired.push((p, engines.remove(&p).expect("a held shard")));
+                    committed.retain(|(_, q), _| *q != p);
+                    positions
+                        .lock()
+                        .expect("positions lock")
+                        .retain(|(_, q), _| *q != p);
+                }
             }
+        }
+        if by_partition {
+            // A partition number seen for the first time: its shard from the checkpoint.
+            let new: BTreeSet<i32> = batch
+                .iter()
+                .map(|(m, _)| m.partition())
+                .filter(|p| !engines.contains_key(p))
+                .collect();
+            for p in new {
+                let shard_store = store.as_ref().map(|s| s.shard(p));
+                let (engine, ids) = load_shard(
+                    shard_store.as_ref(),
+                    cfg,
+                    &fingerprint,
+                    &base,
+                    &publisher,
+                    rescan,
+                    &positions,
+                )
+                .await?;
+                engines.insert(p, engine);
+                published.extend(ids);
+                let pos = positions.lock().expect("positions lock");
+                committed.extend(
+                    pos.iter()
+                        .filter(|((_, q), _)| *q == p)
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
+            }
+        }
+        // Skip what a checkpoint already covers (a partition read from its
+        // start, or resumed at a committed offset behind the checkpoint).
+        batch.retain(|(m, _)| {
+            committed
+                .get(&(m.topic().to_string(), m.partition()))
+                .is_none_or(|next| m.offset() >= *next)
+        });
+        if batch.is_empty() {
+            continue;
         }
         let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         monitor.on_inputs(batch.iter().map(|(m, _)| m.topic()), Instant::now());
@@ -283,6 +321,9 @@ pub async fn run_with(
             let kind = kinds[m.topic()];
             let payload = m.payload().unwrap_or(&[]);
             let before = out.len();
+            let engine = engines
+                .get_mut(&if by_partition { m.partition() } else { 0 })
+                .expect("the shard of every held partition is loaded");
             let step = Instant::now();
             match crate::wire::decode(kind, payload) {
                 Ok(ev) if watch_alerts => {
@@ -423,8 +464,16 @@ pub async fn run_with(
                 let due = (every_events > 0 && since_checkpoint >= every_events)
                     || last_checkpoint.elapsed() >= every;
                 if due {
-                    match checkpoint(store, cfg, &engine, &fingerprint, &committed, &publisher)
-                        .await
+                    match checkpoint_all(
+                        store,
+                        cfg,
+                        &engines,
+                        by_partition,
+                        &fingerprint,
+                        &committed,
+                        &publisher,
+                    )
+                    .await
                     {
                         Ok(()) => {
                             since_checkpoint = 0;
@@ -442,7 +491,17 @@ pub async fn run_with(
     publisher.flush();
     if let Some(store) = &store {
         if since_checkpoint > 0 {
-            match checkpoint(store, cfg, &engine, &fingerprint, &committed, &publisher).await {
+            match checkpoint_all(
+                store,
+                cfg,
+                &engines,
+                by_partition,
+                &fingerprint,
+                &committed,
+                &publisher,
+            )
+            .await
+            {
                 Ok(()) => {
                     tracing::info!(store = %store.describe(), "checkpoint written at shutdown")
                 }
@@ -464,7 +523,14 @@ pub async fn run_with(
         task.abort();
         let _ = task.await;
     }
-    let summary = engine.summary();
+    let summary = if by_partition {
+        let mut parts: Vec<(i32, crate::summary::Summary)> =
+            engines.iter().map(|(p, e)| (*p, e.summary())).collect();
+        parts.extend(retired.iter().map(|(p, e)| (*p, e.summary())));
+        crate::summary::Summary::of_shards(parts)
+    } else {
+        engines[&0].summary()
+    };
     tracing::info!(
         processed = summary.inputs.total_processed(),
         dead_letters = summary.inputs.total_dead(),
@@ -503,6 +569,7 @@ fn cached_high_watermark<C: ConsumerContext>(
 /// partition it has not seen.
 pub struct SeekOnAssign {
     positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    assigned: Arc<Mutex<BTreeSet<(String, i32)>>>,
     /// Read every assigned partition from its start; the loop skips what is done.
     rescan: bool,
 }
@@ -537,6 +604,16 @@ impl ConsumerContext for SeekOnAssign {
                 }
             }
             drop(pos);
+            let mut held = self.assigned.lock().expect("assignment lock");
+            if !cooperative {
+                held.clear();
+            }
+            held.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+            drop(held);
             tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions assigned");
             if cooperative {
                 consumer.incremental_assign(tpl)
@@ -545,6 +622,15 @@ impl ConsumerContext for SeekOnAssign {
             }
         } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
             tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions revoked");
+            let mut held = self.assigned.lock().expect("assignment lock");
+            if cooperative {
+                for e in tpl.elements() {
+                    held.remove(&(e.topic().to_string(), e.partition()));
+                }
+            } else {
+                held.clear();
+            }
+            drop(held);
             if cooperative {
                 consumer.incremental_unassign(tpl)
             } else {
@@ -552,6 +638,7 @@ impl ConsumerContext for SeekOnAssign {
             }
         } else {
             tracing::error!(?err, "rebalance error");
+            self.assigned.lock().expect("assignment lock").clear();
             consumer.unassign()
         };
         if let Err(e) = result {
@@ -582,27 +669,92 @@ async fn open_store(cfg: &Loaded, base: &rdkafka::ClientConfig) -> anyhow::Resul
     })
 }
 
-/// Write a checkpoint of the engine at the given input offsets.
-async fn checkpoint(
+/// Write the checkpoint of every engine (one, or one per shard) at the given
+/// input offsets.
+async fn checkpoint_all(
     store: &Store,
     cfg: &Loaded,
-    engine: &Engine,
+    engines: &BTreeMap<i32, Engine>,
+    by_partition: bool,
     fingerprint: &str,
     inputs: &BTreeMap<(String, i32), i64>,
     publisher: &Publisher,
 ) -> anyhow::Result<()> {
-    let mut by_topic: Offsets = BTreeMap::new();
-    for ((t, p), o) in inputs {
-        by_topic.entry(t.clone()).or_default().insert(*p, *o);
+    let outputs = publisher.written();
+    for (p, engine) in engines {
+        let mut by_topic: Offsets = BTreeMap::new();
+        for ((t, q), o) in inputs {
+            if !by_partition || q == p {
+                by_topic.entry(t.clone()).or_default().insert(*q, *o);
+            }
+        }
+        let ck = Checkpoint {
+            format: state::FORMAT,
+            group: cfg.app.kafka.group_id.clone(),
+            inputs: by_topic,
+            outputs: outputs.clone(),
+            engine: engine.state(fingerprint),
+        };
+        if by_partition {
+            store.shard(*p).save(&ck).await?;
+        } else {
+            store.save(&ck).await?;
+        }
     }
-    let ck = Checkpoint {
-        format: state::FORMAT,
-        group: cfg.app.kafka.group_id.clone(),
-        inputs: by_topic,
-        outputs: publisher.written(),
-        engine: engine.state(fingerprint),
+    Ok(())
+}
+
+/// A fresh engine, or the one in `store`'s checkpoint (then its input
+/// positions go to `positions`, and the ids already published past it are
+/// returned).
+async fn load_shard(
+    store: Option<&Store>,
+    cfg: &Loaded,
+    fingerprint: &str,
+    base: &rdkafka::ClientConfig,
+    publisher: &Publisher,
+    rescan: bool,
+    positions: &Mutex<BTreeMap<(String, i32), i64>>,
+) -> anyhow::Result<(Engine, HashSet<String>)> {
+    let app = &cfg.app;
+    let mut engine = Engine::new(cfg);
+    let Some(store) = store else {
+        return Ok((engine, HashSet::new()));
     };
-    store.save(&ck).await
+    let Some(ck) = store.load().await? else {
+        tracing::info!(store = %store.describe(), "no checkpoint; starting fresh");
+        return Ok((engine, HashSet::new()));
+    };
+    let fix = "move the checkpoint away to start from scratch, or run with the configuration it was written under";
+    anyhow::ensure!(
+        ck.group == app.kafka.group_id,
+        "the checkpoint in {} belongs to consumer group {:?}, not {:?} (kafka.group_id)\n  fix: {fix}",
+        store.describe(),
+        ck.group,
+        app.kafka.group_id
+    );
+    engine.restore(ck.engine, fingerprint).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot continue from the checkpoint in {}: {e}\n  fix: {fix}",
+            store.describe()
+        )
+    })?;
+    let mut pos = positions.lock().expect("positions lock");
+    for (t, parts) in &ck.inputs {
+        for (p, o) in parts {
+            pos.insert((t.clone(), *p), *o);
+        }
+    }
+    drop(pos);
+    publisher.merge_written(&ck.outputs);
+    let published = read_back(base, publisher, &ck.outputs, rescan).await?;
+    tracing::info!(
+        store = %store.describe(),
+        inputs = ?ck.inputs,
+        already_published = published.len(),
+        "continuing from the checkpoint"
+    );
+    Ok((engine, published))
 }
 
 /// Commit `offsets` to the consumer group; a failure is logged (the checkpoint

@@ -94,6 +94,7 @@ impl Checkpoint {
 }
 
 /// Where checkpoints live.
+#[derive(Clone)]
 pub enum Store {
     /// A local file, replaced atomically (write, fsync, rename, fsync the directory).
     File(PathBuf),
@@ -107,6 +108,34 @@ pub enum Store {
 }
 
 impl Store {
+    /// The store of shard `p` (`engine.shards = "partition"`): the file
+    /// `NAME.pP.EXT` beside the configured one, or the key `GROUP/pP`.
+    pub fn shard(&self, p: i32) -> Store {
+        match self {
+            Store::File(path) => {
+                let stem = path
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+                let name = match path.extension() {
+                    Some(ext) => format!("{stem}.p{p}.{}", ext.to_string_lossy()),
+                    None => format!("{stem}.p{p}"),
+                };
+                Store::File(path.with_file_name(name))
+            }
+            Store::Kafka {
+                base,
+                producer,
+                topic,
+                key,
+            } => Store::Kafka {
+                base: base.clone(),
+                producer: producer.clone(),
+                topic: topic.clone(),
+                key: format!("{key}/p{p}"),
+            },
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Store::File(p) => format!("file {}", p.display()),

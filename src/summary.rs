@@ -43,6 +43,29 @@ pub struct SymbolSummary {
 }
 
 impl Summary {
+    /// The summary of a run with one engine per input partition
+    /// (`engine.shards = "partition"`): inputs summed, each shard's strategies
+    /// listed as `NAME@pP` with the symbols that shard traded.
+    pub fn of_shards(parts: Vec<(i32, Summary)>) -> Summary {
+        let mut inputs = InputCounts::default();
+        let mut strategies = Vec::new();
+        for (p, s) in parts {
+            for (k, v) in s.inputs.processed {
+                *inputs.processed.entry(k).or_default() += v;
+            }
+            for (k, v) in s.inputs.dead_letters {
+                *inputs.dead_letters.entry(k).or_default() += v;
+            }
+            for mut st in s.strategies {
+                st.name = format!("{}@p{p}", st.name);
+                st.symbols
+                    .retain(|_, c| c.counts.ticks > 0 || c.counts.sentiment > 0);
+                strategies.push(st);
+            }
+        }
+        Summary { inputs, strategies }
+    }
+
     pub fn new<'a, I, S>(strategies: I, inputs: &InputCounts) -> Self
     where
         I: IntoIterator<Item = (&'a StrategyConfig, &'a Account, S)>,
