@@ -464,7 +464,7 @@ pub async fn run_with(
                 let due = (every_events > 0 && since_checkpoint >= every_events)
                     || last_checkpoint.elapsed() >= every;
                 if due {
-                    match checkpoint_all(
+                    let cks = checkpoints(
                         store,
                         cfg,
                         &engines,
@@ -472,9 +472,8 @@ pub async fn run_with(
                         &fingerprint,
                         &committed,
                         &publisher,
-                    )
-                    .await
-                    {
+                    );
+                    match save_all(cks).await {
                         Ok(()) => {
                             since_checkpoint = 0;
                             last_checkpoint = Instant::now();
@@ -491,7 +490,7 @@ pub async fn run_with(
     publisher.flush();
     if let Some(store) = &store {
         if since_checkpoint > 0 {
-            match checkpoint_all(
+            let cks = checkpoints(
                 store,
                 cfg,
                 &engines,
@@ -499,9 +498,8 @@ pub async fn run_with(
                 &fingerprint,
                 &committed,
                 &publisher,
-            )
-            .await
-            {
+            );
+            match save_all(cks).await {
                 Ok(()) => {
                     tracing::info!(store = %store.describe(), "checkpoint written at shutdown")
                 }
@@ -669,9 +667,10 @@ async fn open_store(cfg: &Loaded, base: &rdkafka::ClientConfig) -> anyhow::Resul
     })
 }
 
-/// Write the checkpoint of every engine (one, or one per shard) at the given
-/// input offsets.
-async fn checkpoint_all(
+/// The checkpoint of every engine (one, or one per shard) at the given input
+/// offsets, each with the store it goes to. Synchronous: the engines never
+/// cross an await.
+fn checkpoints(
     store: &Store,
     cfg: &Loaded,
     engines: &BTreeMap<i32, Engine>,
@@ -679,27 +678,38 @@ async fn checkpoint_all(
     fingerprint: &str,
     inputs: &BTreeMap<(String, i32), i64>,
     publisher: &Publisher,
-) -> anyhow::Result<()> {
+) -> Vec<(Store, Checkpoint)> {
     let outputs = publisher.written();
-    for (p, engine) in engines {
-        let mut by_topic: Offsets = BTreeMap::new();
-        for ((t, q), o) in inputs {
-            if !by_partition || q == p {
-                by_topic.entry(t.clone()).or_default().insert(*q, *o);
+    engines
+        .iter()
+        .map(|(p, engine)| {
+            let mut by_topic: Offsets = BTreeMap::new();
+            for ((t, q), o) in inputs {
+                if !by_partition || q == p {
+                    by_topic.entry(t.clone()).or_default().insert(*q, *o);
+                }
             }
-        }
-        let ck = Checkpoint {
-            format: state::FORMAT,
-            group: cfg.app.kafka.group_id.clone(),
-            inputs: by_topic,
-            outputs: outputs.clone(),
-            engine: engine.state(fingerprint),
-        };
-        if by_partition {
-            store.shard(*p).save(&ck).await?;
-        } else {
-            store.save(&ck).await?;
-        }
+            let ck = Checkpoint {
+                format: state::FORMAT,
+                group: cfg.app.kafka.group_id.clone(),
+                inputs: by_topic,
+                outputs: outputs.clone(),
+                engine: engine.state(fingerprint),
+            };
+            let target = if by_partition {
+                store.shard(*p)
+            } else {
+                store.clone()
+            };
+            (target, ck)
+        })
+        .collect()
+}
+
+/// Write checkpoints (each atomically).
+async fn save_all(checkpoints: Vec<(Store, Checkpoint)>) -> anyhow::Result<()> {
+    for (target, ck) in &checkpoints {
+        target.save(ck).await?;
     }
     Ok(())
 }
@@ -739,13 +749,14 @@ async fn load_shard(
             store.describe()
         )
     })?;
-    let mut pos = positions.lock().expect("positions lock");
-    for (t, parts) in &ck.inputs {
-        for (p, o) in parts {
-            pos.insert((t.clone(), *p), *o);
+    {
+        let mut pos = positions.lock().expect("positions lock");
+        for (t, parts) in &ck.inputs {
+            for (p, o) in parts {
+                pos.insert((t.clone(), *p), *o);
+            }
         }
     }
-    drop(pos);
     publisher.merge_written(&ck.outputs);
     let published = read_back(base, publisher, &ck.outputs, rescan).await?;
     tracing::info!(
