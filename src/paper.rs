@@ -199,6 +199,7 @@ pub async fn run_with(
     let watch_alerts = !alerts.lock().expect("alerts lock").is_empty();
     let mut seen: u64 = 0;
     let mut started = false;
+    let mut last_input = Instant::now();
     // Input offsets reached: the checkpoint's, then as processed.
     let mut committed: BTreeMap<(String, i32), i64> =
         positions.lock().expect("positions lock").clone();
@@ -221,15 +222,51 @@ pub async fn run_with(
             break;
         }
         let wait = if started { stop.idle } else { first_wait };
-        let first = tokio::select! {
-            _ = &mut shutdown => break 'run,
-            m = recv_within(&consumer, wait) => m,
-        };
-        let Some(first) = first else {
-            tracing::info!("input idle, stopping");
-            break;
+        let idle_at = wait.map(|w| last_input + w);
+        let first = loop {
+            // A checkpoint falls due with time even when no input comes.
+            let checkpoint_at = (store.is_some() && since_checkpoint > 0)
+                .then(|| last_checkpoint + every);
+            let until = match (idle_at, checkpoint_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let m = tokio::select! {
+                _ = &mut shutdown => break 'run,
+                m = recv_within(&consumer, until.map(|u| u.saturating_duration_since(Instant::now()))) => m,
+            };
+            if let Some(m) = m {
+                break m;
+            }
+            if let (Some(store), Some(at)) = (&store, checkpoint_at) {
+                if Instant::now() >= at {
+                    let cks = checkpoints(
+                        store,
+                        cfg,
+                        &engines,
+                        by_partition,
+                        &fingerprint,
+                        &committed,
+                        &publisher,
+                    );
+                    match save_all(cks).await {
+                        Ok(()) => {
+                            since_checkpoint = 0;
+                            commit(&consumer, &committed, CommitMode::Async);
+                        }
+                        Err(e) => tracing::error!(error = %e, "writing the checkpoint failed; retrying"),
+                    }
+                    last_checkpoint = Instant::now();
+                    continue;
+                }
+            }
+            if idle_at.is_some_and(|a| Instant::now() >= a) {
+                tracing::info!("input idle, stopping");
+                break 'run;
+            }
         };
         started = true;
+        last_input = Instant::now();
         let mut batch = vec![(first, Instant::now())];
         let room = app
             .engine

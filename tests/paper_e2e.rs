@@ -389,7 +389,9 @@ async fn a_second_run_continues_from_the_committed_offsets() {
     let second = paper::run(&cfg, &bs, stop_after(12), std::future::pending())
         .await
         .unwrap();
-    assert_eq!(second.inputs.total_processed(), 12);
+    // The second run continues the first one's checkpointed state: its counts
+    // include the first run's 8.
+    assert_eq!(second.inputs.total_processed(), 20);
     assert_eq!(committed_total(&bs, "test", "live_prices", 2), 20);
     // One P&L snapshot per tick over both runs: nothing consumed twice, nothing skipped.
     assert_eq!(read_json(&bs, "pnl").len(), 20);
