@@ -62,6 +62,8 @@ strategies = ["$work/cross.toml"]
 [kafka]
 brokers = "$bs"
 group_id = "kcat-roundtrip"
+[state]
+path = "$work/state.ckpt"
 # No latency; a book synthesized one tick either side of each trade, deep.
 [venue]
 latency = "0ms"

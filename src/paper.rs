@@ -138,6 +138,11 @@ pub async fn run_with(
     }
     let publisher = Publisher::new(kafka::output_producer(&base)?, &app.topics);
     let fingerprint = engine::config_fingerprint(cfg);
+    let cluster = cluster_id(&base).await;
+    let ident = Ident {
+        fingerprint: &fingerprint,
+        cluster: &cluster,
+    };
     let store = open_store(cfg, &base).await?;
     // Next offset per input partition: from the checkpoint, then as processed.
     let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
@@ -152,7 +157,7 @@ pub async fn run_with(
         let (engine, ids) = load_shard(
             store.as_ref(),
             cfg,
-            &fingerprint,
+            &ident,
             &base,
             &publisher,
             rescan,
@@ -225,8 +230,8 @@ pub async fn run_with(
         let idle_at = wait.map(|w| last_input + w);
         let first = loop {
             // A checkpoint falls due with time even when no input comes.
-            let checkpoint_at = (store.is_some() && since_checkpoint > 0)
-                .then(|| last_checkpoint + every);
+            let checkpoint_at =
+                (store.is_some() && since_checkpoint > 0).then(|| last_checkpoint + every);
             let until = match (idle_at, checkpoint_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -245,7 +250,7 @@ pub async fn run_with(
                         cfg,
                         &engines,
                         by_partition,
-                        &fingerprint,
+                        &ident,
                         &committed,
                         &publisher,
                     );
@@ -254,7 +259,9 @@ pub async fn run_with(
                             since_checkpoint = 0;
                             commit(&consumer, &committed, CommitMode::Async);
                         }
-                        Err(e) => tracing::error!(error = %e, "writing the checkpoint failed; retrying"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "writing the checkpoint failed; retrying")
+                        }
                     }
                     last_checkpoint = Instant::now();
                     continue;
@@ -320,7 +327,7 @@ pub async fn run_with(
                 let (engine, ids) = load_shard(
                     shard_store.as_ref(),
                     cfg,
-                    &fingerprint,
+                    &ident,
                     &base,
                     &publisher,
                     rescan,
@@ -506,7 +513,7 @@ pub async fn run_with(
                         cfg,
                         &engines,
                         by_partition,
-                        &fingerprint,
+                        &ident,
                         &committed,
                         &publisher,
                     );
@@ -532,7 +539,7 @@ pub async fn run_with(
                 cfg,
                 &engines,
                 by_partition,
-                &fingerprint,
+                &ident,
                 &committed,
                 &publisher,
             );
@@ -704,6 +711,27 @@ async fn open_store(cfg: &Loaded, base: &rdkafka::ClientConfig) -> anyhow::Resul
     })
 }
 
+/// What a checkpoint must match to be continued from: the configuration and
+/// the Kafka cluster.
+struct Ident<'a> {
+    fingerprint: &'a str,
+    cluster: &'a str,
+}
+
+/// The cluster id the brokers report (empty when they report none).
+async fn cluster_id(base: &rdkafka::ClientConfig) -> String {
+    let base = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let probe: rdkafka::producer::BaseProducer = base.create().ok()?;
+        use rdkafka::producer::Producer;
+        probe.client().fetch_cluster_id(Duration::from_secs(10))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
 /// The checkpoint of every engine (one, or one per shard) at the given input
 /// offsets, each with the store it goes to. Synchronous: the engines never
 /// cross an await.
@@ -712,7 +740,7 @@ fn checkpoints(
     cfg: &Loaded,
     engines: &BTreeMap<i32, Engine>,
     by_partition: bool,
-    fingerprint: &str,
+    ident: &Ident<'_>,
     inputs: &BTreeMap<(String, i32), i64>,
     publisher: &Publisher,
 ) -> Vec<(Store, Checkpoint)> {
@@ -729,9 +757,10 @@ fn checkpoints(
             let ck = Checkpoint {
                 format: state::FORMAT,
                 group: cfg.app.kafka.group_id.clone(),
+                cluster: ident.cluster.to_string(),
                 inputs: by_topic,
                 outputs: outputs.clone(),
-                engine: engine.state(fingerprint),
+                engine: engine.state(ident.fingerprint),
             };
             let target = if by_partition {
                 store.shard(*p)
@@ -757,7 +786,7 @@ async fn save_all(checkpoints: Vec<(Store, Checkpoint)>) -> anyhow::Result<()> {
 async fn load_shard(
     store: Option<&Store>,
     cfg: &Loaded,
-    fingerprint: &str,
+    ident: &Ident<'_>,
     base: &rdkafka::ClientConfig,
     publisher: &Publisher,
     rescan: bool,
@@ -780,7 +809,14 @@ async fn load_shard(
         ck.group,
         app.kafka.group_id
     );
-    engine.restore(ck.engine, fingerprint).map_err(|e| {
+    anyhow::ensure!(
+        ck.cluster == ident.cluster,
+        "the checkpoint in {} was written against Kafka cluster {:?}, and kafka.brokers is cluster {:?}: its offsets mean nothing here\n  fix: {fix}",
+        store.describe(),
+        ck.cluster,
+        ident.cluster
+    );
+    engine.restore(ck.engine, ident.fingerprint).map_err(|e| {
         anyhow::anyhow!(
             "cannot continue from the checkpoint in {}: {e}\n  fix: {fix}",
             store.describe()

@@ -50,6 +50,8 @@ pub struct Checkpoint {
     pub format: u32,
     /// The consumer group the state belongs to.
     pub group: String,
+    /// The Kafka cluster id of the brokers the offsets refer to.
+    pub cluster: String,
     /// Per input topic and partition, the next offset to read.
     pub inputs: Offsets,
     /// Per output topic and partition, the offset just past the last output

@@ -58,8 +58,10 @@ fn app_config(dir: &Path, bootstrap: &str, strategy_files: &[PathBuf]) -> (PathB
         .collect();
     let text = format!(
         "strategies = [{}]\n[kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"test\"\npartitions = 1\n\
-         [engine]\npnl_every_ticks = 10\nmax_batch = 50\n[http]\nenabled = false\n",
-        list.join(", ")
+         [engine]\npnl_every_ticks = 10\nmax_batch = 50\n[http]\nenabled = false\n\
+         [state]\npath = {:?}\n",
+        list.join(", "),
+        dir.join("state.ckpt").display().to_string()
     );
     let path = dir.join("app.toml");
     std::fs::write(&path, text).unwrap();

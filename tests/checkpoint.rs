@@ -73,6 +73,7 @@ fn checkpoint_of(engine: &Engine, fp: &str) -> Vec<u8> {
     Checkpoint {
         format: FORMAT,
         group: "g".into(),
+        cluster: "c".into(),
         inputs: BTreeMap::new(),
         outputs: BTreeMap::new(),
         engine: engine.state(fp),
