@@ -1015,10 +1015,10 @@ async fn recv_within<C: ConsumerContext + 'static>(
         };
         match next {
             Ok(m) => return Some(m.detach()),
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer error; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            // librdkafka queues one error event per failed connection attempt
+            // and reconnects by itself: take the next event at once, or the
+            // backlog of an outage delays the rejoin and the fetches behind it.
+            Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),
         }
     }
 }
