@@ -34,6 +34,8 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     pub alerts: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    /// 1 while the broker answers, 0 while publishing or the metadata probe fails.
+    pub broker_connected: prometheus::IntGauge,
     pub tick_to_order: Histogram,
     pub engine_step: Histogram,
     pub equity: GaugeVec,
@@ -106,6 +108,14 @@ impl Metrics {
         registry
             .register(Box::new(consumer_lag.clone()))
             .expect("register");
+        let broker_connected = prometheus::IntGauge::new(
+            "papertrader_broker_connected",
+            "1 while the broker answers, 0 while publishing to it or asking it for metadata fails",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(broker_connected.clone()))
+            .expect("register");
         let tick_to_order = hist(
             "papertrader_tick_to_order_seconds",
             "Wall time from receiving an input message to the broker's ack of the orders it caused",
@@ -134,6 +144,7 @@ impl Metrics {
             rejections,
             alerts,
             consumer_lag,
+            broker_connected,
             tick_to_order,
             engine_step,
             equity,
@@ -234,8 +245,10 @@ impl Monitor {
         let _ = self.http_addr.set(a);
     }
 
+    /// Whether the broker answers: `/health` and `papertrader_broker_connected`.
     pub fn set_broker_ok(&self, ok: bool) {
         self.broker_ok.store(ok, Ordering::Relaxed);
+        self.metrics.broker_connected.set(i64::from(ok));
     }
 
     /// A receiver of the dashboard's live updates (JSON, one per batch).
