@@ -3,6 +3,8 @@
 //! cannot start the broker fails.
 #![allow(dead_code)]
 
+pub mod stream;
+
 use std::path::Path;
 use std::time::Duration;
 
