@@ -92,6 +92,20 @@ async fn feed(bootstrap: &str) -> usize {
             }
         }
     }
+    // A closing tick per symbol, an hour on and after every other message of its
+    // partition: orders still in flight (latency) reach the venue in every run,
+    // whatever the order in which the two topics were delivered.
+    let close = t0 + TICKS_PER_SYMBOL as i64 * 1000 + 3_600_000;
+    for (s, sym) in SYMBOLS.iter().enumerate() {
+        sends.push((
+            "live_prices",
+            sym.to_string(),
+            format!(
+                r#"{{"symbol":"{sym}","ts":{close},"price":"{:.2}","size":"1"}}"#,
+                price[s]
+            ),
+        ));
+    }
     let n = sends.len();
     let futures = sends.iter().map(|(t, k, v)| {
         p.send(
