@@ -52,6 +52,7 @@ use crate::domain::{MarketEvent, Origin, Ts};
 use crate::engine::{Engine, Output};
 use crate::kafka;
 use crate::report::Collector;
+use crate::state::QuietEof;
 use crate::summary::Summary;
 use crate::wire::{self, InputKind};
 
@@ -378,25 +379,6 @@ pub async fn kafka_events(
     bar.finish_and_clear();
     events
 }
-
-/// Client context of the backtest consumers: librdkafka also reports partition
-/// EOF, which the backtest asks for, as a "global error"; that one is expected.
-struct QuietEof;
-
-impl rdkafka::ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-            || reason.contains("PartitionEOF")
-        {
-            tracing::debug!(%reason, "partition EOF");
-        } else {
-            tracing::error!(error = %error, %reason, "librdkafka error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
 /// Read each topic with its own consumer (a partition EOF names only the
 /// partition, so one consumer per topic keeps it unambiguous).

@@ -151,6 +151,11 @@ pub async fn run_with(
     let mut published: HashSet<String> = HashSet::new();
     let rescan = app.kafka.rescan();
     let by_partition = app.engine.shards == "partition";
+    let snap = Snap {
+        cfg,
+        by_partition,
+        ident: &ident,
+    };
     // One engine, or (engine.shards = "partition") one per input partition number.
     let mut engines: BTreeMap<i32, Engine> = BTreeMap::new();
     if !by_partition {
@@ -245,16 +250,9 @@ pub async fn run_with(
             }
             if let (Some(store), Some(at)) = (&store, checkpoint_at) {
                 if Instant::now() >= at {
-                    let cks = checkpoints(
-                        store,
-                        cfg,
-                        &engines,
-                        by_partition,
-                        &ident,
-                        &committed,
-                        &publisher,
-                    );
-                    match save_all(cks).await {
+                    match save_all(checkpoints(store, &snap, &engines, &committed, &publisher))
+                        .await
+                    {
                         Ok(()) => {
                             since_checkpoint = 0;
                             commit(&consumer, &committed, CommitMode::Async);
@@ -508,16 +506,9 @@ pub async fn run_with(
                 let due = (every_events > 0 && since_checkpoint >= every_events)
                     || last_checkpoint.elapsed() >= every;
                 if due {
-                    let cks = checkpoints(
-                        store,
-                        cfg,
-                        &engines,
-                        by_partition,
-                        &ident,
-                        &committed,
-                        &publisher,
-                    );
-                    match save_all(cks).await {
+                    match save_all(checkpoints(store, &snap, &engines, &committed, &publisher))
+                        .await
+                    {
                         Ok(()) => {
                             since_checkpoint = 0;
                             last_checkpoint = Instant::now();
@@ -534,16 +525,7 @@ pub async fn run_with(
     publisher.flush();
     if let Some(store) = &store {
         if since_checkpoint > 0 {
-            let cks = checkpoints(
-                store,
-                cfg,
-                &engines,
-                by_partition,
-                &ident,
-                &committed,
-                &publisher,
-            );
-            match save_all(cks).await {
+            match save_all(checkpoints(store, &snap, &engines, &committed, &publisher)).await {
                 Ok(()) => {
                     tracing::info!(store = %store.describe(), "checkpoint written at shutdown")
                 }
@@ -718,6 +700,13 @@ struct Ident<'a> {
     cluster: &'a str,
 }
 
+/// What every checkpoint of a run shares.
+struct Snap<'a> {
+    cfg: &'a Loaded,
+    by_partition: bool,
+    ident: &'a Ident<'a>,
+}
+
 /// The cluster id the brokers report (empty when they report none).
 async fn cluster_id(base: &rdkafka::ClientConfig) -> String {
     let base = base.clone();
@@ -737,10 +726,8 @@ async fn cluster_id(base: &rdkafka::ClientConfig) -> String {
 /// cross an await.
 fn checkpoints(
     store: &Store,
-    cfg: &Loaded,
+    snap: &Snap<'_>,
     engines: &BTreeMap<i32, Engine>,
-    by_partition: bool,
-    ident: &Ident<'_>,
     inputs: &BTreeMap<(String, i32), i64>,
     publisher: &Publisher,
 ) -> Vec<(Store, Checkpoint)> {
@@ -750,19 +737,19 @@ fn checkpoints(
         .map(|(p, engine)| {
             let mut by_topic: Offsets = BTreeMap::new();
             for ((t, q), o) in inputs {
-                if !by_partition || q == p {
+                if !snap.by_partition || q == p {
                     by_topic.entry(t.clone()).or_default().insert(*q, *o);
                 }
             }
             let ck = Checkpoint {
                 format: state::FORMAT,
-                group: cfg.app.kafka.group_id.clone(),
-                cluster: ident.cluster.to_string(),
+                group: snap.cfg.app.kafka.group_id.clone(),
+                cluster: snap.ident.cluster.to_string(),
                 inputs: by_topic,
                 outputs: outputs.clone(),
-                engine: engine.state(ident.fingerprint),
+                engine: engine.state(snap.ident.fingerprint),
             };
-            let target = if by_partition {
+            let target = if snap.by_partition {
                 store.shard(*p)
             } else {
                 store.clone()
