@@ -12,11 +12,6 @@ use crate::paper::{self, StopWhen};
 use crate::replay::{self, Speed};
 use crate::summary::Summary;
 
-/// Messages per second at which the demo feeds its sample data: slower than the
-/// engine consumes, so that paper mode sees prices and sentiment interleaved in
-/// event-time order, as from a live feed.
-pub const DEMO_RATE: f64 = 8000.0;
-
 /// Paper mode as the CLI runs it: on the configured cluster, or on an embedded
 /// broker that is started here and fed the demo data.
 pub async fn paper(
@@ -35,33 +30,24 @@ pub async fn paper(
         let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
         names.extend(cfg.app.topics.outputs());
         kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
-        let feed = if cfg.app.demo.feed {
+        if cfg.app.demo.feed {
+            // The demo data is recorded first, then traded: paper mode takes it in
+            // event-time order (engine.order), so every run gives the same outputs,
+            // equal to a backtest of the same topics.
             let records = demo_records(cfg)?;
             let producer = kafka::producer(&base)?;
             tracing::info!(messages = records.len(), "feeding the demo data");
-            Some(tokio::spawn(async move {
-                let bar = replay::progress_bar(false, None);
-                replay::publish(
-                    &producer,
-                    records.iter().map(|(t, r)| (t.as_str(), r.clone())),
-                    Speed::Rate(DEMO_RATE),
-                    &bar,
-                )
-                .await
-            }))
-        } else {
-            None
-        };
-        let summary = paper::run(cfg, &bootstrap, stop, shutdown).await;
-        if let Some(feed) = feed {
-            // Stop the feeder and let its producer close before the broker goes.
-            feed.abort();
-            match feed.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "feeding the demo data failed"),
-                Ok(Ok(n)) => tracing::debug!(published = n, "demo feed finished"),
-                Err(_) => tracing::info!("demo feed stopped before its end"),
-            }
+            let bar = replay::progress_bar(false, None);
+            replay::publish(
+                &producer,
+                records.iter().map(|(t, r)| (t.as_str(), r.clone())),
+                Speed::Max,
+                &bar,
+            )
+            .await
+            .context("feeding the demo data into the embedded broker")?;
         }
+        let summary = paper::run(cfg, &bootstrap, stop, shutdown).await;
         drop(broker);
         summary
     }

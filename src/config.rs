@@ -160,6 +160,11 @@ pub struct InputConfig {
     /// How far (event time) a message may lag the newest one seen for its symbol
     /// and topic before it is dead-lettered as out of order, e.g. "60s".
     pub max_out_of_order: String,
+    /// Paper mode: a message whose event time is ahead of the wall clock by more
+    /// than this is dead-lettered (`ahead_of_clock`), so that one bad timestamp
+    /// cannot put every later message of its symbol out of order. "off" turns
+    /// the check off. Backtests have no wall clock and do not check.
+    pub max_ahead: String,
 }
 
 /// Engine behaviour.
@@ -176,6 +181,19 @@ pub struct EngineConfig {
     /// processes in one consumer group split the work and hand a partition's
     /// state over through its checkpoint.
     pub shards: String,
+    /// `event_time`: hold input messages until every assigned input partition has
+    /// one held or nothing more to give, and take the earliest first, as a
+    /// backtest does ([`crate::merge`]). `arrival`: take messages as they come.
+    pub order: String,
+    /// With `event_time`: how long (wall time) a message waits at least when a
+    /// partition behind it is caught up rather than holding a message, for
+    /// messages of other partitions that are still on their way, e.g. "100ms".
+    pub order_hold: String,
+    /// With `event_time`: a partition that delivers nothing for this long (wall
+    /// time) stops holding the others back, e.g. "1s".
+    pub order_idle: String,
+    /// With `event_time`: most messages held; past it the earliest is taken anyway.
+    pub order_max_held: usize,
 }
 
 /// What the embedded demo feeds into the input topics before trading.
@@ -855,7 +873,10 @@ fn load_inner(
         let key = e.path().to_string();
         let file = origin_of(&key, user_text.as_deref(), user_name.as_deref(), env);
         let inner = e.into_inner().to_string();
-        let fix = if inner.contains("unknown field") {
+        let fix = if inner.contains("unknown field") && file.starts_with("environment variable") {
+            "unset or rename the variable (PAPERTRADER__SECTION__KEY, sections and keys as in config/default.toml)"
+                .to_string()
+        } else if inner.contains("unknown field") {
             "remove or rename the key; the accepted keys are listed in config/default.toml"
                 .to_string()
         } else if inner.contains("missing field") {
@@ -980,8 +1001,13 @@ fn origin_of(
         .filter(|p| !p.is_empty())
         .collect();
     let env_name = format!("PAPERTRADER__{}", parts.join("__").to_uppercase());
-    if env.iter().any(|(k, _)| k.eq_ignore_ascii_case(&env_name)) {
-        return format!("environment variable {env_name}");
+    // The variable of the key itself, or one below it (a typo in a section name:
+    // PAPERTRADER__KAFAK__BROKERS for the unknown key `kafak`).
+    let below = format!("{env_name}__");
+    if let Some((k, _)) = env.iter().find(|(k, _)| {
+        k.eq_ignore_ascii_case(&env_name) || k.to_ascii_uppercase().starts_with(&below)
+    }) {
+        return format!("environment variable {}", k.to_ascii_uppercase());
     }
     if let (Some(text), Some(name)) = (user_text, user_name) {
         if let Ok(table) = text.parse::<toml::Table>() {
@@ -1031,6 +1057,38 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
             "write \"single\" (one account per strategy) or \"partition\" (one per input partition, for scale-out)",
         );
     }
+    if !["event_time", "arrival"].contains(&app.engine.order.as_str()) {
+        return err(
+            "engine.order",
+            format!("{:?} is not an input order", app.engine.order),
+            "write \"event_time\" (reproducible, the backtest's order) or \"arrival\" (as messages come)",
+        );
+    }
+    if let Err(e) = parse_duration(&app.engine.order_hold) {
+        return err(
+            "engine.order_hold",
+            e,
+            "write a duration such as \"100ms\" (or \"0s\")",
+        );
+    }
+    match parse_duration(&app.engine.order_idle) {
+        Ok(d) if d > 0 => {}
+        Ok(_) => {
+            return err(
+                "engine.order_idle",
+                "is 0".into(),
+                "use a positive duration such as \"1s\"",
+            )
+        }
+        Err(e) => return err("engine.order_idle", e, "write a duration such as \"1s\""),
+    }
+    if app.engine.order_max_held == 0 {
+        return err(
+            "engine.order_max_held",
+            "is 0".into(),
+            "use a positive number such as 200000",
+        );
+    }
     if !["auto", "offset", "rescan"].contains(&app.kafka.seek.as_str()) {
         return err(
             "kafka.seek",
@@ -1072,6 +1130,15 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
             )
         }
     };
+    if app.input.max_ahead != "off" {
+        if let Err(e) = parse_duration(&app.input.max_ahead) {
+            return err(
+                "input.max_ahead",
+                e,
+                "write a duration such as \"1h\", or \"off\"",
+            );
+        }
+    }
     if app.engine.max_batch == 0 {
         return err(
             "engine.max_batch",

@@ -283,6 +283,8 @@ pub struct Engine {
     by_symbol: HashMap<String, Vec<usize>>,
     symbols: Option<BTreeSet<String>>,
     max_out_of_order: Ts,
+    /// Paper mode: the latest event time admitted (wall clock + input.max_ahead).
+    not_after: Option<Ts>,
     newest: HashMap<(InputKind, String), Ts>,
     last_price: HashMap<String, Decimal>,
     pnl_every: u64,
@@ -363,6 +365,7 @@ impl Engine {
             by_symbol,
             symbols,
             max_out_of_order: cfg.max_out_of_order,
+            not_after: None,
             newest: HashMap::new(),
             last_price: HashMap::new(),
             pnl_every: cfg.app.engine.pnl_every_ticks,
@@ -460,8 +463,27 @@ impl Engine {
     }
 
     /// The checks that need state: the symbol list and event-time ordering.
+    /// Dead-letter messages with an event time after `t` (`ahead_of_clock`):
+    /// paper mode sets it from the wall clock before each batch; `None` (the
+    /// default, and backtests) admits any time.
+    pub fn set_not_after(&mut self, t: Option<Ts>) {
+        self.not_after = t;
+    }
+
     fn admit(&mut self, kind: InputKind, ev: &MarketEvent) -> Result<(), Rejection> {
         let symbol = ev.symbol();
+        if let Some(limit) = self.not_after {
+            if ev.ts() > limit {
+                return Err(Rejection::new(
+                    "ahead_of_clock",
+                    format!(
+                        "ts {} is ahead of the wall clock by more than input.max_ahead (latest accepted {})",
+                        wire::format_ts(ev.ts()),
+                        wire::format_ts(limit)
+                    ),
+                ));
+            }
+        }
         if let Some(allowed) = &self.symbols {
             if !allowed.contains(symbol) {
                 return Err(Rejection::new(

@@ -80,6 +80,23 @@ pub fn is_permanent(e: &KafkaError) -> bool {
 
 /// Check that the brokers answer, with an error that names them and the key.
 pub async fn check_reachable(base: &ClientConfig, bootstrap: &str) -> anyhow::Result<()> {
+    check_reachable_from(
+        base,
+        bootstrap,
+        "kafka.brokers",
+        "start the cluster, correct kafka.brokers (or PAPERTRADER__KAFKA__BROKERS), or use \"embedded\"",
+    )
+    .await
+}
+
+/// [`check_reachable`] for brokers named by `source` (a key or an option), with
+/// `fix` as the advice.
+pub async fn check_reachable_from(
+    base: &ClientConfig,
+    bootstrap: &str,
+    source: &'static str,
+    fix: &'static str,
+) -> anyhow::Result<()> {
     let base = base.clone();
     let bootstrap = bootstrap.to_string();
     tokio::task::spawn_blocking(move || {
@@ -91,10 +108,7 @@ pub async fn check_reachable(base: &ClientConfig, bootstrap: &str) -> anyhow::Re
             .fetch_metadata(None, Duration::from_secs(15))
             .map(|_| ())
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach Kafka at {bootstrap:?} (kafka.brokers): {e}\n  fix: start the cluster, correct kafka.brokers \
-                     (or PAPERTRADER__KAFKA__BROKERS), or use \"embedded\""
-                )
+                anyhow::anyhow!("cannot reach Kafka at {bootstrap:?} ({source}): {e}\n  fix: {fix}")
             })
     })
     .await?

@@ -17,6 +17,7 @@ pub mod features;
 pub mod http;
 pub mod indicators;
 pub mod kafka;
+pub mod merge;
 pub mod model;
 pub mod monitor;
 pub mod paper;

@@ -508,7 +508,15 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
                 bootstrap != "embedded",
                 "replay needs a running broker: pass --brokers HOST:PORT (start one with `papertrader broker`)"
             );
+            anyhow::ensure!(input.is_file(), "--input {}: no such file", input.display());
             let base = papertrader::kafka::client_config(&cfg.app.kafka, &bootstrap);
+            papertrader::kafka::check_reachable_from(
+                &base,
+                &bootstrap,
+                "--brokers or kafka.brokers",
+                "start the broker (`papertrader broker --listen HOST:PORT` for a local one) or correct --brokers",
+            )
+            .await?;
             if cfg.app.kafka.create_topics {
                 papertrader::kafka::ensure_topics(
                     &base,

@@ -30,10 +30,19 @@ use crate::config::{Loaded, StateStore};
 use crate::domain::Origin;
 use crate::engine::{self, Engine, Output};
 use crate::kafka::{self, Publisher};
+use crate::merge::{Merge, PartitionId, Start};
 use crate::monitor::Monitor;
 use crate::state::{self, Checkpoint, Offsets, Store};
 use crate::summary::Summary;
 use crate::wire::InputKind;
+
+/// An input message as received, with its decoding when the event-time merge
+/// has already decoded it.
+type Item = (
+    rdkafka::message::OwnedMessage,
+    Instant,
+    Option<Result<crate::domain::MarketEvent, crate::wire::Rejection>>,
+);
 
 /// When paper mode stops by itself.
 #[derive(Debug, Clone, Default)]
@@ -225,6 +234,19 @@ pub async fn run_with(
     // Shards handed over to another process (kept for the summary only).
     let mut retired: Vec<(i32, Engine)> = Vec::new();
     let first_wait = stop.idle.map(|i| i.max(Duration::from_secs(30)));
+    // engine.order = "event_time": messages wait here for the partitions behind.
+    let event_time = app.engine.order == "event_time";
+    let wall =
+        |s: &str| Duration::from_nanos(crate::config::parse_duration(s).unwrap_or(0).max(0) as u64);
+    let mut merge: Merge<Item> = Merge::new(
+        wall(&app.engine.order_hold),
+        wall(&app.engine.order_idle),
+        app.engine.order_max_held,
+    );
+    let mut forced_seen = 0;
+    let max_ahead = (app.input.max_ahead != "off")
+        .then(|| crate::config::parse_duration(&app.input.max_ahead).ok())
+        .flatten();
     tokio::pin!(shutdown);
 
     'run: loop {
@@ -233,19 +255,23 @@ pub async fn run_with(
         }
         let wait = if started { stop.idle } else { first_wait };
         let idle_at = wait.map(|w| last_input + w);
+        // The input went idle with messages still held: take them all, then stop.
+        let mut drain = false;
         let first = loop {
             // A checkpoint falls due with time even when no input comes.
             let checkpoint_at =
                 (store.is_some() && since_checkpoint > 0).then(|| last_checkpoint + every);
-            let until = match (idle_at, checkpoint_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // Held messages are looked at again when a partition behind turns idle.
+            let wake_at = merge.wake_at(Instant::now());
+            let until = [idle_at, checkpoint_at, wake_at]
+                .into_iter()
+                .flatten()
+                .min();
             let m = tokio::select! {
                 _ = &mut shutdown => break 'run,
                 m = recv_within(&consumer, until.map(|u| u.saturating_duration_since(Instant::now()))) => m,
             };
-            if let Some(m) = m {
+            if m.is_some() {
                 break m;
             }
             if let (Some(store), Some(at)) = (&store, checkpoint_at) {
@@ -265,21 +291,31 @@ pub async fn run_with(
                     continue;
                 }
             }
+            if wake_at.is_some_and(|a| Instant::now() >= a) {
+                break None;
+            }
             if idle_at.is_some_and(|a| Instant::now() >= a) {
+                if !merge.is_empty() {
+                    drain = true;
+                    break None;
+                }
                 tracing::info!("input idle, stopping");
                 break 'run;
             }
         };
-        started = true;
-        last_input = Instant::now();
-        let mut batch = vec![(first, Instant::now())];
+        let mut batch: Vec<Item> = Vec::new();
+        if let Some(first) = first {
+            started = true;
+            last_input = Instant::now();
+            batch.push((first, last_input, None));
+        }
         let room = app
             .engine
             .max_batch
             .min(stop.max_events.map_or(usize::MAX, |m| (m - seen) as usize));
-        while batch.len() < room {
+        while !batch.is_empty() && batch.len() < room {
             match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push((m.detach(), Instant::now())),
+                Some(Ok(m)) => batch.push((m.detach(), Instant::now(), None)),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
                     break;
@@ -292,7 +328,61 @@ pub async fn run_with(
         // another process's now.
         {
             let held = assigned.lock().expect("assignment lock");
-            batch.retain(|(m, _)| held.contains(&(m.topic().to_string(), m.partition())));
+            batch.retain(|(m, _, _)| held.contains(&(m.topic().to_string(), m.partition())));
+            if event_time {
+                let start = |p: &PartitionId| {
+                    if rescan {
+                        Start::Beginning
+                    } else {
+                        positions
+                            .lock()
+                            .expect("positions lock")
+                            .get(p)
+                            .map_or(Start::Unknown, |o| Start::At(*o))
+                    }
+                };
+                let now = Instant::now();
+                let dropped = merge.assign(&held, start, now);
+                if dropped > 0 {
+                    tracing::info!(dropped, "held messages of revoked partitions dropped");
+                }
+                for (m, received, _) in batch.drain(..) {
+                    let decoded = crate::wire::decode(kinds[m.topic()], m.payload().unwrap_or(&[]));
+                    let p = (m.topic().to_string(), m.partition());
+                    let ts = decoded.as_ref().ok().map(|e| e.ts());
+                    merge.push(&p, m.offset(), ts, (m, received, Some(decoded)), now);
+                }
+                let marks = |t: &str, p: i32| cached_watermarks(&consumer, t, p);
+                while batch.len() < room {
+                    let next = if drain {
+                        merge.pop_any()
+                    } else {
+                        merge.pop(&marks, now)
+                    };
+                    match next {
+                        Some(item) => batch.push(item),
+                        None => break,
+                    }
+                }
+                if batch.is_empty() && !merge.is_empty() && tracing::enabled!(tracing::Level::DEBUG)
+                {
+                    let behind: Vec<String> = merge
+                        .waiting_for(&marks, now)
+                        .into_iter()
+                        .map(|(t, p)| {
+                            format!("{t}/{p} at {:?}", cached_watermarks(&consumer, t, *p))
+                        })
+                        .collect();
+                    tracing::debug!(held = merge.len(), ?behind, "event-time order: waiting");
+                }
+                if merge.forced() > forced_seen {
+                    if forced_seen == 0 {
+                        tracing::warn!(held = merge.len(), max_held = app.engine.order_max_held,
+                            "engine.order_max_held reached: taking messages before every input partition could speak, so the order now depends on fetch timing");
+                    }
+                    forced_seen = merge.forced();
+                }
+            }
             if by_partition {
                 let gone: Vec<i32> = engines
                     .keys()
@@ -317,7 +407,7 @@ pub async fn run_with(
             // A partition number seen for the first time: its shard from the checkpoint.
             let new: BTreeSet<i32> = batch
                 .iter()
-                .map(|(m, _)| m.partition())
+                .map(|(m, _, _)| m.partition())
                 .filter(|p| !engines.contains_key(p))
                 .collect();
             for p in new {
@@ -344,17 +434,30 @@ pub async fn run_with(
         }
         // Skip what a checkpoint already covers (a partition read from its
         // start, or resumed at a committed offset behind the checkpoint).
-        batch.retain(|(m, _)| {
+        batch.retain(|(m, _, _)| {
             committed
                 .get(&(m.topic().to_string(), m.partition()))
                 .is_none_or(|next| m.offset() >= *next)
         });
         if batch.is_empty() {
+            if drain && merge.is_empty() {
+                tracing::info!("input idle, stopping");
+                break 'run;
+            }
             continue;
         }
+        let not_after = max_ahead.map(|a| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            now.saturating_add(a)
+        });
+        for engine in engines.values_mut() {
+            engine.set_not_after(not_after);
+        }
         let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        monitor.on_inputs(batch.iter().map(|(m, _)| m.topic()), Instant::now());
-        for (m, received) in &batch {
+        monitor.on_inputs(batch.iter().map(|(m, _, _)| m.topic()), Instant::now());
+        for (m, received, decoded) in &mut batch {
             let origin = Origin {
                 topic: m.topic().to_string(),
                 partition: m.partition(),
@@ -367,7 +470,10 @@ pub async fn run_with(
                 .get_mut(&if by_partition { m.partition() } else { 0 })
                 .expect("the shard of every held partition is loaded");
             let step = Instant::now();
-            match crate::wire::decode(kind, payload) {
+            let decoded = decoded
+                .take()
+                .unwrap_or_else(|| crate::wire::decode(kind, payload));
+            match decoded {
                 Ok(ev) if watch_alerts => {
                     let copy = ev.clone();
                     engine.on_event(kind, &origin, m.key(), payload, ev, &mut out);
@@ -535,6 +641,13 @@ pub async fn run_with(
             }
         }
     }
+    if !merge.is_empty() || merge.forced() > 0 {
+        tracing::info!(
+            held = merge.len(),
+            forced = merge.forced(),
+            "event-time order: messages held at the stop (unprocessed, their offsets uncommitted) and taken past order_max_held"
+        );
+    }
     if duplicates > 0 {
         tracing::info!(
             duplicates,
@@ -571,6 +684,16 @@ fn cached_high_watermark<C: ConsumerContext>(
     topic: &str,
     partition: i32,
 ) -> Option<i64> {
+    cached_watermarks(consumer, topic, partition).map(|(_, high)| high)
+}
+
+/// `(low, high)` watermarks of a partition from librdkafka's cache, as last
+/// reported by a fetch response; `None` before the first.
+fn cached_watermarks<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
     let name = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives; the out
@@ -585,7 +708,7 @@ fn cached_high_watermark<C: ConsumerContext>(
         )
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+        .then_some((low.max(0), high))
 }
 
 /// Assigns each input partition at the offset paper mode has reached (from the

@@ -39,6 +39,29 @@ fn bad_configuration_stops_start_up_with_file_key_and_fix() {
         "{err}"
     );
 
+    // A typo in a section name is blamed on the variable, not on the defaults.
+    let (code, err) = papertrader(
+        &["paper", "--max-events", "1"],
+        &[("PAPERTRADER__KAFAK__BROKERS", "x:1")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("configuration error in environment variable PAPERTRADER__KAFAK__BROKERS")
+            && err.contains("key `kafak`")
+            && err.contains("unset or rename the variable"),
+        "{err}"
+    );
+
+    let (code, err) = papertrader(
+        &["paper", "--max-events", "1"],
+        &[("PAPERTRADER__ENGINE__ORDER", "random")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("engine.order") && err.contains("event_time") && err.contains("fix:"),
+        "{err}"
+    );
+
     let strat = dir.path().join("s.toml");
     std::fs::write(&strat, "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast=50\nslow=20\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n").unwrap();
     let app = dir.path().join("app.toml");

@@ -321,3 +321,58 @@ size = "3"
         )]
     );
 }
+
+#[test]
+fn fraction_of_equity_sizes_each_entry_from_the_equity_at_the_signal() {
+    // Half of the equity at each buy signal, at the last trade price, rounded
+    // down to the lot; fills at the synthesized ask/bid one tick away, taker
+    // fee 10 bp.
+    let venue = NO_LATENCY.replace("taker_fee_bps = \"0\"", "taker_fee_bps = \"10\"");
+    let cfg = load(
+        &venue,
+        r#"
+name = "half"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 3
+[sizing]
+mode = "fraction_of_equity"
+fraction = "0.5"
+[account]
+starting_cash = "1000"
+"#,
+    );
+    let mut r = Run::new(&cfg);
+    // SMA(2) crosses above SMA(3) at 10.5 (10.2 > 10.133), below at 9 (10.25 <
+    // 10.5), above again at 12 (10.5 > 10).
+    for (s, px) in [
+        (1, "10"),
+        (2, "10"),
+        (3, "9.9"),
+        (4, "10.5"),
+        (5, "11"),
+        (6, "11.5"),
+        (7, "9"),
+        (8, "9"),
+        (9, "12"),
+    ] {
+        r.tick(s, px, "1");
+    }
+    // Buy: 0.5 * 1000 / 10.5 = 47.6 -> 47 at 10.51: cash 1000 - 493.97 - 0.49397.
+    // Sell 47 at 8.99: cash 505.53603 + 422.53 - 0.42253 = 927.6435.
+    // Buy: 0.5 * 927.6435 / 12 = 38.65 -> 38 at 12.01.
+    let fills: Vec<(Decimal, Decimal)> = r.fills().into_iter().map(|f| (f.1, f.2)).collect();
+    assert_eq!(
+        fills,
+        [
+            (d("47"), d("10.51")),
+            (d("47"), d("8.99")),
+            (d("38"), d("12.01"))
+        ]
+    );
+    let s = &r.engine.summary().strategies[0];
+    // 927.6435 - 38 * 12.01 - 0.45638 fee
+    assert_eq!(s.cash.normalize(), d("470.80712"));
+}
