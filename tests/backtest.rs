@@ -386,3 +386,81 @@ fn cli_backtest_of_the_embedded_demo_reads_every_record_and_refuses_bad_times() 
         "{stderr}"
     );
 }
+
+/// Over several partitions per topic, with a strategy that combines news and
+/// prices, paper mode takes the recorded topics in the backtest's event-time
+/// order (engine.order = "event_time"): the same fills, P&L and counts as a
+/// backtest of the same topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_mode_over_three_partitions_with_news_equals_the_kafka_backtest() {
+    let b = broker(3).await;
+    let bs = b.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let strategies: Vec<String> = [
+        "ma_crossover",
+        "rsi_mean_reversion",
+        "bollinger_breakout",
+        "sentiment_momentum",
+    ]
+    .iter()
+    .map(|s| std::fs::read_to_string(root.join(format!("strategies/{s}.toml"))).unwrap())
+    .collect();
+    let demo = format!(
+        "[engine]\nmax_batch = 500\n[demo]\nprices = [{:?}]\nsentiment = [{:?}]\n",
+        root.join(BUNDLED[0]).display().to_string(),
+        root.join(BUNDLED[1]).display().to_string()
+    );
+    let refs: Vec<&str> = strategies.iter().map(String::as_str).collect();
+    let cfg = config(dir.path(), &bs, &demo, &refs);
+    assert_eq!(cfg.app.engine.order, "event_time");
+
+    let records = papertrader::app::demo_records(&cfg).unwrap();
+    let p = papertrader::kafka::producer(&papertrader::kafka::client_config(&cfg.app.kafka, &bs))
+        .unwrap();
+    papertrader::replay::publish(
+        &p,
+        records.iter().map(|(t, r)| (t.as_str(), r.clone())),
+        papertrader::replay::Speed::Max,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    let n = records.len() as u64;
+
+    let paper_summary = paper::run(
+        &cfg,
+        &bs,
+        StopWhen {
+            idle: Some(Duration::from_secs(20)),
+            max_events: Some(n),
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let bt = backtest::run_kafka(&cfg, &bs, &KafkaRange::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(bt.events, n);
+    let news = &paper_summary.strategies[3];
+    assert_eq!(news.name, "news_momentum");
+    assert!(
+        news.symbols.values().map(|s| s.counts.fills).sum::<u64>() > 0,
+        "the news strategy must trade for the order to matter"
+    );
+    assert_eq!(bt.summary, paper_summary);
+    let mut theirs: Vec<String> = read_json(&bs, "fills")
+        .iter()
+        .map(|f| f["fill_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut ours: Vec<String> = bt
+        .collector
+        .trades
+        .iter()
+        .map(|t| t.fill.fill_id.clone())
+        .collect();
+    theirs.sort();
+    ours.sort();
+    assert_eq!(ours, theirs);
+}

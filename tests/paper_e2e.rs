@@ -307,6 +307,12 @@ async fn mixed_valid_and_invalid_input_every_message_accounted_for() {
             let (key, payload, _) = &invalid[(i / 5) as usize % invalid.len()];
             msgs.push((key.clone(), payload.clone()));
         }
+        if i == 12 {
+            // Year 2191: within the accepted range, but far ahead of the wall
+            // clock (input.max_ahead). Admitted, it would put every later AAA
+            // tick out of order; refused, the later ticks are all processed.
+            msgs.push(tick("AAA", 7_000_000_000_000, "100", "1"));
+        }
     }
     // Far out of order: 100 s before the newest AAA tick.
     msgs.push(tick("AAA", 1_700_000_000_000, "100", "1"));
@@ -339,6 +345,7 @@ async fn mixed_valid_and_invalid_input_every_message_accounted_for() {
     reasons.sort();
     let mut expected: Vec<&str> = (0..8).map(|j| invalid[j].2).collect();
     expected.push("out_of_order");
+    expected.push("ahead_of_clock");
     expected.push("malformed_json"); // the non-UTF-8 bytes
     expected.sort();
     assert_eq!(reasons, expected);
