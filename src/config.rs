@@ -712,6 +712,18 @@ pub fn parse_duration(s: &str) -> Result<Ts, String> {
         .ok_or_else(|| format!("duration {s:?} is too long"))
 }
 
+/// [`parse_duration`], where zero (`"0s"`, `"0ms"`) is allowed.
+pub fn parse_duration_or_zero(s: &str) -> Result<Ts, String> {
+    let t = s.trim();
+    if t.strip_suffix("ms")
+        .or_else(|| t.strip_suffix('s'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b == b'0'))
+    {
+        return Ok(0);
+    }
+    parse_duration(s)
+}
+
 /// A loaded, checked configuration: the application config and its strategies.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -1064,7 +1076,7 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<Ts, Co
             "write \"event_time\" (reproducible, the backtest's order) or \"arrival\" (as messages come)",
         );
     }
-    if let Err(e) = parse_duration(&app.engine.order_hold) {
+    if let Err(e) = parse_duration_or_zero(&app.engine.order_hold) {
         return err(
             "engine.order_hold",
             e,

@@ -55,12 +55,12 @@ pub type Watermarks<'a> = dyn Fn(&str, i32) -> Option<(i64, i64)> + 'a;
 
 struct Held<M> {
     ts: Ts,
-    offset: i64,
     arrived: Instant,
     msg: M,
 }
 
 struct Part<M> {
+    id: PartitionId,
     queue: VecDeque<Held<M>>,
     /// Event time of the last message received (for messages without one).
     last_ts: Ts,
@@ -72,8 +72,9 @@ struct Part<M> {
 }
 
 impl<M> Part<M> {
-    fn new(start: Start, now: Instant) -> Self {
+    fn new(id: PartitionId, start: Start, now: Instant) -> Self {
         Part {
+            id,
             queue: VecDeque::new(),
             last_ts: Ts::MIN,
             next: None,
@@ -81,11 +82,16 @@ impl<M> Part<M> {
             active: now,
         }
     }
+
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        self.id.1 == partition && self.id.0 == topic
+    }
 }
 
 /// The held messages of every assigned input partition.
 pub struct Merge<M> {
-    parts: BTreeMap<PartitionId, Part<M>>,
+    /// In `PartitionId` order.
+    parts: Vec<Part<M>>,
     held: usize,
     hold: Duration,
     idle: Duration,
@@ -99,7 +105,7 @@ impl<M> Merge<M> {
     /// partition may deliver nothing and still hold the others back.
     pub fn new(hold: Duration, idle: Duration, max_held: usize) -> Self {
         Merge {
-            parts: BTreeMap::new(),
+            parts: Vec::new(),
             held: 0,
             hold,
             idle,
@@ -117,37 +123,58 @@ impl<M> Merge<M> {
         start: impl Fn(&PartitionId) -> Start,
         now: Instant,
     ) -> usize {
-        let mut dropped = 0;
-        self.parts.retain(|p, part| {
-            let keep = assigned.contains(p);
-            if !keep {
-                dropped += part.queue.len();
-            }
-            keep
-        });
-        self.held -= dropped;
-        for p in assigned {
-            if !self.parts.contains_key(p) {
-                self.parts.insert(p.clone(), Part::new(start(p), now));
-            }
+        let same = self.parts.len() == assigned.len()
+            && self
+                .parts
+                .iter()
+                .zip(assigned)
+                .all(|(part, p)| &part.id == p);
+        if same {
+            return 0;
         }
+        let mut old: BTreeMap<PartitionId, Part<M>> = self
+            .parts
+            .drain(..)
+            .map(|part| (part.id.clone(), part))
+            .collect();
+        for p in assigned {
+            let part = old
+                .remove(p)
+                .unwrap_or_else(|| Part::new(p.clone(), start(p), now));
+            self.parts.push(part);
+        }
+        let dropped: usize = old.values().map(|part| part.queue.len()).sum();
+        self.held -= dropped;
         dropped
     }
 
-    /// Hold a message of partition `p` (which must be assigned) at `offset`, with
-    /// its event time if it decoded.
-    pub fn push(&mut self, p: &PartitionId, offset: i64, ts: Option<Ts>, msg: M, now: Instant) {
-        let part = self
-            .parts
-            .entry(p.clone())
-            .or_insert_with(|| Part::new(Start::Unknown, now));
+    /// Hold a message of a partition at `offset`, with its event time if it
+    /// decoded. A partition not assigned yet is added (start unknown).
+    pub fn push(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        ts: Option<Ts>,
+        msg: M,
+        now: Instant,
+    ) {
+        let i = match self.parts.iter().position(|part| part.is(topic, partition)) {
+            Some(i) => i,
+            None => {
+                let id = (topic.to_string(), partition);
+                let i = self.parts.partition_point(|part| part.id < id);
+                self.parts.insert(i, Part::new(id, Start::Unknown, now));
+                i
+            }
+        };
+        let part = &mut self.parts[i];
         let ts = ts.unwrap_or(part.last_ts);
         part.last_ts = ts;
         part.next = Some(offset + 1);
         part.active = now;
         part.queue.push_back(Held {
             ts,
-            offset,
             arrived: now,
             msg,
         });
@@ -169,18 +196,11 @@ impl<M> Merge<M> {
     }
 
     /// Whether `part`, holding nothing, has nothing more to give for now.
-    fn done(
-        &self,
-        topic: &str,
-        partition: i32,
-        part: &Part<M>,
-        marks: &Watermarks,
-        now: Instant,
-    ) -> bool {
+    fn done(&self, part: &Part<M>, marks: &Watermarks, now: Instant) -> bool {
         if now.duration_since(part.active) >= self.idle {
             return true;
         }
-        let Some((low, high)) = marks(topic, partition) else {
+        let Some((low, high)) = marks(&part.id.0, part.id.1) else {
             return false;
         };
         let next = match (part.next, part.start) {
@@ -192,32 +212,62 @@ impl<M> Merge<M> {
         next >= high
     }
 
-    /// The partition whose head is earliest by `(ts, topic, partition, offset)`,
-    /// and that head.
-    fn earliest(&self) -> Option<(&PartitionId, &Held<M>)> {
-        self.parts
-            .iter()
-            .filter_map(|(p, part)| part.queue.front().map(|h| (p, h)))
-            .min_by(|(p, a), (q, b)| (a.ts, &p.0, p.1, a.offset).cmp(&(b.ts, &q.0, q.1, b.offset)))
+    /// The partition whose head is earliest by `(ts, topic, partition, offset)`.
+    fn earliest(&self) -> Option<usize> {
+        let mut best: Option<(usize, &Held<M>)> = None;
+        for (i, part) in self.parts.iter().enumerate() {
+            let Some(h) = part.queue.front() else {
+                continue;
+            };
+            // Partitions are in id order, so on equal times the first wins:
+            // `(ts, topic, partition)`; offsets order only within a partition.
+            if best.is_none_or(|(_, b)| h.ts < b.ts) {
+                best = Some((i, h));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
-    /// Take the next message in event-time order: when every partition holds a
-    /// message, or when those holding none have nothing more to give and the
-    /// message has been held for `hold` (or when `max_held` is exceeded).
-    pub fn pop(&mut self, marks: &Watermarks, now: Instant) -> Option<M> {
-        let (first, head) = self.earliest()?;
-        let first = first.clone();
-        let held_long = now.duration_since(head.arrived) >= self.hold;
-        let ready = self.parts.iter().all(|((t, n), part)| {
-            !part.queue.is_empty() || (held_long && self.done(t, *n, part, marks, now))
-        });
-        if !ready {
-            if self.held <= self.max_held {
-                return None;
+    /// Take up to `max` messages in event-time order. The earliest is taken when
+    /// every partition holds a message, or when those holding none have nothing
+    /// more to give and it has been held for `hold`, or when more than
+    /// `max_held` are held. Each partition's watermarks are looked up at most
+    /// once per call.
+    pub fn pop_up_to(&mut self, max: usize, marks: &Watermarks, now: Instant) -> Vec<M> {
+        let mut out = Vec::new();
+        // For partitions holding nothing: whether they have nothing more to give.
+        let mut done: Vec<Option<bool>> = vec![None; self.parts.len()];
+        while out.len() < max {
+            let Some(first) = self.earliest() else {
+                break;
+            };
+            let head = self.parts[first].queue.front().expect("a head");
+            let held_long = now.duration_since(head.arrived) >= self.hold;
+            let mut ready = true;
+            for (j, part) in self.parts.iter().enumerate() {
+                if !part.queue.is_empty() {
+                    continue;
+                }
+                if !held_long || !*done[j].get_or_insert_with(|| self.done(part, marks, now)) {
+                    ready = false;
+                    break;
+                }
             }
-            self.forced += 1;
+            if !ready {
+                if self.held <= self.max_held {
+                    break;
+                }
+                self.forced += 1;
+            }
+            out.extend(self.take(first));
         }
-        self.take(&first)
+        out
+    }
+
+    /// Take the next message in event-time order, if it may go (see
+    /// [`Merge::pop_up_to`]).
+    pub fn pop(&mut self, marks: &Watermarks, now: Instant) -> Option<M> {
+        self.pop_up_to(1, marks, now).pop()
     }
 
     /// The partitions the earliest message waits for (holding nothing, still
@@ -225,20 +275,20 @@ impl<M> Merge<M> {
     pub fn waiting_for(&self, marks: &Watermarks, now: Instant) -> Vec<&PartitionId> {
         self.parts
             .iter()
-            .filter(|((t, n), part)| part.queue.is_empty() && !self.done(t, *n, part, marks, now))
-            .map(|(p, _)| p)
+            .filter(|part| part.queue.is_empty() && !self.done(part, marks, now))
+            .map(|part| &part.id)
             .collect()
     }
 
     /// Take the earliest held message, whatever the partitions behind (when the
     /// input has gone idle and the run ends).
     pub fn pop_any(&mut self) -> Option<M> {
-        let first = self.earliest()?.0.clone();
-        self.take(&first)
+        let first = self.earliest()?;
+        self.take(first)
     }
 
-    fn take(&mut self, p: &PartitionId) -> Option<M> {
-        let h = self.parts.get_mut(p)?.queue.pop_front()?;
+    fn take(&mut self, i: usize) -> Option<M> {
+        let h = self.parts[i].queue.pop_front()?;
         self.held -= 1;
         Some(h.msg)
     }
@@ -248,9 +298,9 @@ impl<M> Merge<M> {
     /// turns idle, and at least every [`POLL`] (a watermark can come in with a
     /// fetch response that brings no message). `None` when nothing is held.
     pub fn wake_at(&self, now: Instant) -> Option<Instant> {
-        let (_, head) = self.earliest()?;
+        let head = self.parts[self.earliest()?].queue.front()?;
         self.parts
-            .values()
+            .iter()
             .filter(|part| part.queue.is_empty())
             .map(|part| part.active + self.idle)
             .chain([head.arrived + self.hold])
@@ -286,13 +336,13 @@ mod tests {
             |_| Start::Beginning,
             now,
         );
-        m.push(&p("a", 0), 0, Some(20), "a20", now);
+        m.push("a", 0, 0, Some(20), "a20", now);
         assert_eq!(m.pop(&behind, now), None, "b has not spoken and is behind");
-        m.push(&p("b", 0), 0, Some(10), "b10", now);
+        m.push("b", 0, 0, Some(10), "b10", now);
         assert_eq!(m.pop(&behind, now), Some("b10"));
         // b is empty again and still behind its watermark: a waits.
         assert_eq!(m.pop(&behind, now), None);
-        m.push(&p("b", 0), 1, Some(20), "b20", now);
+        m.push("b", 0, 1, Some(20), "b20", now);
         // Equal times: topic "a" before "b".
         assert_eq!(m.pop(&behind, now), Some("a20"));
         assert_eq!(m.len(), 1);
@@ -313,9 +363,9 @@ mod tests {
             },
             now,
         );
-        m.push(&p("b", 0), 4, Some(5), "b5", now);
+        m.push("b", 0, 4, Some(5), "b5", now);
         // a: delivered offsets up to 9 of 10; c: starts at 7 of 7.
-        m.push(&p("a", 0), 9, Some(9), "a9", now);
+        m.push("a", 0, 9, Some(9), "a9", now);
         let marks = |t: &str, _| match t {
             "a" => Some((0, 10)),
             "b" => Some((0, 10)),
@@ -341,7 +391,7 @@ mod tests {
         let idle = Duration::from_millis(500);
         let mut m = Merge::new(Duration::ZERO, idle, 100);
         m.assign(&assigned(&[p("a", 0), p("b", 0)]), |_| Start::Unknown, t0);
-        m.push(&p("a", 0), 0, Some(1), "a1", t0);
+        m.push("a", 0, 0, Some(1), "a1", t0);
         assert_eq!(m.pop(&behind, t0), None);
         assert_eq!(m.wake_at(t0), Some(t0 + POLL));
         assert_eq!(m.wake_at(t0 + idle - POLL / 2), Some(t0 + idle));
@@ -361,7 +411,7 @@ mod tests {
         let hold = Duration::from_millis(100);
         let mut m = Merge::new(hold, Duration::from_secs(60), 100);
         m.assign(&assigned(&[p("a", 0), p("b", 0)]), |_| Start::Beginning, t0);
-        m.push(&p("a", 0), 0, Some(5), "a5", t0);
+        m.push("a", 0, 0, Some(5), "a5", t0);
         let caught_up = |t: &str, _| Some((0, if t == "a" { 1 } else { 0 }));
         assert_eq!(
             m.pop(&caught_up, t0),
@@ -370,13 +420,13 @@ mod tests {
         );
         assert_eq!(m.wake_at(t0 + hold - POLL / 2), Some(t0 + hold));
         // A late message of b, earlier in event time, still comes first.
-        m.push(&p("b", 0), 0, Some(4), "b4", t0 + hold / 2);
+        m.push("b", 0, 0, Some(4), "b4", t0 + hold / 2);
         assert_eq!(m.pop(&caught_up, t0 + hold / 2), Some("b4"));
         assert_eq!(m.pop(&caught_up, t0 + hold / 2), None);
         assert_eq!(m.pop(&caught_up, t0 + hold), Some("a5"));
         // Every partition holding a message: no wait.
-        m.push(&p("a", 0), 1, Some(7), "a7", t0 + hold);
-        m.push(&p("b", 0), 1, Some(6), "b6", t0 + hold);
+        m.push("a", 0, 1, Some(7), "a7", t0 + hold);
+        m.push("b", 0, 1, Some(6), "b6", t0 + hold);
         assert_eq!(m.pop(&caught_up, t0 + hold), Some("b6"));
     }
 
@@ -390,7 +440,7 @@ mod tests {
             now,
         );
         for i in 0..3 {
-            m.push(&p("a", 0), i, Some(i), i, now);
+            m.push("a", 0, i, Some(i), i, now);
         }
         assert_eq!(m.pop(&behind, now), Some(0));
         assert_eq!(m.forced(), 1);
@@ -406,17 +456,17 @@ mod tests {
             |_| Start::Beginning,
             now,
         );
-        m.push(&p("a", 0), 0, Some(30), "a30", now);
-        m.push(&p("a", 0), 1, None, "a-bad", now);
-        m.push(&p("a", 0), 2, Some(31), "a31", now);
-        m.push(&p("b", 0), 0, None, "b-bad", now);
-        m.push(&p("b", 0), 1, Some(30), "b30", now);
+        m.push("a", 0, 0, Some(30), "a30", now);
+        m.push("a", 0, 1, None, "a-bad", now);
+        m.push("a", 0, 2, Some(31), "a31", now);
+        m.push("b", 0, 0, None, "b-bad", now);
+        m.push("b", 0, 1, Some(30), "b30", now);
         assert_eq!(
             std::iter::from_fn(|| m.pop_any()).collect::<Vec<_>>(),
             vec!["b-bad", "a30", "a-bad", "b30", "a31"],
             "b-bad takes the lowest time; a-bad the 30 of a30, before b30 by topic"
         );
-        m.push(&p("b", 0), 2, Some(40), "b40", now);
+        m.push("b", 0, 2, Some(40), "b40", now);
         assert_eq!(
             m.assign(&assigned(&[p("a", 0)]), |_| Start::Beginning, now),
             1
@@ -466,7 +516,8 @@ mod tests {
                 if next[i] < 50 {
                     let o = next[i];
                     m.push(
-                        &parts[i],
+                        &parts[i].0,
+                        parts[i].1,
                         o as i64,
                         Some(lists[i][o]),
                         (lists[i][o], parts[i].clone(), o as i64),

@@ -236,8 +236,9 @@ pub async fn run_with(
     let first_wait = stop.idle.map(|i| i.max(Duration::from_secs(30)));
     // engine.order = "event_time": messages wait here for the partitions behind.
     let event_time = app.engine.order == "event_time";
-    let wall =
-        |s: &str| Duration::from_nanos(crate::config::parse_duration(s).unwrap_or(0).max(0) as u64);
+    let wall = |s: &str| {
+        Duration::from_nanos(crate::config::parse_duration_or_zero(s).unwrap_or(0).max(0) as u64)
+    };
     let mut merge: Merge<Item> = Merge::new(
         wall(&app.engine.order_hold),
         wall(&app.engine.order_idle),
@@ -348,21 +349,28 @@ pub async fn run_with(
                 }
                 for (m, received, _) in batch.drain(..) {
                     let decoded = crate::wire::decode(kinds[m.topic()], m.payload().unwrap_or(&[]));
-                    let p = (m.topic().to_string(), m.partition());
                     let ts = decoded.as_ref().ok().map(|e| e.ts());
-                    merge.push(&p, m.offset(), ts, (m, received, Some(decoded)), now);
+                    let (topic, partition, offset) =
+                        (m.topic().to_string(), m.partition(), m.offset());
+                    merge.push(
+                        &topic,
+                        partition,
+                        offset,
+                        ts,
+                        (m, received, Some(decoded)),
+                        now,
+                    );
                 }
                 let marks = |t: &str, p: i32| cached_watermarks(&consumer, t, p);
-                while batch.len() < room {
-                    let next = if drain {
-                        merge.pop_any()
-                    } else {
-                        merge.pop(&marks, now)
-                    };
-                    match next {
-                        Some(item) => batch.push(item),
-                        None => break,
+                if drain {
+                    while batch.len() < room {
+                        match merge.pop_any() {
+                            Some(item) => batch.push(item),
+                            None => break,
+                        }
                     }
+                } else {
+                    batch = merge.pop_up_to(room, &marks, now);
                 }
                 if batch.is_empty() && !merge.is_empty() && tracing::enabled!(tracing::Level::DEBUG)
                 {
