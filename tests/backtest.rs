@@ -298,6 +298,43 @@ fn daily_return_statistics_worked_out_by_hand() {
     assert!(up.sharpe.is_some() && up.sortino.is_none());
 }
 
+/// The four bundled strategy files.
+fn bundled_strategies() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        "ma_crossover",
+        "rsi_mean_reversion",
+        "bollinger_breakout",
+        "sentiment_momentum",
+    ]
+    .iter()
+    .map(|s| std::fs::read_to_string(root.join(format!("strategies/{s}.toml"))).unwrap())
+    .collect()
+}
+
+/// Publish the demo files of `cfg` (`[demo]`) to `bootstrap` as the embedded
+/// demo does, and return the records in the order sent.
+async fn publish_demo(
+    cfg: &papertrader::config::Loaded,
+    bootstrap: &str,
+) -> Vec<(String, papertrader::csvdata::Record)> {
+    let records = papertrader::app::demo_records(cfg).unwrap();
+    let p = papertrader::kafka::producer(&papertrader::kafka::client_config(
+        &cfg.app.kafka,
+        bootstrap,
+    ))
+    .unwrap();
+    papertrader::replay::publish(
+        &p,
+        records.iter().map(|(t, r)| (t.as_str(), r.clone())),
+        papertrader::replay::Speed::Max,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    records
+}
+
 /// tansu undercounts the end of a partition written in batches (docs/broker.md);
 /// the Kafka backtest still reads everything and, on one partition per topic,
 /// trades exactly like the file backtest of the same data.
@@ -307,15 +344,7 @@ async fn kafka_backtest_of_batched_demo_data_equals_the_file_backtest() {
     let bs = b.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let strategies: Vec<String> = [
-        "ma_crossover",
-        "rsi_mean_reversion",
-        "bollinger_breakout",
-        "sentiment_momentum",
-    ]
-    .iter()
-    .map(|s| std::fs::read_to_string(root.join(format!("strategies/{s}.toml"))).unwrap())
-    .collect();
+    let strategies = bundled_strategies();
     let files = [
         root.join(BUNDLED[0]),
         root.join(BUNDLED[2]),
@@ -330,18 +359,7 @@ async fn kafka_backtest_of_batched_demo_data_equals_the_file_backtest() {
     let refs: Vec<&str> = strategies.iter().map(String::as_str).collect();
     let cfg = config(dir.path(), &bs, &demo, &refs);
 
-    let records = papertrader::app::demo_records(&cfg).unwrap();
-    let p = papertrader::kafka::producer(&papertrader::kafka::client_config(&cfg.app.kafka, &bs))
-        .unwrap();
-    let bar = indicatif::ProgressBar::hidden();
-    papertrader::replay::publish(
-        &p,
-        records.iter().map(|(t, r)| (t.as_str(), r.clone())),
-        papertrader::replay::Speed::Max,
-        &bar,
-    )
-    .await
-    .unwrap();
+    let records = publish_demo(&cfg, &bs).await;
 
     let from_kafka = backtest::run_kafka(&cfg, &bs, &KafkaRange::default(), false)
         .await
@@ -397,15 +415,7 @@ async fn paper_mode_over_three_partitions_with_news_equals_the_kafka_backtest() 
     let bs = b.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let strategies: Vec<String> = [
-        "ma_crossover",
-        "rsi_mean_reversion",
-        "bollinger_breakout",
-        "sentiment_momentum",
-    ]
-    .iter()
-    .map(|s| std::fs::read_to_string(root.join(format!("strategies/{s}.toml"))).unwrap())
-    .collect();
+    let strategies = bundled_strategies();
     let demo = format!(
         "[engine]\nmax_batch = 500\n[demo]\nprices = [{:?}]\nsentiment = [{:?}]\n",
         root.join(BUNDLED[0]).display().to_string(),
@@ -415,17 +425,7 @@ async fn paper_mode_over_three_partitions_with_news_equals_the_kafka_backtest() 
     let cfg = config(dir.path(), &bs, &demo, &refs);
     assert_eq!(cfg.app.engine.order, "event_time");
 
-    let records = papertrader::app::demo_records(&cfg).unwrap();
-    let p = papertrader::kafka::producer(&papertrader::kafka::client_config(&cfg.app.kafka, &bs))
-        .unwrap();
-    papertrader::replay::publish(
-        &p,
-        records.iter().map(|(t, r)| (t.as_str(), r.clone())),
-        papertrader::replay::Speed::Max,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .unwrap();
+    let records = publish_demo(&cfg, &bs).await;
     let n = records.len() as u64;
 
     let paper_summary = paper::run(
