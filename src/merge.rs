@@ -149,7 +149,9 @@ impl<M> Merge<M> {
     }
 
     /// Hold a message of a partition at `offset`, with its event time if it
-    /// decoded. A partition not assigned yet is added (start unknown).
+    /// decoded. A partition not assigned yet is added (start unknown). A message
+    /// at an offset this partition has already delivered (librdkafka seeking
+    /// back after a rebalance) is not held again: returns false.
     pub fn push(
         &mut self,
         topic: &str,
@@ -158,7 +160,7 @@ impl<M> Merge<M> {
         ts: Option<Ts>,
         msg: M,
         now: Instant,
-    ) {
+    ) -> bool {
         let i = match self.parts.iter().position(|part| part.is(topic, partition)) {
             Some(i) => i,
             None => {
@@ -169,6 +171,9 @@ impl<M> Merge<M> {
             }
         };
         let part = &mut self.parts[i];
+        if part.next.is_some_and(|n| offset < n) {
+            return false;
+        }
         let ts = ts.unwrap_or(part.last_ts);
         part.last_ts = ts;
         part.next = Some(offset + 1);
@@ -179,6 +184,7 @@ impl<M> Merge<M> {
             msg,
         });
         self.held += 1;
+        true
     }
 
     /// Messages held now.
@@ -428,6 +434,23 @@ mod tests {
         m.push("a", 0, 1, Some(7), "a7", t0 + hold);
         m.push("b", 0, 1, Some(6), "b6", t0 + hold);
         assert_eq!(m.pop(&caught_up, t0 + hold), Some("b6"));
+    }
+
+    #[test]
+    fn a_redelivered_offset_is_held_once() {
+        let now = Instant::now();
+        let mut m = Merge::new(Duration::ZERO, Duration::from_secs(60), 100);
+        m.assign(&assigned(&[p("a", 0)]), |_| Start::Beginning, now);
+        assert!(m.push("a", 0, 0, Some(1), "a0", now));
+        assert!(m.push("a", 0, 1, Some(2), "a1", now));
+        // librdkafka seeks back to offset 0 after a rebalance.
+        assert!(!m.push("a", 0, 0, Some(1), "a0 again", now));
+        assert!(!m.push("a", 0, 1, Some(2), "a1 again", now));
+        assert!(m.push("a", 0, 2, Some(3), "a2", now));
+        assert_eq!(
+            std::iter::from_fn(|| m.pop_any()).collect::<Vec<_>>(),
+            ["a0", "a1", "a2"]
+        );
     }
 
     #[test]

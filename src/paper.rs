@@ -245,6 +245,8 @@ pub async fn run_with(
         app.engine.order_max_held,
     );
     let mut forced_seen = 0;
+    // Messages delivered again at an offset the merge already had (a seek back).
+    let mut redelivered: u64 = 0;
     let max_ahead = (app.input.max_ahead != "off")
         .then(|| crate::config::parse_duration(&app.input.max_ahead).ok())
         .flatten();
@@ -352,14 +354,16 @@ pub async fn run_with(
                     let ts = decoded.as_ref().ok().map(|e| e.ts());
                     let (topic, partition, offset) =
                         (m.topic().to_string(), m.partition(), m.offset());
-                    merge.push(
+                    if !merge.push(
                         &topic,
                         partition,
                         offset,
                         ts,
                         (m, received, Some(decoded)),
                         now,
-                    );
+                    ) {
+                        redelivered += 1;
+                    }
                 }
                 let marks = |t: &str, p: i32| cached_watermarks(&consumer, t, p);
                 if drain {
@@ -649,11 +653,12 @@ pub async fn run_with(
             }
         }
     }
-    if !merge.is_empty() || merge.forced() > 0 {
+    if !merge.is_empty() || merge.forced() > 0 || redelivered > 0 {
         tracing::info!(
             held = merge.len(),
             forced = merge.forced(),
-            "event-time order: messages held at the stop (unprocessed, their offsets uncommitted) and taken past order_max_held"
+            redelivered,
+            "event-time order: messages held at the stop (unprocessed, their offsets uncommitted), taken past order_max_held, and delivered twice (held once)"
         );
     }
     if duplicates > 0 {
