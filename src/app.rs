@@ -34,18 +34,9 @@ pub async fn paper(
             // The demo data is recorded first, then traded: paper mode takes it in
             // event-time order (engine.order), so every run gives the same outputs,
             // equal to a backtest of the same topics.
-            let records = demo_records(cfg)?;
-            let producer = kafka::producer(&base)?;
-            tracing::info!(messages = records.len(), "feeding the demo data");
-            let bar = replay::progress_bar(false, None);
-            replay::publish(
-                &producer,
-                records.iter().map(|(t, r)| (t.as_str(), r.clone())),
-                Speed::Max,
-                &bar,
-            )
-            .await
-            .context("feeding the demo data into the embedded broker")?;
+            publish_demo(cfg, &base, "feeding the demo data")
+                .await
+                .context("feeding the demo data into the embedded broker")?;
         }
         let summary = paper::run(cfg, &bootstrap, stop, shutdown).await;
         drop(broker);
@@ -59,6 +50,27 @@ pub async fn paper(
              rebuild with the `embedded` feature or set kafka.brokers to your cluster"
         )
     }
+}
+
+/// Publish the demo's files (`[demo]`) into the input topics at full speed, in
+/// event-time order, and return the records sent.
+pub async fn publish_demo(
+    cfg: &Loaded,
+    base: &rdkafka::ClientConfig,
+    what: &str,
+) -> anyhow::Result<Vec<(String, Record)>> {
+    let records = demo_records(cfg)?;
+    let producer = kafka::producer(base)?;
+    tracing::info!(messages = records.len(), "{what}");
+    let bar = replay::progress_bar(false, None);
+    replay::publish(
+        &producer,
+        records.iter().map(|(t, r)| (t.as_str(), r.clone())),
+        Speed::Max,
+        &bar,
+    )
+    .await?;
+    Ok(records)
 }
 
 /// The demo's files as `(topic, record)` pairs merged in event-time order.
@@ -165,21 +177,12 @@ pub async fn backtest_events(
         let base = kafka::client_config(&cfg.app.kafka, &bootstrap);
         let names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
         kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
-        let records = demo_records(cfg)?;
-        let producer = kafka::producer(&base)?;
-        tracing::info!(
-            messages = records.len(),
-            "embedded broker: publishing the demo data to backtest it"
-        );
-        let bar = replay::progress_bar(false, None);
-        replay::publish(
-            &producer,
-            records.iter().map(|(t, r)| (t.as_str(), r.clone())),
-            Speed::Max,
-            &bar,
+        publish_demo(
+            cfg,
+            &base,
+            "embedded broker: publishing the demo data to backtest it",
         )
         .await?;
-        drop(producer);
         let events = backtest::kafka_events(cfg, &bootstrap, &opts, progress).await;
         drop(broker);
         events

@@ -318,21 +318,10 @@ async fn publish_demo(
     cfg: &papertrader::config::Loaded,
     bootstrap: &str,
 ) -> Vec<(String, papertrader::csvdata::Record)> {
-    let records = papertrader::app::demo_records(cfg).unwrap();
-    let p = papertrader::kafka::producer(&papertrader::kafka::client_config(
-        &cfg.app.kafka,
-        bootstrap,
-    ))
-    .unwrap();
-    papertrader::replay::publish(
-        &p,
-        records.iter().map(|(t, r)| (t.as_str(), r.clone())),
-        papertrader::replay::Speed::Max,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .unwrap();
-    records
+    let base = papertrader::kafka::client_config(&cfg.app.kafka, bootstrap);
+    papertrader::app::publish_demo(cfg, &base, "test: publishing the demo data")
+        .await
+        .unwrap()
 }
 
 /// tansu undercounts the end of a partition written in batches (docs/broker.md);
