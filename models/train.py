@@ -8,7 +8,7 @@ Run from the repository root (see models/README.md):
     ~/.cache/pt-onnx-venv/bin/python models/train.py
 
 It reads data/synthetic_ticks.csv and data/synthetic_sentiment.csv, builds the
-features exactly as src/features.rs defines them (same warm-up, same TA-Lib
+features exactly as crates/papertrader-core/src/features.rs defines them (same warm-up, same TA-Lib
 seeding), trains
 
 * `trend`: logistic regression on price/volume/time features, with the
@@ -50,7 +50,7 @@ NANOS_PER_DAY = 86_400 * 1_000_000_000
 HORIZON = 300
 
 # ---------------------------------------------------------------------------
-# Streaming indicators, mirroring src/indicators (TA-Lib conventions).
+# Streaming indicators, mirroring crates/papertrader-core/src/indicators (TA-Lib conventions).
 
 
 class Ema:
@@ -161,7 +161,7 @@ def fmt_num(x):
 
 
 # ---------------------------------------------------------------------------
-# Features, mirroring src/features.rs. Each is (kind, params) and has a
+# Features, mirroring crates/papertrader-core/src/features.rs. Each is (kind, params) and has a
 # canonical name; values are None until warm.
 
 

@@ -4,7 +4,7 @@
 # kcat reads the fills back and prints them (key TAB JSON), one per line.
 #
 # Usage: [LIBRDKAFKA_DIR=DIR] scripts/kcat_roundtrip.sh PAPERTRADER_BIN PORT WORKDIR
-# Run by tests/kcat_client.rs, which checks the fills.
+# Run by tests/it/kcat_client.rs, which checks the fills.
 #
 # Debian bookworm's kcat 1.7.1 runs on the system librdkafka 2.0.2, which cannot
 # parse the ApiVersions v3 answer of tansu 0.6 ("Read underflow"; docs/broker.md).

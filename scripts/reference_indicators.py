@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference values for the streaming indicators (src/indicators/).
+"""Reference values for the streaming indicators (crates/papertrader-core/src/indicators/).
 
 Writes tests/fixtures/indicators_reference.csv: one row per bar of
 data/aapl_msft_daily_2011_2013.csv (same order), one column per indicator

@@ -14,9 +14,9 @@ use std::time::Duration;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 
-use crate::config::{parse_duration, AlertRule, AlertsConfig};
+use crate::config::{AlertRule, AlertsConfig, ZscoreField};
+use crate::domain::PnlMsg;
 use crate::domain::{MarketEvent, Origin, Ts};
-use crate::engine::PnlMsg;
 use crate::indicators::ZScore;
 use crate::wire;
 
@@ -121,7 +121,7 @@ impl Alerts {
                     } => (
                         symbols.clone(),
                         State::Zscore {
-                            volume: field == "volume",
+                            volume: *field == ZscoreField::Volume,
                             period: *period,
                             threshold: *threshold,
                             z: BTreeMap::new(),
@@ -139,9 +139,7 @@ impl Alerts {
                     AlertRule::StaleFeed { symbols, after, .. } => (
                         symbols.clone(),
                         State::StaleFeed {
-                            after: Duration::from_nanos(
-                                parse_duration(after).unwrap_or(0).max(0) as u64
-                            ),
+                            after: after.to_std(),
                             last: BTreeMap::new(),
                         },
                     ),
@@ -386,7 +384,7 @@ mod tests {
         Alerts::new(&AlertsConfig {
             webhook_url: String::new(),
             webhook_attempts: 1,
-            webhook_backoff: "0ms".into(),
+            webhook_backoff: crate::config::Span::ZERO,
             rules: w.rules,
         })
     }

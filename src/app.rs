@@ -107,6 +107,14 @@ pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
     Ok(all)
 }
 
+/// The CSV files of a backtest or sweep (`--input`), and the symbol of those
+/// without a symbol column (`--symbol`).
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    pub paths: Vec<std::path::PathBuf>,
+    pub symbol: Option<String>,
+}
+
 /// A backtest as the CLI runs it: over `inputs` (CSV files) when there are any,
 /// else over the input topics of `brokers` (default `kafka.brokers`); see
 /// [`backtest_events`].
@@ -118,7 +126,7 @@ pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
 /// ends with the backtest, so nothing could ever read what was published.
 pub async fn backtest(
     cfg: &Loaded,
-    inputs: &[std::path::PathBuf],
+    inputs: &Files,
     range: crate::backtest::TimeRange,
     brokers: Option<&str>,
     publish: Option<&str>,
@@ -153,14 +161,14 @@ pub async fn backtest(
 /// a self-contained demonstration of the Kafka path.
 pub async fn backtest_events(
     cfg: &Loaded,
-    inputs: &[std::path::PathBuf],
+    inputs: &Files,
     range: crate::backtest::TimeRange,
     brokers: Option<&str>,
     progress: bool,
 ) -> anyhow::Result<Vec<crate::backtest::Event>> {
     use crate::backtest::{self, KafkaRange};
-    if !inputs.is_empty() {
-        return backtest::file_events(inputs, range);
+    if !inputs.paths.is_empty() {
+        return backtest::file_events_for(&inputs.paths, range, inputs.symbol.as_deref());
     }
     let opts = KafkaRange {
         range,

@@ -48,12 +48,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::Loaded;
 use crate::csvdata::NANOS_PER_DAY;
 use crate::csvdata::{ReadOptions, Record, RecordReader};
+use crate::domain::Output;
 use crate::domain::{MarketEvent, Origin, Ts};
-use crate::engine::{Engine, Output};
+use crate::engine::Engine;
 use crate::kafka;
+pub use crate::report::Backtest;
 use crate::report::Collector;
 use crate::state::QuietEof;
-use crate::summary::Summary;
 use crate::wire::{self, InputKind};
 
 /// One input message of a backtest, in the engine's terms.
@@ -67,27 +68,6 @@ pub struct Event {
     pub ts: Ts,
     /// The decoded event, when it decodes (saves decoding twice).
     pub decoded: Option<MarketEvent>,
-}
-
-/// The result of a backtest.
-pub struct Backtest {
-    pub summary: Summary,
-    /// Fills and P&L snapshots, collected for the report.
-    pub collector: Collector,
-    /// Input messages fed to the engine (valid or dead-lettered).
-    pub events: u64,
-    /// Earliest and latest event time of the messages fed.
-    pub start: Option<Ts>,
-    pub end: Option<Ts>,
-    /// Wall-clock time spent in the engine loop (not part of any report).
-    pub elapsed: Duration,
-}
-
-impl Backtest {
-    /// Input messages per second of wall-clock time in the engine loop.
-    pub fn events_per_sec(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
 }
 
 /// Run the engine over `events`, in the order given, and collect its outputs.
@@ -126,7 +106,7 @@ fn drive<'a>(
 ) -> Backtest {
     let bar = progress_bar(progress);
     let started = Instant::now();
-    let mut engine = Engine::new(cfg);
+    let mut engine = Engine::new(&cfg.engine_spec());
     let mut collector = Collector::new(cfg);
     let mut out = Vec::new();
     let mut n = 0u64;
@@ -256,6 +236,20 @@ pub fn parse_bound(s: &str) -> Result<Option<Ts>, String> {
 /// symbol. Rows that cannot be read are logged and skipped (they keep their record
 /// number). Two files with the same stem are refused: their ids would collide.
 pub fn file_events(paths: &[PathBuf], range: TimeRange) -> anyhow::Result<Vec<Event>> {
+    file_events_for(paths, range, None)
+}
+
+/// [`file_events`], with `symbol` for the files that have no symbol column
+/// (`--symbol`).
+pub fn file_events_for(
+    paths: &[PathBuf],
+    range: TimeRange,
+    symbol: Option<&str>,
+) -> anyhow::Result<Vec<Event>> {
+    let opts = ReadOptions {
+        default_symbol: symbol.map(str::to_string),
+        ..ReadOptions::default()
+    };
     let mut stems: BTreeMap<String, &Path> = BTreeMap::new();
     let mut all: Vec<(Ts, usize, i64, Event)> = Vec::new();
     for (fi, path) in paths.iter().enumerate() {
@@ -270,7 +264,7 @@ pub fn file_events(paths: &[PathBuf], range: TimeRange) -> anyhow::Result<Vec<Ev
                 path.display()
             );
         }
-        let reader = RecordReader::open(path, &ReadOptions::default())
+        let reader = RecordReader::open(path, &opts)
             .with_context(|| format!("opening {}", path.display()))?;
         for (row, r) in reader.enumerate() {
             let record = match r {

@@ -16,7 +16,7 @@
 //! topics, records, high watermarks, committed offsets and group membership
 //! survive, as they do when a broker with durable storage restarts. A produce
 //! request that the broker had already stored when it stopped stays stored even
-//! though its acknowledgement was lost. `tests/broker_restart.rs` runs paper
+//! though its acknowledgement was lost. `tests/it/broker_restart.rs` runs paper
 //! mode through such an outage.
 
 use std::net::SocketAddr;

@@ -22,7 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{KafkaConfig, TopicsConfig};
-use crate::engine::{Output, OutputKind};
+use crate::domain::{Output, OutputKind};
 
 /// Base client configuration: bootstrap servers plus the user's extra properties.
 pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {

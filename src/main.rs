@@ -29,126 +29,169 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Trade the configured strategies live against the input topics.
-    Paper {
-        /// Stop after this many seconds without input.
-        #[arg(long, value_name = "SECS")]
-        until_idle: Option<f64>,
-        /// Stop after this many input messages.
-        #[arg(long, value_name = "N")]
-        max_events: Option<u64>,
-        /// Write the final summary as JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        summary: Option<PathBuf>,
-    },
+    Paper(PaperArgs),
     /// Run the strategies over recorded data (CSV files or the input topics) and
     /// write a report: report.json, trades.csv, equity.csv.
-    Backtest {
-        /// A CSV of ticks, OHLCV bars or sentiment (repeatable). Without it, the
-        /// input topics of the cluster are read.
-        #[arg(long, value_name = "FILE")]
-        input: Vec<PathBuf>,
-        /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
-        #[arg(long, default_value = "earliest", value_name = "TIME")]
-        from: String,
-        /// Last event time to include: `latest` or a time.
-        #[arg(long, default_value = "latest", value_name = "TIME")]
-        to: String,
-        /// bootstrap.servers for the Kafka path (default: kafka.brokers; with
-        /// "embedded" the demo data is published to an embedded broker first).
-        #[arg(long)]
-        brokers: Option<String>,
-        /// Directory for report.json, trades.csv and equity.csv.
-        #[arg(long, value_name = "DIR")]
-        report: PathBuf,
-        /// Also publish the run's signals, orders, fills, pnl and dead letters,
-        /// as paper mode does, to the topics RUN_ID.TOPIC (e.g. bt-1.orders) of
-        /// --brokers (or kafka.brokers; not "embedded"). RUN_ID: ASCII letters,
-        /// digits, '.', '_', '-'; its topics must not hold messages yet.
-        #[arg(long, value_name = "RUN_ID")]
-        publish: Option<String>,
-    },
+    Backtest(BacktestArgs),
     /// Backtest every point of a grid over the strategies' [rule] parameters, in
     /// parallel over one read of the events, and rank them: sweep.csv and a table.
-    Sweep {
-        /// A CSV of ticks, OHLCV bars or sentiment (repeatable). Without it, the
-        /// input topics of the cluster are read, as `backtest` does.
-        #[arg(long, value_name = "FILE")]
-        input: Vec<PathBuf>,
-        /// The grid: `KEY=VALUES` items, comma-separated; values a range
-        /// `a..b:step` (inclusive) or a comma list, e.g. 'fast=5..20:5,slow=50,100'.
-        /// KEY is a [rule] parameter (`fast`, `rule.fast`) or one strategy's
-        /// (`ma_cross.fast`). Repeatable.
-        #[arg(long, required = true, value_name = "GRID")]
-        grid: Vec<String>,
-        /// The metric that ranks the sets.
-        #[arg(long, value_enum, default_value = "sharpe")]
-        metric: papertrader::sweep::Metric,
-        /// Directory for sweep.csv.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        report: PathBuf,
-        /// Backtests run at once (default: the number of cores).
-        #[arg(long, value_name = "N")]
-        jobs: Option<usize>,
-        /// Walk-forward analysis instead of one sweep: `train=30d,test=10d`.
-        /// Each fold sweeps the train window, then runs its best set on the test
-        /// window after it; writes walk_forward.csv.
-        #[arg(long, value_name = "WINDOWS")]
-        walk_forward: Option<String>,
-        /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
-        #[arg(long, default_value = "earliest", value_name = "TIME")]
-        from: String,
-        /// Last event time to include: `latest` or a time.
-        #[arg(long, default_value = "latest", value_name = "TIME")]
-        to: String,
-        /// bootstrap.servers for the Kafka path (default: kafka.brokers).
-        #[arg(long)]
-        brokers: Option<String>,
-    },
+    Sweep(SweepArgs),
     /// Run the embedded Kafka broker (tansu, in memory) alone, until Ctrl-C.
-    Broker {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        listen: std::net::SocketAddr,
-        /// Also create papertrader's topics.
-        #[arg(long)]
-        create_topics: bool,
-    },
+    Broker(BrokerArgs),
     /// Publish historical data (CSV of ticks, OHLCV bars or sentiment) into a topic.
-    Replay {
-        /// The CSV file.
-        #[arg(long)]
-        input: PathBuf,
-        /// The topic to publish to.
-        #[arg(long)]
-        topic: String,
-        /// `max` (as fast as possible) or a multiple of the recorded pace, e.g. 60.
-        #[arg(long, default_value = "max")]
-        speed: Speed,
-        /// Symbol for files without a symbol column.
-        #[arg(long)]
-        symbol: Option<String>,
-        /// bootstrap.servers (default: kafka.brokers from the config).
-        #[arg(long)]
-        brokers: Option<String>,
-    },
+    Replay(ReplayArgs),
     /// Generate the synthetic sample data (ticks and correlated sentiment).
-    Generate {
-        #[arg(long, default_value = "data/synthetic_ticks.csv")]
-        ticks: PathBuf,
-        #[arg(long, default_value = "data/synthetic_sentiment.csv")]
-        sentiment: PathBuf,
-        /// Ticks per symbol (default: as the bundled files).
-        #[arg(long)]
-        per_symbol: Option<usize>,
-        /// Random seed (default: as the bundled files).
-        #[arg(long)]
-        seed: Option<u64>,
-    },
+    Generate(GenerateArgs),
     /// Inspect the ONNX models.
     Models {
         #[command(subcommand)]
         action: ModelsCommand,
     },
+}
+
+// The arguments of `papertrader paper` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct PaperArgs {
+    /// Stop after this many seconds without input.
+    #[arg(long, value_name = "SECS")]
+    until_idle: Option<f64>,
+    /// Stop after this many input messages.
+    #[arg(long, value_name = "N")]
+    max_events: Option<u64>,
+    /// Write the final summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+}
+
+// The data of a backtest or sweep: files or the cluster's topics, and the time range.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// A CSV of ticks, OHLCV bars or sentiment (repeatable). Without it, the
+    /// input topics of the cluster are read.
+    #[arg(long, value_name = "FILE")]
+    input: Vec<PathBuf>,
+    /// The symbol of input files that have no symbol (or ticker) column.
+    #[arg(long)]
+    symbol: Option<String>,
+    /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
+    #[arg(long, default_value = "earliest", value_name = "TIME")]
+    from: String,
+    /// Last event time to include: `latest` or a time.
+    #[arg(long, default_value = "latest", value_name = "TIME")]
+    to: String,
+    /// bootstrap.servers for the Kafka path (default: kafka.brokers; with
+    /// "embedded" the demo data is published to an embedded broker first).
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+impl DataArgs {
+    /// The input files and the symbol of those without one.
+    fn files(&self) -> papertrader::app::Files {
+        papertrader::app::Files {
+            paths: self.input.clone(),
+            symbol: self.symbol.clone(),
+        }
+    }
+
+    /// `--from` and `--to` as an event-time range.
+    fn range(&self) -> anyhow::Result<papertrader::backtest::TimeRange> {
+        Ok(papertrader::backtest::TimeRange {
+            from: papertrader::backtest::parse_bound(&self.from)
+                .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+            to: papertrader::backtest::parse_bound(&self.to)
+                .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+        })
+    }
+}
+
+// The arguments of `papertrader backtest` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct BacktestArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Directory for report.json, trades.csv and equity.csv.
+    #[arg(long, value_name = "DIR")]
+    report: PathBuf,
+    /// Also publish the run's signals, orders, fills, pnl and dead letters,
+    /// as paper mode does, to the topics RUN_ID.TOPIC (e.g. bt-1.orders) of
+    /// --brokers (or kafka.brokers; not "embedded"). RUN_ID: ASCII letters,
+    /// digits, '.', '_', '-'; its topics must not hold messages yet.
+    #[arg(long, value_name = "RUN_ID")]
+    publish: Option<String>,
+}
+
+// The arguments of `papertrader sweep` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The grid: `KEY=VALUES` items, comma-separated; values a range
+    /// `a..b:step` (inclusive) or a comma list, e.g. 'fast=5..20:5,slow=50,100'.
+    /// KEY is a [rule] parameter (`fast`, `rule.fast`) or one strategy's
+    /// (`ma_cross.fast`). Repeatable.
+    #[arg(long, required = true, value_name = "GRID")]
+    grid: Vec<String>,
+    /// The metric that ranks the sets.
+    #[arg(long, value_enum, default_value = "sharpe")]
+    metric: papertrader::sweep::Metric,
+    /// Directory for sweep.csv.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    report: PathBuf,
+    /// Backtests run at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Walk-forward analysis instead of one sweep: `train=30d,test=10d`.
+    /// Each fold sweeps the train window, then runs its best set on the test
+    /// window after it; writes walk_forward.csv.
+    #[arg(long, value_name = "WINDOWS")]
+    walk_forward: Option<String>,
+}
+
+// The arguments of `papertrader broker` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: std::net::SocketAddr,
+    /// Also create papertrader's topics.
+    #[arg(long)]
+    create_topics: bool,
+}
+
+// The arguments of `papertrader replay` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The CSV file.
+    #[arg(long)]
+    input: PathBuf,
+    /// The topic to publish to.
+    #[arg(long)]
+    topic: String,
+    /// `max` (as fast as possible) or a multiple of the recorded pace, e.g. 60.
+    #[arg(long, default_value = "max")]
+    speed: Speed,
+    /// Symbol for files without a symbol column.
+    #[arg(long)]
+    symbol: Option<String>,
+    /// bootstrap.servers (default: kafka.brokers from the config).
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+// The arguments of `papertrader generate` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct GenerateArgs {
+    #[arg(long, default_value = "data/synthetic_ticks.csv")]
+    ticks: PathBuf,
+    #[arg(long, default_value = "data/synthetic_sentiment.csv")]
+    sentiment: PathBuf,
+    /// Ticks per symbol (default: as the bundled files).
+    #[arg(long)]
+    per_symbol: Option<usize>,
+    /// Random seed (default: as the bundled files).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -165,7 +208,7 @@ fn main() {
     let cli = Cli::parse();
     // Only paper mode and backtests run strategies; the other commands need no strategy files.
     let loaded = match cli.command {
-        Command::Paper { .. } | Command::Backtest { .. } | Command::Sweep { .. } => {
+        Command::Paper(_) | Command::Backtest(_) | Command::Sweep(_) => {
             config::load(cli.config.as_deref())
         }
         _ => config::load_app(cli.config.as_deref()),
@@ -312,7 +355,7 @@ fn init_tracing(cfg: &Loaded, json: bool) {
         .with_env_filter(EnvFilter::new(filter))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if json || cfg.app.log.format == "json" {
+    if json || cfg.app.log.format == papertrader::config::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -321,253 +364,248 @@ fn init_tracing(cfg: &Loaded, json: bool) {
 
 async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
     match command {
-        Command::Paper {
-            until_idle,
-            max_events,
-            summary,
-        } => {
-            let stop = papertrader::paper::StopWhen {
-                idle: until_idle.map(Duration::from_secs_f64),
-                max_events,
-            };
-            let summary_out = papertrader::app::paper(&cfg, stop, stop_signal()).await?;
-            print_out(&summary_out.render());
-            if let Some(path) = summary {
-                std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("summary written to {}", path.display());
-            }
-        }
-        Command::Backtest {
-            input,
-            from,
-            to,
-            brokers,
-            report,
-            publish,
-        } => {
-            let range = papertrader::backtest::TimeRange {
-                from: papertrader::backtest::parse_bound(&from)
-                    .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
-                to: papertrader::backtest::parse_bound(&to)
-                    .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
-            };
-            let started = std::time::Instant::now();
-            let (bt, published) = papertrader::app::backtest(
-                &cfg,
-                &input,
-                range,
-                brokers.as_deref(),
-                publish.as_deref(),
-                true,
-            )
-            .await?;
-            let total = started.elapsed();
-            papertrader::report::write(&report, &bt)?;
-            print_out(&bt.summary.render());
-            if let Some(p) = published {
-                print_out(&p.render());
-            }
-            print_out(&format!(
-                "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
-                bt.events,
-                bt.elapsed.as_secs_f64(),
-                bt.events_per_sec(),
-                total.as_secs_f64(),
-                report.display()
-            ));
-        }
-        Command::Sweep {
-            input,
-            grid,
-            metric,
-            report,
-            jobs,
-            walk_forward,
-            from,
-            to,
-            brokers,
-        } => {
-            let axes = papertrader::sweep::parse_grid(&grid)?;
-            let windows = walk_forward
-                .as_deref()
-                .map(papertrader::sweep::parse_walk_forward)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
-            let sweep = papertrader::sweep::Sweep::new(&cfg, axes)?;
-            let range = papertrader::backtest::TimeRange {
-                from: papertrader::backtest::parse_bound(&from)
-                    .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
-                to: papertrader::backtest::parse_bound(&to)
-                    .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
-            };
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
-            anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
-            let started = std::time::Instant::now();
-            let events =
-                papertrader::app::backtest_events(&cfg, &input, range, brokers.as_deref(), true)
-                    .await?;
-            let read = started.elapsed();
-            let n = events.len();
-            if let Some((train, test)) = windows {
-                let folds = tokio::task::block_in_place(|| {
-                    papertrader::sweep::walk_forward(&sweep, &events, metric, jobs, train, test)
-                });
-                anyhow::ensure!(
-                    !folds.is_empty(),
-                    "no walk-forward fold fits: the data is shorter than the train window"
-                );
-                std::fs::create_dir_all(&report)
-                    .with_context(|| format!("creating {}", report.display()))?;
-                let csv = report.join("walk_forward.csv");
-                papertrader::sweep::write_walk_forward(&sweep.axes, &folds, &csv)?;
-                for f in &folds {
-                    let params: Vec<String> = sweep
-                        .axes
-                        .iter()
-                        .zip(&f.best.set.values)
-                        .map(|(a, v)| format!("{}={}", a.key, v.text))
-                        .collect();
-                    print_out(&format!(
-                        "fold {}: train {} .. {} best {} (return {}); test {} .. {}: return {}, {} fills",
-                        f.index,
-                        papertrader::wire::format_ts(f.train.0),
-                        papertrader::wire::format_ts(f.train.1),
-                        params.join(" "),
-                        f.best.total_return.round_dp(4),
-                        papertrader::wire::format_ts(f.test.0),
-                        papertrader::wire::format_ts(f.test.1),
-                        f.test_row.total_return.round_dp(4),
-                        f.test_row.fills
-                    ));
-                }
-                print_out(&format!(
-                    "{} folds over {n} events on {jobs} threads in {:.3} s: {}",
-                    folds.len(),
-                    started.elapsed().as_secs_f64(),
-                    csv.display()
-                ));
-                return Ok(());
-            }
-            let outcome = tokio::task::block_in_place(|| {
-                papertrader::sweep::run(&sweep, &events, metric, jobs)
-            });
-            anyhow::ensure!(
-                !outcome.rows.is_empty(),
-                "no parameter set passed the strategy checks:\n{}",
-                outcome.render()
-            );
-            std::fs::create_dir_all(&report)
-                .with_context(|| format!("creating {}", report.display()))?;
-            let csv = report.join("sweep.csv");
-            outcome.write_csv(&csv)?;
-            print_out(outcome.render().trim_end());
-            print_out(&format!(
-                "{} sets ({} skipped) over {n} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {} in {}",
-                outcome.rows.len(),
-                outcome.skipped.len(),
-                read.as_secs_f64(),
-                started.elapsed().as_secs_f64(),
-                clap::ValueEnum::to_possible_value(&metric)
-                    .map_or_else(|| format!("{metric:?}"), |v| v.get_name().to_string()),
-                csv.display()
-            ));
-        }
-        Command::Broker {
-            listen,
-            create_topics,
-        } => {
-            let broker = papertrader::embedded::EmbeddedBroker::start_on(listen).await?;
-            if create_topics {
-                let base = papertrader::kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
-                let mut names: Vec<&str> =
-                    cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
-                names.extend(cfg.app.topics.outputs());
-                papertrader::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
-            }
-            print_out(&format!(
-                "tansu broker listening on {} (in memory); Ctrl-C stops it",
-                broker.bootstrap()
-            ));
-            tokio::select! {
-                _ = stop_signal() => {}
-                _ = broker.wait() => {}
-            }
-        }
-        Command::Replay {
-            input,
-            topic,
-            speed,
-            symbol,
-            brokers,
-        } => {
-            let bootstrap = brokers.unwrap_or_else(|| cfg.app.kafka.brokers.clone());
-            anyhow::ensure!(
-                bootstrap != "embedded",
-                "replay needs a running broker: pass --brokers HOST:PORT (start one with `papertrader broker`)"
-            );
-            anyhow::ensure!(input.is_file(), "--input {}: no such file", input.display());
-            let base = papertrader::kafka::client_config(&cfg.app.kafka, &bootstrap);
-            papertrader::kafka::check_reachable_from(
-                &base,
-                &bootstrap,
-                "--brokers or kafka.brokers",
-                "start the broker (`papertrader broker --listen HOST:PORT` for a local one) or correct --brokers",
-            )
-            .await?;
-            if cfg.app.kafka.create_topics {
-                papertrader::kafka::ensure_topics(
-                    &base,
-                    &[topic.as_str()],
-                    cfg.app.kafka.partitions,
-                )
-                .await?;
-            }
-            let producer = papertrader::kafka::producer(&base)?;
-            let opts = papertrader::replay::ReplayOptions {
-                speed,
-                symbol,
-                progress: true,
-            };
-            let stats = papertrader::replay::publish_file(&producer, &input, &topic, &opts).await?;
-            print_out(&format!(
-                "published {} messages from {} to {topic} ({} rows skipped)",
-                stats.published,
-                input.display(),
-                stats.skipped
-            ));
-        }
+        Command::Paper(args) => paper(&cfg, args).await,
+        Command::Backtest(args) => backtest(&cfg, args).await,
+        Command::Sweep(args) => sweep(&cfg, args).await,
+        Command::Broker(args) => broker(&cfg, args).await,
+        Command::Replay(args) => replay(&cfg, args).await,
         Command::Models {
             action: ModelsCommand::Check { dir },
-        } => models_check(&dir)?,
-        Command::Generate {
-            ticks,
-            sentiment,
-            per_symbol,
-            seed,
-        } => {
-            let mut spec = papertrader::sample::SampleSpec::default();
-            spec.ticks_per_symbol = per_symbol.unwrap_or(spec.ticks_per_symbol);
-            spec.seed = seed.unwrap_or(spec.seed);
-            let seed = spec.seed;
-            let (t, s) = papertrader::sample::generate(&spec);
-            let create = |p: &PathBuf| {
-                std::fs::File::create(p)
-                    .map(std::io::BufWriter::new)
-                    .with_context(|| format!("creating {}", p.display()))
-            };
-            papertrader::csvdata::write_ticks_csv(create(&ticks)?, &t)?;
-            papertrader::csvdata::write_sentiment_csv(create(&sentiment)?, &s)?;
-            print_out(&format!(
-                "wrote {} ticks to {} and {} sentiment readings to {} (synthetic, seed {seed})",
-                t.len(),
-                ticks.display(),
-                s.len(),
-                sentiment.display()
-            ));
-        }
+        } => models_check(&dir),
+        Command::Generate(args) => generate(args),
     }
+}
+
+/// `papertrader paper`: paper mode until idle, a message count or a signal.
+async fn paper(cfg: &Loaded, args: PaperArgs) -> anyhow::Result<()> {
+    let stop = papertrader::paper::StopWhen {
+        idle: args.until_idle.map(Duration::from_secs_f64),
+        max_events: args.max_events,
+    };
+    let summary_out = papertrader::app::paper(cfg, stop, stop_signal()).await?;
+    print_out(&summary_out.render());
+    if let Some(path) = args.summary {
+        std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("summary written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `papertrader backtest`: the engine over files or topics, and its report.
+async fn backtest(cfg: &Loaded, args: BacktestArgs) -> anyhow::Result<()> {
+    let range = args.data.range()?;
+    let started = std::time::Instant::now();
+    let (bt, published) = papertrader::app::backtest(
+        cfg,
+        &args.data.files(),
+        range,
+        args.data.brokers.as_deref(),
+        args.publish.as_deref(),
+        true,
+    )
+    .await?;
+    let total = started.elapsed();
+    papertrader::report_files::write(&args.report, &bt)?;
+    print_out(&bt.summary.render());
+    if let Some(p) = published {
+        print_out(&p.render());
+    }
+    print_out(&format!(
+        "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
+        bt.events,
+        bt.elapsed.as_secs_f64(),
+        bt.events_per_sec(),
+        total.as_secs_f64(),
+        args.report.display()
+    ));
+    Ok(())
+}
+
+/// `papertrader sweep`: a grid of parameter sets, or a walk-forward analysis.
+async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
+    let axes = papertrader::sweep::parse_grid(&args.grid)?;
+    let windows = args
+        .walk_forward
+        .as_deref()
+        .map(papertrader::sweep::parse_walk_forward)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
+    let sweep = papertrader::sweep::Sweep::new(cfg, axes)?;
+    let range = args.data.range()?;
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
+    let started = std::time::Instant::now();
+    let events = papertrader::app::backtest_events(
+        cfg,
+        &args.data.files(),
+        range,
+        args.data.brokers.as_deref(),
+        true,
+    )
+    .await?;
+    let read = started.elapsed();
+    let create_report_dir = || {
+        std::fs::create_dir_all(&args.report)
+            .with_context(|| format!("creating {}", args.report.display()))
+    };
+    if let Some((train, test)) = windows {
+        let folds = tokio::task::block_in_place(|| {
+            papertrader::sweep::walk_forward(&sweep, &events, args.metric, jobs, train, test)
+        });
+        anyhow::ensure!(
+            !folds.is_empty(),
+            "no walk-forward fold fits: the data is shorter than the train window"
+        );
+        create_report_dir()?;
+        let csv = args.report.join("walk_forward.csv");
+        papertrader::sweep::write_walk_forward(&sweep.axes, &folds, &csv)?;
+        print_folds(&sweep, &folds);
+        print_out(&format!(
+            "{} folds over {} events on {jobs} threads in {:.3} s: {}",
+            folds.len(),
+            events.len(),
+            started.elapsed().as_secs_f64(),
+            csv.display()
+        ));
+        return Ok(());
+    }
+    let outcome =
+        tokio::task::block_in_place(|| papertrader::sweep::run(&sweep, &events, args.metric, jobs));
+    anyhow::ensure!(
+        !outcome.rows.is_empty(),
+        "no parameter set passed the strategy checks:\n{}",
+        outcome.render()
+    );
+    create_report_dir()?;
+    let csv = args.report.join("sweep.csv");
+    outcome.write_csv(&csv)?;
+    print_out(outcome.render().trim_end());
+    print_out(&format!(
+        "{} sets ({} skipped) over {} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {} in {}",
+        outcome.rows.len(),
+        outcome.skipped.len(),
+        events.len(),
+        read.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        clap::ValueEnum::to_possible_value(&args.metric)
+            .map_or_else(|| format!("{:?}", args.metric), |v| v.get_name().to_string()),
+        csv.display()
+    ));
+    Ok(())
+}
+
+/// One line per walk-forward fold: its windows, best set and test result.
+fn print_folds(sweep: &papertrader::sweep::Sweep, folds: &[papertrader::sweep::Fold]) {
+    use papertrader::wire::format_ts;
+    for f in folds {
+        let params: Vec<String> = sweep
+            .axes
+            .iter()
+            .zip(&f.best.set.values)
+            .map(|(a, v)| format!("{}={}", a.key, v.text))
+            .collect();
+        print_out(&format!(
+            "fold {}: train {} .. {} best {} (return {}); test {} .. {}: return {}, {} fills",
+            f.index,
+            format_ts(f.train.0),
+            format_ts(f.train.1),
+            params.join(" "),
+            f.best.total_return.round_dp(4),
+            format_ts(f.test.0),
+            format_ts(f.test.1),
+            f.test_row.total_return.round_dp(4),
+            f.test_row.fills
+        ));
+    }
+}
+
+/// `papertrader broker`: the embedded broker alone, until a signal.
+async fn broker(cfg: &Loaded, args: BrokerArgs) -> anyhow::Result<()> {
+    let broker = papertrader::embedded::EmbeddedBroker::start_on(args.listen).await?;
+    if args.create_topics {
+        let base = papertrader::kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
+        let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
+        names.extend(cfg.app.topics.outputs());
+        papertrader::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+    }
+    print_out(&format!(
+        "tansu broker listening on {} (in memory); Ctrl-C stops it",
+        broker.bootstrap()
+    ));
+    tokio::select! {
+        _ = stop_signal() => {}
+        _ = broker.wait() => {}
+    }
+    Ok(())
+}
+
+/// `papertrader replay`: a CSV file into a topic.
+async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
+    let bootstrap = args
+        .brokers
+        .unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+    anyhow::ensure!(
+        bootstrap != "embedded",
+        "replay needs a running broker: pass --brokers HOST:PORT (start one with `papertrader broker`)"
+    );
+    anyhow::ensure!(
+        args.input.is_file(),
+        "--input {}: no such file",
+        args.input.display()
+    );
+    let base = papertrader::kafka::client_config(&cfg.app.kafka, &bootstrap);
+    papertrader::kafka::check_reachable_from(
+        &base,
+        &bootstrap,
+        "--brokers or kafka.brokers",
+        "start the broker (`papertrader broker --listen HOST:PORT` for a local one) or correct --brokers",
+    )
+    .await?;
+    if cfg.app.kafka.create_topics {
+        papertrader::kafka::ensure_topics(&base, &[args.topic.as_str()], cfg.app.kafka.partitions)
+            .await?;
+    }
+    let producer = papertrader::kafka::producer(&base)?;
+    let opts = papertrader::replay::ReplayOptions {
+        speed: args.speed,
+        symbol: args.symbol,
+        progress: true,
+    };
+    let stats =
+        papertrader::replay::publish_file(&producer, &args.input, &args.topic, &opts).await?;
+    print_out(&format!(
+        "published {} messages from {} to {} ({} rows skipped)",
+        stats.published,
+        args.input.display(),
+        args.topic,
+        stats.skipped
+    ));
+    Ok(())
+}
+
+/// `papertrader generate`: the synthetic sample data.
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let mut spec = papertrader::sample::SampleSpec::default();
+    spec.ticks_per_symbol = args.per_symbol.unwrap_or(spec.ticks_per_symbol);
+    spec.seed = args.seed.unwrap_or(spec.seed);
+    let seed = spec.seed;
+    let (t, s) = papertrader::sample::generate(&spec);
+    let create = |p: &PathBuf| {
+        std::fs::File::create(p)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("creating {}", p.display()))
+    };
+    papertrader::csvdata::write_ticks_csv(create(&args.ticks)?, &t)?;
+    papertrader::csvdata::write_sentiment_csv(create(&args.sentiment)?, &s)?;
+    print_out(&format!(
+        "wrote {} ticks to {} and {} sentiment readings to {} (synthetic, seed {seed})",
+        t.len(),
+        args.ticks.display(),
+        s.len(),
+        args.sentiment.display()
+    ));
     Ok(())
 }

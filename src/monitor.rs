@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::alerts::AlertMsg;
-use crate::engine::{Output, PnlMsg};
+use crate::domain::{Output, PnlMsg};
 
 /// The Prometheus metrics of paper mode (names in docs/dashboard.md).
 pub struct Metrics {
@@ -229,11 +229,7 @@ impl Monitor {
 
     /// From `[http]`.
     pub fn from_config(cfg: &crate::config::Loaded) -> Self {
-        let stale = crate::config::parse_duration(&cfg.app.http.stale_after).unwrap_or(0);
-        Monitor::new(
-            cfg.app.http.history,
-            Duration::from_nanos(stale.max(0) as u64),
-        )
+        Monitor::new(cfg.app.http.history, cfg.app.http.stale_after.to_std())
     }
 
     /// The address the HTTP server listens on, once bound.
@@ -297,8 +293,8 @@ impl Monitor {
                     push_front(&mut st.signals, v, cap);
                 }
                 Output::Order(x) => {
-                    m.orders.with_label_values(&[x.status]).inc();
-                    if x.status == "rejected" {
+                    m.orders.with_label_values(&[x.status.as_str()]).inc();
+                    if x.status == crate::domain::OrderStatus::Rejected {
                         let reason = x.reason.as_deref().unwrap_or("unknown");
                         let reason = reason.split(':').next().unwrap_or(reason).trim();
                         m.rejections.with_label_values(&[reason]).inc();

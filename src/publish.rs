@@ -27,7 +27,7 @@ use anyhow::Context;
 
 use crate::backtest::{self, Backtest, Event};
 use crate::config::{Loaded, TopicsConfig};
-use crate::engine::{Output, OutputKind};
+use crate::domain::{Output, OutputKind};
 use crate::kafka::{self, Publisher};
 
 /// Longest topic name Kafka accepts.

@@ -1,4 +1,5 @@
-//! The backtest report: `report.json`, `trades.csv` and `equity.csv`.
+//! The backtest report: what a run collected ([`Backtest`], [`Collector`]) and the
+//! metrics computed from it ([`Report`]); `report_files` writes them out.
 //!
 //! The [`Collector`] takes the engine's outputs as they are produced and keeps what
 //! the report needs: the fills (with the realized P&L each one caused, and closed
@@ -8,19 +9,39 @@
 //! byte-identical for the same inputs. Formulas: `docs/metrics.md`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::time::Duration;
 
-use anyhow::Context;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::account::Account;
-use crate::backtest::Backtest;
 use crate::config::Loaded;
+use crate::domain::{FillMsg, Output};
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
-use crate::engine::{FillMsg, InputCounts, Output};
+use crate::summary::InputCounts;
 use crate::summary::Summary;
 use crate::wire::format_ts;
+
+/// The result of a backtest.
+pub struct Backtest {
+    pub summary: Summary,
+    /// Fills and P&L snapshots, collected for the report.
+    pub collector: Collector,
+    /// Input messages fed to the engine (valid or dead-lettered).
+    pub events: u64,
+    /// Earliest and latest event time of the messages fed.
+    pub start: Option<Ts>,
+    pub end: Option<Ts>,
+    /// Wall-clock time spent in the engine loop (not part of any report).
+    pub elapsed: Duration,
+}
+
+impl Backtest {
+    /// Input messages per second of wall-clock time in the engine loop.
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
 
 /// One fill with the realized P&L it caused (before fees).
 #[derive(Debug, Clone, PartialEq)]
@@ -494,65 +515,4 @@ impl Report {
             strategies,
         }
     }
-}
-
-fn money(d: Decimal) -> String {
-    d.round_dp(8).normalize().to_string()
-}
-
-/// Write `report.json`, `trades.csv`, `equity.csv` and `report.html` into `dir`
-/// (created if needed).
-pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let report = Report::new(bt);
-    let mut json = serde_json::to_vec_pretty(&report)?;
-    json.push(b'\n');
-    let p = dir.join("report.json");
-    std::fs::write(&p, json).with_context(|| format!("writing {}", p.display()))?;
-
-    let p = dir.join("trades.csv");
-    let mut w = csv::Writer::from_path(&p).with_context(|| format!("creating {}", p.display()))?;
-    w.write_record([
-        "ts",
-        "strategy",
-        "symbol",
-        "side",
-        "qty",
-        "price",
-        "fee",
-        "realized_pnl",
-        "fill_id",
-    ])?;
-    for t in &bt.collector.trades {
-        let f = &t.fill;
-        w.write_record([
-            format_ts(f.ts),
-            f.strategy.clone(),
-            f.symbol.clone(),
-            f.side.to_string(),
-            money(f.qty),
-            money(f.price),
-            money(f.fee),
-            money(t.realized),
-            f.fill_id.clone(),
-        ])?;
-    }
-    w.flush()?;
-
-    let p = dir.join("equity.csv");
-    let mut w = csv::Writer::from_path(&p).with_context(|| format!("creating {}", p.display()))?;
-    w.write_record(["ts", "strategy", "equity", "drawdown"])?;
-    let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
-    for s in &bt.summary.strategies {
-        let series = bt.collector.series(&s.name, start, end, s.equity);
-        for ((ts, e), dd) in series.iter().zip(drawdowns(&series)) {
-            w.write_record([format_ts(*ts), s.name.clone(), money(*e), money(dd)])?;
-        }
-    }
-    w.flush()?;
-
-    let p = dir.join("report.html");
-    std::fs::write(&p, crate::report_html::render(&report, bt))
-        .with_context(|| format!("writing {}", p.display()))?;
-    Ok(report)
 }

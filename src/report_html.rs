@@ -20,9 +20,8 @@ use std::fmt::Write;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::backtest::Backtest;
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
-use crate::report::{drawdowns, Report};
+use crate::report::{drawdowns, Backtest, Report};
 
 /// Chart geometry, in SVG user units (= CSS pixels at 100 % zoom).
 const WIDTH: f64 = 960.0;

@@ -2,7 +2,7 @@
 //! with their own consumer group and output topics, and the comparison of a
 //! run's output topics with those of an uninterrupted reference run: the
 //! topics read raw, with no deduplication. Shared by the crash tests
-//! (`tests/crash.rs`, `tests/broker_restart.rs`).
+//! (`tests/it/crash.rs`, `tests/it/broker_restart.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,8 @@ pub struct RunOptions<'a> {
     /// Serve `/health` and `/metrics` on a free loopback port (the run logs
     /// `dashboard listening url=...`).
     pub http: bool,
+    /// `kafka.seek` (default `rescan`).
+    pub seek: Option<&'a str>,
 }
 
 /// The application config of one run, with its own group and output topics.
@@ -68,9 +70,10 @@ pub fn app_config(dir: &Path, bootstrap: &str, run: &str, opts: &RunOptions) -> 
     } else {
         "[http]\nenabled = false\n"
     };
+    let seek = opts.seek.unwrap_or("rescan");
     let app = format!(
         "strategies = [{}]\n\
-         [kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"{run}\"\nseek = \"rescan\"\n\
+         [kafka]\nbrokers = {bootstrap:?}\ngroup_id = \"{run}\"\nseek = {seek:?}\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{properties}\
          [topics]\nsignals = \"{run}_signals\"\norders = \"{run}_orders\"\nfills = \"{run}_fills\"\n\
          pnl = \"{run}_pnl\"\ndead_letters = \"{run}_dead_letters\"\nalerts = \"{run}_alerts\"\n\
@@ -88,12 +91,20 @@ pub fn app_config(dir: &Path, bootstrap: &str, run: &str, opts: &RunOptions) -> 
 /// A seeded random walk per symbol, a sentiment reading every 10 ticks, and a
 /// closing tick per symbol. Returns the number of messages fed.
 pub async fn feed(bootstrap: &str) -> usize {
-    let p: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    feed_with(bootstrap, &[]).await
+}
+
+/// [`feed`] by a producer with more properties (e.g. a long `linger.ms`, for
+/// large record batches).
+pub async fn feed_with(bootstrap: &str, properties: &[(&str, &str)]) -> usize {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
         .set("acks", "all")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
+        .set("linger.ms", "20");
+    for (k, v) in properties {
+        c.set(*k, *v);
+    }
+    let p: rdkafka::producer::FutureProducer = c.create().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut sends = Vec::new();
     let t0 = 1_767_000_000_000i64;

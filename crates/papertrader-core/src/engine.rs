@@ -1,0 +1,996 @@
+//! The engine: one synchronous event loop shared by every mode.
+//!
+//! It consumes input messages (bytes with their [`Origin`]) or already decoded
+//! [`MarketEvent`]s, and appends the events they cause to an output buffer:
+//! dead letters, signals, orders, fills and P&L snapshots. It does no I/O and
+//! reads no wall clock; time is the event time of the data. Paper mode feeds it
+//! from a Kafka consumer group, backtests from a replay or a file: only the source
+//! and the clock around it differ.
+//!
+//! Flow of one tick: validate (wire decode, symbol list, ordering) -> mark every
+//! account that trades the symbol -> each strategy instance of the symbol may
+//! decide -> the decision becomes a signal, then (sizing, cash check) an order ->
+//! the order fills at the last trade price -> the account applies the fill -> a P&L
+//! snapshot is emitted. Output ids derive from the origin of the input, so a replay
+//! produces the same ids.
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::account::Account;
+use crate::bars::BarBuilder;
+use crate::config::{OrderStyle, SizingMode, StrategyConfig, TifConfig};
+pub use crate::domain::{
+    DeadLetterMsg, FillMsg, OrderMsg, OrderStatus, OrderType, Output, OutputKind, PnlMsg, SignalMsg,
+};
+use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
+use crate::sim::instrument::{to_ticks, Snap};
+use crate::sim::{EventKind, Order, OrderKind, RiskLimits, SimEvent, Simulator, Tif};
+use crate::sim::{InstrumentConfig, SimState};
+use crate::strategy::{self, Decision, StateValue, Strategy};
+pub use crate::summary::{InputCounts, SymbolCounts};
+use crate::wire::{self, InputKind, Rejection};
+
+/// Most payload bytes a dead letter carries. Every message the decoder accepts for
+/// inspection is smaller (`wire::MAX_MESSAGE_BYTES`); only `too_large` ones are cut,
+/// so that a dead letter always fits in a broker's message size limit.
+pub const DEAD_LETTER_PAYLOAD_LIMIT: usize = wire::MAX_MESSAGE_BYTES;
+
+struct Instance {
+    rule: Box<dyn Strategy>,
+    /// The bars the rule runs on, when it does not run on every tick.
+    bars: Option<BarBuilder>,
+    counts: SymbolCounts,
+}
+
+/// What the engine remembers of a working order to describe its events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LiveOrder {
+    signal_id: String,
+    strategy_symbol: String,
+    side: Side,
+    order_type: OrderType,
+    price: Option<Decimal>,
+    tif: Tif,
+    qty: Decimal,
+    filled: Decimal,
+    notional: Decimal,
+    partials: u32,
+}
+
+struct Slot {
+    cfg: StrategyConfig,
+    /// The strategy's own venue, risk manager and account.
+    sim: Simulator,
+    instances: BTreeMap<String, Instance>,
+    /// Orders not yet in a final state, by id.
+    live: BTreeMap<String, LiveOrder>,
+    /// symbol -> the order a signal left working (one per symbol).
+    working: BTreeMap<String, String>,
+    /// The drawdown kill switch fired.
+    killed: bool,
+}
+
+impl Slot {
+    fn account(&self) -> &Account {
+        self.sim.account()
+    }
+}
+
+/// What an engine is built from: the checked strategies and everything
+/// resolved for them (the root package's `config::Loaded::engine_spec` builds
+/// it from the application config).
+#[derive(Debug, Clone)]
+pub struct EngineSpec {
+    /// The strategies, in configuration order (the order of their outputs).
+    pub strategies: Vec<StrategyConfig>,
+    /// The instrument of every symbol a strategy trades, resolved and checked.
+    pub instruments: BTreeMap<String, InstrumentConfig>,
+    /// Event-time delay from an order to the venue (`venue.latency`), ns.
+    pub venue_latency: Ts,
+    /// Slack for out-of-order event times per symbol and topic (`input.max_out_of_order`), ns.
+    pub max_out_of_order: Ts,
+    /// The symbols admitted (`input.symbols`); empty admits every symbol.
+    pub symbols: Vec<String>,
+    /// A P&L snapshot every N ticks of a symbol (`engine.pnl_every_ticks`); 0: only after fills.
+    pub pnl_every_ticks: u64,
+}
+
+/// The engine. Build it from a loaded configuration.
+pub struct Engine {
+    slots: Vec<Slot>,
+    /// symbol -> indexes of the slots that trade it.
+    by_symbol: HashMap<String, Vec<usize>>,
+    symbols: Option<BTreeSet<String>>,
+    max_out_of_order: Ts,
+    /// Paper mode: the latest event time admitted (wall clock + input.max_ahead).
+    not_after: Option<Ts>,
+    newest: HashMap<(InputKind, String), Ts>,
+    last_price: HashMap<String, Decimal>,
+    pnl_every: u64,
+    counts: InputCounts,
+    last_ts: Ts,
+}
+
+impl Engine {
+    /// An engine over `spec`.
+    ///
+    /// # Panics
+    /// If a strategy trades a symbol that has no instrument in `spec`, or an
+    /// instrument that does not validate: `config::Loaded::engine_spec` resolves
+    /// and checks every one, so a spec built from a loaded configuration never does.
+    pub fn new(cfg: &EngineSpec) -> Self {
+        let mut by_symbol: HashMap<String, Vec<usize>> = HashMap::new();
+        let slots = cfg
+            .strategies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut instances = BTreeMap::new();
+                for sym in &s.symbols {
+                    instances.insert(
+                        sym.clone(),
+                        Instance {
+                            rule: strategy::build(&s.rule),
+                            bars: s.bars.as_ref().map(|b| {
+                                BarBuilder::new(
+                                    b.spec().expect("bars are checked when the config loads"),
+                                )
+                            }),
+                            counts: SymbolCounts::default(),
+                        },
+                    );
+                    let v = by_symbol.entry(sym.clone()).or_default();
+                    if !v.contains(&i) {
+                        v.push(i);
+                    }
+                }
+                let instruments = s
+                    .symbols
+                    .iter()
+                    .map(|sym| {
+                        let inst = cfg.instruments.get(sym).cloned().unwrap_or_else(|| {
+                            panic!("the engine spec has no instrument for {sym}")
+                        });
+                        (sym.clone(), inst)
+                    })
+                    .collect();
+                let limits = RiskLimits {
+                    max_position: s.risk.max_position,
+                    max_gross_notional: s.risk.max_gross_notional,
+                    max_order_qty: s.risk.max_order_qty,
+                    max_orders_per_sec: s.risk.max_orders_per_sec,
+                    check_cash: true,
+                    allow_short: s.account.allow_short,
+                };
+                let sim = Simulator::new(
+                    instruments,
+                    cfg.venue_latency,
+                    limits,
+                    s.account.starting_cash,
+                )
+                .expect("instruments are checked when the config loads");
+                Slot {
+                    cfg: s.clone(),
+                    sim,
+                    instances,
+                    live: BTreeMap::new(),
+                    working: BTreeMap::new(),
+                    killed: false,
+                }
+            })
+            .collect();
+        let symbols = if cfg.symbols.is_empty() {
+            None
+        } else {
+            Some(cfg.symbols.iter().cloned().collect())
+        };
+        Engine {
+            slots,
+            by_symbol,
+            symbols,
+            max_out_of_order: cfg.max_out_of_order,
+            not_after: None,
+            newest: HashMap::new(),
+            last_price: HashMap::new(),
+            pnl_every: cfg.pnl_every_ticks,
+            counts: InputCounts::default(),
+            last_ts: 0,
+        }
+    }
+
+    /// Process one raw input message.
+    pub fn on_message(
+        &mut self,
+        kind: InputKind,
+        origin: &Origin,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        match wire::decode(kind, payload) {
+            Ok(ev) => self.on_event(kind, origin, key, payload, ev, out),
+            Err(r) => self.dead_letter(origin, key, payload, r, out),
+        }
+    }
+
+    /// Process one decoded input event. `key` and `payload` are kept for a dead letter.
+    pub fn on_event(
+        &mut self,
+        kind: InputKind,
+        origin: &Origin,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        ev: MarketEvent,
+        out: &mut Vec<Output>,
+    ) {
+        if let Err(r) = self.admit(kind, &ev) {
+            return self.dead_letter(origin, key, payload, r, out);
+        }
+        *self
+            .counts
+            .processed
+            .entry(kind_name(kind).to_string())
+            .or_default() += 1;
+        self.last_ts = self.last_ts.max(ev.ts());
+        let ts = ev.ts();
+        let symbol = ev.symbol().to_string();
+        // Requests of strategies that do not trade this symbol reach their venue
+        // as event time passes.
+        let mut evs = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !self.by_symbol.get(&symbol).is_some_and(|v| v.contains(&i)) {
+                slot.sim.catch_up(ts, &mut evs);
+                if !evs.is_empty() {
+                    let mut filled = BTreeSet::new();
+                    report(slot, &mut evs, origin, &mut filled, out);
+                    pnl_after(slot, &filled, ts, origin, out);
+                }
+            }
+        }
+        match ev {
+            MarketEvent::Tick(t) => self.on_tick(origin, &t, out),
+            MarketEvent::Sentiment(s) => {
+                let Some(slots) = self.by_symbol.get(&s.symbol) else {
+                    return;
+                };
+                for &i in slots {
+                    let slot = &mut self.slots[i];
+                    let mut filled = BTreeSet::new();
+                    slot.sim.catch_up(s.ts, &mut evs);
+                    let inst = slot
+                        .instances
+                        .get_mut(&s.symbol)
+                        .expect("instance per symbol");
+                    inst.counts.sentiment += 1;
+                    if let Some(d) = inst.rule.on_sentiment(&s) {
+                        let price = self.last_price.get(&s.symbol).copied();
+                        decide(slot, &s.symbol, s.ts, price, d, origin, &mut evs, out);
+                    }
+                    report(slot, &mut evs, origin, &mut filled, out);
+                    kill_switch(slot, s.ts, origin, &mut evs, &mut filled, out);
+                    pnl_after(slot, &filled, s.ts, origin, out);
+                }
+            }
+            MarketEvent::Book(u) => {
+                let Some(slots) = self.by_symbol.get(&u.symbol) else {
+                    return;
+                };
+                for &i in slots {
+                    let slot = &mut self.slots[i];
+                    let mut filled = BTreeSet::new();
+                    slot.sim.on_book(&u, &mut evs);
+                    report(slot, &mut evs, origin, &mut filled, out);
+                    pnl_after(slot, &filled, u.ts, origin, out);
+                }
+            }
+        }
+    }
+
+    /// The checks that need state: the symbol list and event-time ordering.
+    /// Dead-letter messages with an event time after `t` (`ahead_of_clock`):
+    /// paper mode sets it from the wall clock before each batch; `None` (the
+    /// default, and backtests) admits any time.
+    pub fn set_not_after(&mut self, t: Option<Ts>) {
+        self.not_after = t;
+    }
+
+    fn admit(&mut self, kind: InputKind, ev: &MarketEvent) -> Result<(), Rejection> {
+        let symbol = ev.symbol();
+        if let Some(limit) = self.not_after {
+            if ev.ts() > limit {
+                return Err(Rejection::new(
+                    "ahead_of_clock",
+                    format!(
+                        "ts {} is ahead of the wall clock by more than input.max_ahead (latest accepted {})",
+                        wire::format_ts(ev.ts()),
+                        wire::format_ts(limit)
+                    ),
+                ));
+            }
+        }
+        if let Some(allowed) = &self.symbols {
+            if !allowed.contains(symbol) {
+                return Err(Rejection::new(
+                    "unknown_symbol",
+                    format!("symbol {symbol:?} is not in input.symbols"),
+                ));
+            }
+        }
+        let ts = ev.ts();
+        match self.newest.get_mut(&(kind, symbol.to_string())) {
+            Some(newest) => {
+                if ts < *newest - self.max_out_of_order {
+                    return Err(Rejection::new(
+                        "out_of_order",
+                        format!(
+                            "ts {} is more than input.max_out_of_order behind the newest {} seen for {symbol}",
+                            wire::format_ts(ts),
+                            wire::format_ts(*newest)
+                        ),
+                    ));
+                }
+                *newest = (*newest).max(ts);
+            }
+            None => {
+                self.newest.insert((kind, symbol.to_string()), ts);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, origin: &Origin, t: &Tick, out: &mut Vec<Output>) {
+        self.last_price.insert(t.symbol.clone(), t.price);
+        let Some(slots) = self.by_symbol.get(&t.symbol) else {
+            return;
+        };
+        let price = t.price.to_f64().unwrap_or(f64::NAN);
+        let mut evs = Vec::new();
+        for &i in slots {
+            let slot = &mut self.slots[i];
+            // The venue first: resting orders fill against this trade and the
+            // synthesized book moves to it; then the strategy sees the tick.
+            slot.sim
+                .on_trade(&t.symbol, t.ts, t.price, t.size, &mut evs);
+            let mut filled = BTreeSet::new();
+            report(slot, &mut evs, origin, &mut filled, out);
+            // Risk before the rule: a drawdown past the limit flattens and
+            // halts before the strategy acts on this tick.
+            kill_switch(slot, t.ts, origin, &mut evs, &mut filled, out);
+            let inst = slot
+                .instances
+                .get_mut(&t.symbol)
+                .expect("instance per symbol");
+            inst.counts.ticks += 1;
+            let ticks = inst.counts.ticks;
+            let decision = match &mut inst.bars {
+                None => inst.rule.on_tick(t, price),
+                // On bars, the rule sees a completed bar as one tick at its
+                // close; the order still trades at this tick.
+                Some(b) => b.push(t).and_then(|bar| {
+                    let bt = bar.as_tick();
+                    let close = bt.price.to_f64().unwrap_or(f64::NAN);
+                    inst.rule.on_tick(&bt, close)
+                }),
+            };
+            if let Some(d) = decision {
+                decide(
+                    slot,
+                    &t.symbol,
+                    t.ts,
+                    Some(t.price),
+                    d,
+                    origin,
+                    &mut evs,
+                    out,
+                );
+                report(slot, &mut evs, origin, &mut filled, out);
+            }
+            pnl_after(slot, &filled, t.ts, origin, out);
+            if !filled.contains(&t.symbol)
+                && self.pnl_every > 0
+                && ticks.is_multiple_of(self.pnl_every)
+            {
+                out.push(pnl(slot, &t.symbol, t.ts, origin));
+            }
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        origin: &Origin,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        r: Rejection,
+        out: &mut Vec<Output>,
+    ) {
+        *self
+            .counts
+            .dead_letters
+            .entry(r.code.to_string())
+            .or_default() += 1;
+        let kept = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_LIMIT)];
+        let (text, hex) = match std::str::from_utf8(kept) {
+            Ok(s) => (Some(s.to_string()), None),
+            Err(_) => (
+                None,
+                Some(kept.iter().map(|b| format!("{b:02x}")).collect()),
+            ),
+        };
+        out.push(Output::DeadLetter(DeadLetterMsg {
+            dead_letter_id: format!("dl:{origin}"),
+            reason: r.code,
+            detail: r.detail,
+            topic: origin.topic.clone(),
+            partition: origin.partition,
+            offset: origin.offset,
+            key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: text,
+            payload_hex: hex,
+            payload_bytes: payload.len(),
+            payload_truncated: kept.len() < payload.len(),
+        }));
+    }
+
+    pub fn counts(&self) -> &InputCounts {
+        &self.counts
+    }
+
+    /// The newest event time seen.
+    pub fn last_ts(&self) -> Ts {
+        self.last_ts
+    }
+
+    /// A summary of every strategy, symbol and account.
+    pub fn summary(&self) -> crate::summary::Summary {
+        crate::summary::Summary::new(
+            self.slots.iter().map(|s| {
+                (
+                    &s.cfg,
+                    s.account(),
+                    s.instances.iter().map(|(k, v)| (k, &v.counts)),
+                )
+            }),
+            &self.counts,
+        )
+    }
+}
+
+/// The engine's whole event-driven state: what a checkpoint holds. The
+/// configuration is not in it; [`Engine::restore`] needs an engine built from
+/// the configuration the state was saved under (checked by `fingerprint`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineState {
+    /// [`config_fingerprint`] of the configuration the state belongs to.
+    pub fingerprint: String,
+    slots: Vec<SlotState>,
+    newest: Vec<((InputKind, String), Ts)>,
+    last_price: Vec<(String, Decimal)>,
+    counts: InputCounts,
+    last_ts: Ts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SlotState {
+    name: String,
+    sim: SimState,
+    instances: BTreeMap<String, InstanceState>,
+    live: BTreeMap<String, LiveOrder>,
+    working: BTreeMap<String, String>,
+    killed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InstanceState {
+    rule: StateValue,
+    bars: Option<BarBuilder>,
+    counts: SymbolCounts,
+}
+
+/// A digest of everything in the configuration that shapes the engine's state
+/// and outputs: the strategies, the instruments, latency, symbol list,
+/// ordering slack and P&L cadence.
+pub fn config_fingerprint(cfg: &EngineSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&cfg.strategies).expect("strategies serialize"));
+    h.update(format!(
+        "{:?}|{}|{}|{:?}|{}",
+        cfg.instruments, cfg.venue_latency, cfg.max_out_of_order, cfg.symbols, cfg.pnl_every_ticks
+    ));
+    format!("{:x}", h.finalize())
+}
+
+impl Engine {
+    /// The state to checkpoint. Deterministic: the same state gives the same value.
+    pub fn state(&self, fingerprint: &str) -> EngineState {
+        let mut newest: Vec<_> = self.newest.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        newest.sort();
+        let mut last_price: Vec<_> = self
+            .last_price
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        last_price.sort();
+        EngineState {
+            fingerprint: fingerprint.to_string(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| SlotState {
+                    name: s.cfg.name.clone(),
+                    sim: s.sim.state(),
+                    instances: s
+                        .instances
+                        .iter()
+                        .map(|(sym, i)| {
+                            (
+                                sym.clone(),
+                                InstanceState {
+                                    rule: i.rule.save(),
+                                    bars: i.bars.clone(),
+                                    counts: i.counts.clone(),
+                                },
+                            )
+                        })
+                        .collect(),
+                    live: s.live.clone(),
+                    working: s.working.clone(),
+                    killed: s.killed,
+                })
+                .collect(),
+            newest,
+            last_price,
+            counts: self.counts.clone(),
+            last_ts: self.last_ts,
+        }
+    }
+
+    /// Continue from a checkpoint: take over its state. The engine must be
+    /// fresh and built from the configuration the state was saved under.
+    ///
+    /// # Errors
+    /// The fingerprint differs, or a strategy, symbol or model in the state does
+    /// not fit this configuration.
+    pub fn restore(&mut self, st: EngineState, fingerprint: &str) -> Result<(), String> {
+        if st.fingerprint != fingerprint {
+            return Err("the checkpoint was written under a different configuration (strategies, venue, input.symbols, input.max_out_of_order or engine.pnl_every_ticks changed)".into());
+        }
+        if st.slots.len() != self.slots.len() {
+            return Err(format!(
+                "the checkpoint has {} strategies, the configuration {}",
+                st.slots.len(),
+                self.slots.len()
+            ));
+        }
+        for (slot, saved) in self.slots.iter_mut().zip(st.slots) {
+            if slot.cfg.name != saved.name {
+                return Err(format!(
+                    "the checkpoint has strategy {:?} where the configuration has {:?}",
+                    saved.name, slot.cfg.name
+                ));
+            }
+            slot.sim
+                .restore(saved.sim)
+                .map_err(|e| format!("strategy {}: {e}", saved.name))?;
+            for (sym, inst) in saved.instances {
+                let i = slot.instances.get_mut(&sym).ok_or_else(|| {
+                    format!(
+                        "strategy {}: the checkpoint trades {sym}, the configuration does not",
+                        saved.name
+                    )
+                })?;
+                i.rule
+                    .restore(inst.rule)
+                    .map_err(|e| format!("strategy {} on {sym}: {e}", saved.name))?;
+                i.bars = inst.bars;
+                i.counts = inst.counts;
+            }
+            slot.live = saved.live;
+            slot.working = saved.working;
+            slot.killed = saved.killed;
+        }
+        self.newest = st.newest.into_iter().collect();
+        self.last_price = st.last_price.into_iter().collect();
+        self.counts = st.counts;
+        self.last_ts = st.last_ts;
+        Ok(())
+    }
+}
+
+fn kind_name(kind: InputKind) -> &'static str {
+    match kind {
+        InputKind::Prices => "prices",
+        InputKind::Sentiment => "sentiment",
+        InputKind::OrderBook => "order_book",
+    }
+}
+
+/// Turn a decision into a signal and, when it changes the position, an order
+/// submitted to the strategy's simulated venue. The venue's events land in `evs`
+/// (see [`report`]).
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    slot: &mut Slot,
+    symbol: &str,
+    ts: Ts,
+    price: Option<Decimal>,
+    d: Decision,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    out: &mut Vec<Output>,
+) {
+    let strategy = slot.cfg.name.clone();
+    let signal_id = format!("{strategy}:{symbol}:{origin}");
+    inst_counts(slot, symbol).signals += 1;
+    out.push(Output::Signal(SignalMsg {
+        signal_id: signal_id.clone(),
+        strategy: strategy.clone(),
+        kind: slot.cfg.rule.kind(),
+        symbol: symbol.to_string(),
+        ts,
+        side: d.side,
+        strength: d.strength,
+        price,
+        reason: d.reason,
+        origin: origin.to_string(),
+        model: d.model,
+    }));
+
+    let Some(price) = price else {
+        // A sentiment signal before any trade of the symbol: nothing to size an order at.
+        return;
+    };
+    // One working order per symbol: a signal on its side leaves it working, a
+    // signal on the other side cancels it first.
+    if let Some(id) = slot.working.get(symbol).cloned() {
+        match slot.live.get(&id) {
+            Some(o) if o.side == d.side => return,
+            Some(_) => slot.sim.cancel(ts, &id, evs),
+            None => {}
+        }
+        slot.working.remove(symbol);
+    }
+    let qty = order_qty(slot, symbol, d.side, price);
+    if qty <= Decimal::ZERO {
+        return;
+    }
+    let order_id = format!("{signal_id}:o");
+    let order = new_order(slot, &order_id, symbol, d.side, qty, price);
+    slot.live.insert(
+        order_id.clone(),
+        LiveOrder {
+            signal_id,
+            strategy_symbol: symbol.to_string(),
+            side: d.side,
+            order_type: order_type(&order.kind),
+            price: order.limit_price(),
+            tif: order.tif,
+            qty,
+            filled: Decimal::ZERO,
+            notional: Decimal::ZERO,
+            partials: 0,
+        },
+    );
+    slot.working.insert(symbol.to_string(), order_id);
+    inst_counts(slot, symbol).orders += 1;
+    slot.sim.submit(ts, order, evs);
+}
+
+fn inst_counts<'a>(slot: &'a mut Slot, symbol: &str) -> &'a mut SymbolCounts {
+    &mut slot
+        .instances
+        .get_mut(symbol)
+        .expect("instance per symbol")
+        .counts
+}
+
+/// The quantity a signal on `side` orders: towards the target position
+/// (`[sizing]`, rounded down to the lot size), not past flat unless shorting
+/// is allowed, nothing when already positioned on that side.
+fn order_qty(slot: &Slot, symbol: &str, side: Side, price: Decimal) -> Decimal {
+    let lot = slot
+        .sim
+        .venue(symbol)
+        .expect("a venue per symbol")
+        .cfg
+        .lot_size;
+    let account = slot.sim.account();
+    let position = account.position(symbol);
+    let target = target_qty(&slot.cfg, account, price);
+    let target = (target / lot).floor() * lot;
+    let allow_short = slot.cfg.account.allow_short;
+    match side {
+        Side::Buy if position > Decimal::ZERO => Decimal::ZERO,
+        Side::Buy => target - position,
+        Side::Sell if position < Decimal::ZERO => Decimal::ZERO,
+        Side::Sell => position + if allow_short { target } else { Decimal::ZERO },
+    }
+}
+
+/// The order a signal sends (`[orders]`): a market order, or a limit order at
+/// the own side's best price (the last trade's, snapped, on an empty side)
+/// moved `limit_offset_ticks` towards the other side.
+fn new_order(
+    slot: &mut Slot,
+    order_id: &str,
+    symbol: &str,
+    side: Side,
+    qty: Decimal,
+    price: Decimal,
+) -> Order {
+    let o = &slot.cfg.orders;
+    match o.style {
+        OrderStyle::Market => Order::market(order_id, symbol, side, qty),
+        OrderStyle::Limit => {
+            let book = slot.sim.book(symbol).expect("a venue per symbol");
+            let tick = book.tick_size();
+            let own = match side {
+                Side::Buy => book.best_bid(),
+                Side::Sell => book.best_ask(),
+            };
+            let base = match own {
+                Some((t, _)) => t,
+                None => to_ticks(
+                    price,
+                    tick,
+                    if side == Side::Buy {
+                        Snap::Down
+                    } else {
+                        Snap::Up
+                    },
+                ),
+            };
+            let offset = match side {
+                Side::Buy => o.limit_offset_ticks,
+                Side::Sell => -o.limit_offset_ticks,
+            };
+            let ticks = base + offset;
+            let mut order = Order::limit(
+                order_id,
+                symbol,
+                side,
+                qty,
+                book.price(ticks.max(1)),
+                tif(o.tif),
+            );
+            order.post_only = o.post_only;
+            order
+        }
+    }
+}
+
+/// The kill switch: when the account's drawdown reaches `risk.max_drawdown`,
+/// cancel everything, close every position and halt the strategy. While halted,
+/// what a thin book left open is closed on later events.
+fn kill_switch(
+    slot: &mut Slot,
+    ts: Ts,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    filled: &mut BTreeSet<String>,
+    out: &mut Vec<Output>,
+) {
+    let Some(limit) = slot.cfg.risk.max_drawdown else {
+        return;
+    };
+    let fire = if slot.killed {
+        // Close again what is left, once nothing is working.
+        slot.live.is_empty()
+            && slot.sim.pending() == 0
+            && slot.account().positions.values().any(|p| !p.qty.is_zero())
+    } else {
+        slot.account().drawdown() >= limit
+    };
+    if !fire {
+        return;
+    }
+    if !slot.killed {
+        tracing::warn!(
+            strategy = %slot.cfg.name,
+            drawdown = %slot.account().drawdown(),
+            limit = %limit,
+            "kill switch: drawdown limit reached; cancelling, flattening and halting"
+        );
+    }
+    slot.killed = true;
+    let prefix = format!("{}:kill:{origin}", slot.cfg.name);
+    let positions: Vec<(String, Decimal)> = slot
+        .account()
+        .positions
+        .iter()
+        .map(|(s, p)| (s.clone(), p.qty))
+        .collect();
+    for (symbol, qty) in positions {
+        if qty.is_zero() || !slot.instances.contains_key(&symbol) {
+            continue;
+        }
+        let id = format!("{prefix}:{symbol}");
+        slot.live.insert(
+            id,
+            LiveOrder {
+                signal_id: String::new(),
+                strategy_symbol: symbol.clone(),
+                side: if qty > Decimal::ZERO {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
+                order_type: OrderType::Market,
+                price: None,
+                tif: Tif::Ioc,
+                qty: qty.abs(),
+                filled: Decimal::ZERO,
+                notional: Decimal::ZERO,
+                partials: 0,
+            },
+        );
+    }
+    slot.working.clear();
+    slot.sim.flatten_and_halt(ts, &prefix, evs);
+    report(slot, evs, origin, filled, out);
+}
+
+/// Turn the simulator's events into order and fill outputs, drain `evs`, and
+/// add the symbols that had fills to `filled` (their P&L snapshots follow once
+/// the input is done, see [`pnl_after`]).
+fn report(
+    slot: &mut Slot,
+    evs: &mut Vec<SimEvent>,
+    origin: &Origin,
+    filled: &mut BTreeSet<String>,
+    out: &mut Vec<Output>,
+) {
+    let strategy = slot.cfg.name.clone();
+    for ev in evs.drain(..) {
+        let Some(live) = slot.live.get_mut(&ev.order_id) else {
+            // The flatten orders' lifecycle is registered before submission;
+            // nothing else submits orders.
+            continue;
+        };
+        let (status, reason) = match &ev.kind {
+            EventKind::New => (OrderStatus::New, None),
+            EventKind::Accepted => (OrderStatus::Accepted, None),
+            EventKind::Triggered => (OrderStatus::Triggered, None),
+            EventKind::PartiallyFilled { .. } => (OrderStatus::PartiallyFilled, None),
+            EventKind::Filled { .. } => (OrderStatus::Filled, None),
+            EventKind::Cancelled { reason } => (OrderStatus::Cancelled, Some(reason.clone())),
+            EventKind::Rejected { reason } => (OrderStatus::Rejected, Some(reason.clone())),
+            EventKind::CancelRejected { reason } => {
+                (OrderStatus::CancelRejected, Some(reason.clone()))
+            }
+            EventKind::Expired => (OrderStatus::Expired, None),
+        };
+        let terminal = status.is_terminal();
+        let inst = slot.instances.get_mut(&live.strategy_symbol);
+        if let Some(f) = ev.fill() {
+            live.filled += f.qty;
+            live.notional += f.qty * f.price;
+            out.push(Output::Fill(FillMsg {
+                fill_id: f.fill_id.clone(),
+                order_id: ev.order_id.clone(),
+                strategy: strategy.clone(),
+                symbol: f.symbol.clone(),
+                ts: f.ts,
+                side: f.side,
+                qty: f.qty,
+                price: f.price,
+                fee: f.fee,
+                liquidity: f.liquidity,
+                slippage: f.slippage,
+            }));
+            filled.insert(f.symbol.clone());
+        }
+        if let Some(inst) = inst {
+            match status {
+                OrderStatus::Filled | OrderStatus::PartiallyFilled => inst.counts.fills += 1,
+                OrderStatus::Rejected => inst.counts.rejected += 1,
+                _ => {}
+            }
+        }
+        let event_id = match status {
+            OrderStatus::PartiallyFilled => {
+                live.partials += 1;
+                format!("{}:partially_filled:{}", ev.order_id, live.partials)
+            }
+            OrderStatus::CancelRejected => format!("{}:cancel_rejected:{origin}", ev.order_id),
+            _ => format!("{}:{status}", ev.order_id),
+        };
+        out.push(Output::Order(OrderMsg {
+            event_id,
+            order_id: ev.order_id.clone(),
+            signal_id: live.signal_id.clone(),
+            strategy: strategy.clone(),
+            symbol: ev.symbol.clone(),
+            ts: ev.ts,
+            side: live.side,
+            order_type: live.order_type,
+            price: live.price,
+            tif: live.tif,
+            qty: live.qty,
+            status,
+            filled_qty: live.filled,
+            avg_price: (!live.filled.is_zero()).then(|| live.notional / live.filled),
+            leaves_qty: if terminal {
+                Decimal::ZERO
+            } else {
+                live.qty - live.filled
+            },
+            reason,
+        }));
+        if terminal {
+            let sym = live.strategy_symbol.clone();
+            slot.live.remove(&ev.order_id);
+            if slot.working.get(&sym) == Some(&ev.order_id) {
+                slot.working.remove(&sym);
+            }
+        }
+    }
+}
+
+/// One P&L snapshot per symbol that had fills while the slot handled an input.
+fn pnl_after(
+    slot: &Slot,
+    filled: &BTreeSet<String>,
+    ts: Ts,
+    origin: &Origin,
+    out: &mut Vec<Output>,
+) {
+    for symbol in filled {
+        if slot.instances.contains_key(symbol) {
+            out.push(pnl(slot, symbol, ts, origin));
+        }
+    }
+}
+
+fn tif(t: TifConfig) -> Tif {
+    match t {
+        TifConfig::Gtc => Tif::Gtc,
+        TifConfig::Ioc => Tif::Ioc,
+        TifConfig::Fok => Tif::Fok,
+        TifConfig::Day => Tif::Day,
+    }
+}
+
+fn order_type(k: &OrderKind) -> OrderType {
+    match k {
+        OrderKind::Market => OrderType::Market,
+        OrderKind::Limit { .. } => OrderType::Limit,
+        OrderKind::Stop { .. } => OrderType::Stop,
+        OrderKind::StopLimit { .. } => OrderType::StopLimit,
+    }
+}
+
+/// The quantity a new position should have, rounded down to the lot size.
+fn target_qty(cfg: &StrategyConfig, account: &Account, price: Decimal) -> Decimal {
+    let z = &cfg.sizing;
+    let raw = match z.mode {
+        SizingMode::FixedQuantity => z.quantity.unwrap_or_default(),
+        SizingMode::FixedNotional => z.notional.unwrap_or_default() / price,
+        SizingMode::FractionOfEquity => z.fraction.unwrap_or_default() * account.equity() / price,
+    };
+    ((raw / z.lot_size).floor() * z.lot_size).max(Decimal::ZERO)
+}
+
+fn pnl(slot: &Slot, symbol: &str, ts: Ts, origin: &Origin) -> Output {
+    let a = slot.account();
+    let p = a.positions.get(symbol).cloned().unwrap_or_default();
+    Output::Pnl(PnlMsg {
+        pnl_id: format!("{}:{symbol}:{origin}:pnl", slot.cfg.name),
+        strategy: slot.cfg.name.clone(),
+        symbol: symbol.to_string(),
+        ts,
+        position: p.qty,
+        avg_cost: p.avg_cost,
+        last_price: p.last_price,
+        realized: p.realized,
+        unrealized: p.unrealized(),
+        fees: p.fees,
+        account_cash: a.cash,
+        account_equity: a.equity(),
+        account_drawdown: a.drawdown(),
+        account_max_drawdown: a.max_drawdown,
+    })
+}

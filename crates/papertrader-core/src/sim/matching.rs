@@ -1,0 +1,581 @@
+//! How fills are decided: the matching engine of one symbol (its book, our
+//! working orders, the queue model and the session rule).
+//!
+//! # Taking liquidity (market, marketable limit, triggered stops)
+//! When an order reaches the venue it walks the opposite side of the book best
+//! level first, up to its limit price (market orders: no limit). Each level gives
+//! `min(remaining, level size)`, one [`Fill`] per level at the level's price, as
+//! taker, with slippage measured against the best opposite price when the order
+//! arrived. The quantity taken is removed from the book ([`Book::take`]) and stays
+//! gone until the next depth update of that level or the next snapshot: a large
+//! order cannot fill twice at the same level.
+//! - Market and IOC: what cannot fill at once is cancelled (`Cancelled{reason}`).
+//! - FOK: rejected at arrival when the depth within its limit is less than its quantity.
+//! - Post-only: rejected at arrival when its limit would cross the best opposite price.
+//! - GTC and DAY limits: the remainder rests at its limit price.
+//!
+//! # Resting (maker) fills
+//! A resting order joins the back of the queue at its level: its queue-ahead is
+//! the visible size of that level on its side at arrival, plus our own earlier
+//! orders resting there. Then, per [`QueueModel`] ([`TradesReduceQueue`] by default):
+//! - a trade at the order's price first reduces the queue ahead; whatever of the
+//!   trade's size is left over fills the order (at most its remaining quantity);
+//! - a depth update that shrinks the level caps the queue ahead at the new size
+//!   plus our own earlier orders there (cancels are taken to be ahead of us;
+//!   growth goes behind us); a synthesized book's rebuild is not a depth update
+//!   (its levels are a model): there only trades move the queue;
+//! - a trade **through** the level (below a resting buy, above a resting sell)
+//!   fills the whole remainder at the order's limit price.
+//!
+//! Resting fills are maker fills at the order's limit price. Depth updates alone
+//! never fill a resting order (the book is the market's, our orders are not in it).
+//!
+//! # Stops
+//! A buy stop triggers on a trade at or above its stop price, a sell stop at or
+//! below; an order whose stop is already reached by the last trade when it arrives
+//! triggers at once. When triggered (`Triggered`), a stop becomes a market order
+//! and a stop-limit a limit order at its limit, and both take liquidity as above
+//! (after the resting orders have been filled by the same trade).
+//!
+//! # Session (DAY orders)
+//! [`Session`]: DAY orders expire at the first session end strictly after they
+//! reach the venue; session ends are `offset_ns + k * length_ns` in event time
+//! (default: every UTC midnight). An order is expired as soon as event time
+//! reaches its session end, before anything else happens at that time.
+//!
+//! # Fees
+//! [`InstrumentConfig::fee`]: `max(min_fee, qty * price * bps / 10_000)` per fill,
+//! with the maker or taker rate.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::book::Book;
+use super::instrument::{to_ticks_exact, InstrumentConfig};
+use super::order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
+use crate::domain::{BookUpdate, Side, Ts, NANOS_PER_SEC};
+
+/// How the queue ahead of a resting order is consumed.
+pub trait QueueModel: Send {
+    /// A trade of `trade_qty` printed at the order's price. Update `queue_ahead`
+    /// and return the quantity of the order filled (at most `leaves`).
+    fn trade(&self, queue_ahead: &mut Decimal, trade_qty: Decimal, leaves: Decimal) -> Decimal;
+    /// The visible size of the order's level changed to `new_size`.
+    fn depth(&self, queue_ahead: &mut Decimal, new_size: Decimal);
+}
+
+/// Trades at our price drain the queue ahead, then fill us; a shrinking level
+/// caps the queue ahead at its new size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TradesReduceQueue;
+
+impl QueueModel for TradesReduceQueue {
+    fn trade(&self, queue_ahead: &mut Decimal, trade_qty: Decimal, leaves: Decimal) -> Decimal {
+        if trade_qty <= *queue_ahead {
+            *queue_ahead -= trade_qty;
+            Decimal::ZERO
+        } else {
+            let excess = trade_qty - *queue_ahead;
+            *queue_ahead = Decimal::ZERO;
+            excess.min(leaves)
+        }
+    }
+
+    fn depth(&self, queue_ahead: &mut Decimal, new_size: Decimal) {
+        if new_size < *queue_ahead {
+            *queue_ahead = new_size;
+        }
+    }
+}
+
+/// When DAY orders expire (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    /// Length of a session in nanoseconds (default one day).
+    #[serde(default = "default_day")]
+    pub length_ns: i64,
+    /// Offset of the session ends from the Unix epoch in nanoseconds (default 0:
+    /// UTC midnight).
+    #[serde(default)]
+    pub offset_ns: i64,
+}
+
+fn default_day() -> i64 {
+    86_400 * NANOS_PER_SEC
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            length_ns: default_day(),
+            offset_ns: 0,
+        }
+    }
+}
+
+impl Session {
+    /// The first session end strictly after `ts`.
+    pub fn end_after(&self, ts: Ts) -> Ts {
+        let len = self.length_ns.max(1);
+        self.offset_ns + ((ts - self.offset_ns).div_euclid(len) + 1) * len
+    }
+}
+
+/// An order at the venue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Working {
+    pub order: Order,
+    /// Quantity still to fill.
+    pub leaves: Decimal,
+    /// Fills so far (for fill ids).
+    pub fills: u32,
+    /// Limit price in ticks, for limit and stop-limit orders.
+    pub limit: Option<i64>,
+    /// When a DAY order expires.
+    pub expire_at: Option<Ts>,
+    /// Quantity ahead of a resting order at its level.
+    pub queue_ahead: Decimal,
+    /// Best opposite price (ticks) when the order arrived or triggered.
+    pub reference: Option<i64>,
+    /// Whether `Accepted` has been emitted.
+    pub accepted: bool,
+}
+
+impl Working {
+    /// Signed open quantity (+ buy, - sell).
+    pub fn signed_leaves(&self) -> Decimal {
+        self.leaves * self.order.side.sign()
+    }
+}
+
+/// The event-driven state of a [`Venue`]: its book and open orders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VenueState {
+    pub book: Book,
+    pub last_trade: Option<Decimal>,
+    pub resting: Vec<Working>,
+    pub stops: Vec<Working>,
+    pub synth_at: Option<Decimal>,
+}
+
+/// The matching engine of one symbol.
+#[derive(Debug, Clone)]
+pub struct Venue {
+    pub symbol: String,
+    pub cfg: InstrumentConfig,
+    pub book: Book,
+    /// Last trade price.
+    pub last_trade: Option<Decimal>,
+    /// Resting limit orders in arrival order.
+    resting: Vec<Working>,
+    /// Untriggered stop orders in arrival order.
+    stops: Vec<Working>,
+    /// A trade price the synthesized book has not been rebuilt around yet: the
+    /// rebuild waits until something reads the book (an order arrives, a stop
+    /// triggers, a caller asks), so ticks without orders cost no rebuild.
+    synth_at: Option<Decimal>,
+}
+
+impl Venue {
+    pub fn new(symbol: &str, cfg: InstrumentConfig) -> Self {
+        Venue {
+            symbol: symbol.to_string(),
+            book: Book::new(cfg.tick_size),
+            cfg,
+            last_trade: None,
+            resting: Vec::new(),
+            stops: Vec::new(),
+            synth_at: None,
+        }
+    }
+
+    /// Everything that changes with events (not the instrument config), for checkpoints.
+    pub fn state(&self) -> VenueState {
+        VenueState {
+            book: self.book.clone(),
+            last_trade: self.last_trade,
+            resting: self.resting.clone(),
+            stops: self.stops.clone(),
+            synth_at: self.synth_at,
+        }
+    }
+
+    /// Restore what [`Venue::state`] saved.
+    pub fn restore(&mut self, s: VenueState) {
+        self.book = s.book;
+        self.last_trade = s.last_trade;
+        self.resting = s.resting;
+        self.stops = s.stops;
+        self.synth_at = s.synth_at;
+    }
+
+    /// Bring a synthesized book up to the last trade (see `synth_at`).
+    pub fn sync_book(&mut self) {
+        if let Some(price) = self.synth_at.take() {
+            if self.cfg.synth.enabled && !self.book.observed() {
+                self.book
+                    .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
+            }
+        }
+    }
+
+    /// Open orders: resting limits, then untriggered stops.
+    pub fn open_orders(&self) -> impl Iterator<Item = &Working> {
+        self.resting.iter().chain(self.stops.iter())
+    }
+
+    /// Apply a depth message; resting orders' queues follow the new level sizes.
+    pub fn on_book(&mut self, u: &BookUpdate, q: &dyn QueueModel) {
+        self.book.apply(u);
+        self.requeue(q);
+    }
+
+    /// The level sizes changed: each resting order's queue ahead follows the new
+    /// visible size plus our own earlier orders at its level.
+    fn requeue(&mut self, q: &dyn QueueModel) {
+        let mut own: Vec<((Side, i64), Decimal)> = Vec::new();
+        for w in &mut self.resting {
+            let t = w.limit.expect("resting orders have a limit");
+            let key = (w.order.side, t);
+            let ahead = match own.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, a)) => {
+                    let before = *a;
+                    *a += w.leaves;
+                    before
+                }
+                None => {
+                    own.push((key, w.leaves));
+                    Decimal::ZERO
+                }
+            };
+            q.depth(
+                &mut w.queue_ahead,
+                self.book.size_at(w.order.side, t) + ahead,
+            );
+        }
+    }
+
+    /// A trade printed: synthesize the book if there is no depth, fill resting
+    /// orders, trigger stops.
+    pub fn on_trade(
+        &mut self,
+        ts: Ts,
+        price: Decimal,
+        size: Decimal,
+        q: &dyn QueueModel,
+        out: &mut Vec<SimEvent>,
+    ) {
+        self.last_trade = Some(price);
+        // The trade printed against the book as it was: resting orders fill
+        // first. Only then does a synthesized book move to the new price (its
+        // levels are a model, not observed cancels: queue positions keep what
+        // trades left of them), and stops trigger into it.
+        let mut resting = std::mem::take(&mut self.resting);
+        for w in &mut resting {
+            let t = w.limit.expect("resting orders have a limit");
+            let own = self.book.price(t);
+            let through = match w.order.side {
+                Side::Buy => price < own,
+                Side::Sell => price > own,
+            };
+            let qty = if through {
+                w.leaves
+            } else if price == own {
+                q.trade(&mut w.queue_ahead, size, w.leaves)
+            } else {
+                Decimal::ZERO
+            };
+            if qty > Decimal::ZERO {
+                self.fill(w, ts, qty, t, Liquidity::Maker, out);
+            }
+        }
+        resting.retain(|w| w.leaves > Decimal::ZERO);
+        self.resting = resting;
+        if self.cfg.synth.enabled && !self.book.observed() {
+            self.synth_at = Some(price);
+        }
+
+        let (triggered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stops)
+            .into_iter()
+            .partition(|w| stop_reached(&w.order, price));
+        self.stops = waiting;
+        if !triggered.is_empty() {
+            self.sync_book();
+        }
+        for w in triggered {
+            self.trigger(ts, w, out);
+        }
+    }
+
+    /// An order reached the venue.
+    pub fn arrive(&mut self, ts: Ts, order: Order, session: &Session, out: &mut Vec<SimEvent>) {
+        self.sync_book();
+        let limit = order
+            .limit_price()
+            .and_then(|p| to_ticks_exact(p, self.cfg.tick_size));
+        let w = Working {
+            expire_at: (order.tif == Tif::Day).then(|| session.end_after(ts)),
+            leaves: order.qty,
+            order,
+            fills: 0,
+            limit,
+            queue_ahead: Decimal::ZERO,
+            reference: None,
+            accepted: false,
+        };
+        if w.order.stop_price().is_some() {
+            push(out, ts, &w.order, EventKind::Accepted);
+            let mut w = w;
+            w.accepted = true;
+            if self.last_trade.is_some_and(|p| stop_reached(&w.order, p)) {
+                self.trigger(ts, w, out);
+            } else {
+                self.stops.push(w);
+            }
+        } else {
+            self.execute(ts, w, out);
+        }
+    }
+
+    fn trigger(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+        push(out, ts, &w.order, EventKind::Triggered);
+        w.order.kind = match w.order.kind {
+            OrderKind::Stop { .. } => OrderKind::Market,
+            OrderKind::StopLimit { limit, .. } => OrderKind::Limit { price: limit },
+            k => k,
+        };
+        self.execute(ts, w, out);
+    }
+
+    /// Take liquidity, then cancel, reject or rest the remainder (module docs).
+    fn execute(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+        self.sync_book();
+        let side = w.order.side;
+        let best = self.book.best_opposite(side).map(|(t, _)| t);
+        w.reference = best;
+        let refuse = |w: &Working, out: &mut Vec<SimEvent>, reason: String| {
+            let kind = if w.accepted {
+                EventKind::Cancelled { reason }
+            } else {
+                EventKind::Rejected { reason }
+            };
+            push(out, ts, &w.order, kind);
+        };
+        if w.order.post_only {
+            if let (Some(l), Some(b)) = (w.limit, best) {
+                let crosses = match side {
+                    Side::Buy => l >= b,
+                    Side::Sell => l <= b,
+                };
+                if crosses {
+                    let reason = format!(
+                        "post-only {side} at {} would cross the best {} {}",
+                        self.book.price(l),
+                        if side == Side::Buy { "ask" } else { "bid" },
+                        self.book.price(b)
+                    );
+                    return refuse(&w, out, reason);
+                }
+            }
+        }
+        if w.order.tif == Tif::Fok {
+            let depth: Decimal = self.book.takeable(side, w.limit).map(|(_, s)| s).sum();
+            if depth < w.leaves {
+                let reason = format!(
+                    "FOK: {} available within the limit, {} needed",
+                    depth, w.leaves
+                );
+                return refuse(&w, out, reason);
+            }
+        }
+        if !w.accepted {
+            w.accepted = true;
+            push(out, ts, &w.order, EventKind::Accepted);
+        }
+        // Walk the book.
+        let mut levels = Vec::new();
+        let mut want = w.leaves;
+        for (t, s) in self.book.takeable(side, w.limit) {
+            if want <= Decimal::ZERO {
+                break;
+            }
+            let q = want.min(s);
+            levels.push((t, q));
+            want -= q;
+        }
+        for (t, q) in levels {
+            self.book.take(side, t, q);
+            self.fill(&mut w, ts, q, t, Liquidity::Taker, out);
+        }
+        if w.leaves.is_zero() {
+            return;
+        }
+        let rests = matches!(w.order.kind, OrderKind::Limit { .. })
+            && matches!(w.order.tif, Tif::Gtc | Tif::Day);
+        if rests {
+            let t = w.limit.expect("limit orders have a limit");
+            let own_ahead: Decimal = self
+                .resting
+                .iter()
+                .filter(|r| r.order.side == side && r.limit == Some(t))
+                .map(|r| r.leaves)
+                .sum();
+            w.queue_ahead = self.book.size_at(side, t) + own_ahead;
+            self.resting.push(w);
+        } else {
+            let reason = match (w.order.kind, w.fills) {
+                (OrderKind::Market, 0) => "market order: no liquidity".to_string(),
+                (OrderKind::Market, _) => {
+                    "market order: book exhausted, remainder cancelled".to_string()
+                }
+                (_, _) => format!("{:?}: unfilled remainder cancelled", w.order.tif).to_uppercase(),
+            };
+            push(out, ts, &w.order, EventKind::Cancelled { reason });
+        }
+    }
+
+    fn fill(
+        &self,
+        w: &mut Working,
+        ts: Ts,
+        qty: Decimal,
+        ticks: i64,
+        liquidity: Liquidity,
+        out: &mut Vec<SimEvent>,
+    ) {
+        w.fills += 1;
+        w.leaves -= qty;
+        let price = self.book.price(ticks);
+        let fill = Fill {
+            fill_id: format!("{}:f{}", w.order.id, w.fills),
+            order_id: w.order.id.clone(),
+            symbol: self.symbol.clone(),
+            ts,
+            side: w.order.side,
+            qty,
+            price,
+            fee: self.cfg.fee(qty, price, liquidity),
+            liquidity,
+            slippage: w
+                .reference
+                .map(|r| (price - self.book.price(r)) * w.order.side.sign()),
+        };
+        let kind = if w.leaves.is_zero() {
+            EventKind::Filled { fill }
+        } else {
+            EventKind::PartiallyFilled {
+                fill,
+                leaves_qty: w.leaves,
+            }
+        };
+        push(out, ts, &w.order, kind);
+    }
+
+    /// Cancel one open order. Returns false when it is not open here.
+    pub fn cancel(&mut self, ts: Ts, id: &str, reason: &str, out: &mut Vec<SimEvent>) -> bool {
+        for list in [&mut self.resting, &mut self.stops] {
+            if let Some(i) = list.iter().position(|w| w.order.id == id) {
+                let w = list.remove(i);
+                push(
+                    out,
+                    ts,
+                    &w.order,
+                    EventKind::Cancelled {
+                        reason: reason.to_string(),
+                    },
+                );
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Cancel every open order, resting first, each in arrival order.
+    pub fn cancel_all(&mut self, ts: Ts, out: &mut Vec<SimEvent>) {
+        for w in std::mem::take(&mut self.resting)
+            .into_iter()
+            .chain(std::mem::take(&mut self.stops))
+        {
+            push(
+                out,
+                ts,
+                &w.order,
+                EventKind::Cancelled {
+                    reason: "cancel-all".to_string(),
+                },
+            );
+        }
+    }
+
+    /// Expire DAY orders whose session ended at or before `ts`.
+    pub fn expire(&mut self, ts: Ts, out: &mut Vec<SimEvent>) {
+        for list in [&mut self.resting, &mut self.stops] {
+            list.retain(|w| {
+                let expired = w.expire_at.is_some_and(|e| e <= ts);
+                if expired {
+                    push(out, w.expire_at.unwrap_or(ts), &w.order, EventKind::Expired);
+                }
+                !expired
+            });
+        }
+    }
+}
+
+fn stop_reached(order: &Order, trade: Decimal) -> bool {
+    match (order.stop_price(), order.side) {
+        (Some(s), Side::Buy) => trade >= s,
+        (Some(s), Side::Sell) => trade <= s,
+        (None, _) => false,
+    }
+}
+
+fn push(out: &mut Vec<SimEvent>, ts: Ts, order: &Order, kind: EventKind) {
+    out.push(SimEvent {
+        ts,
+        order_id: order.id.clone(),
+        symbol: order.symbol.clone(),
+        kind,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_model_worked_by_hand() {
+        let q = TradesReduceQueue;
+        let mut ahead = Decimal::from(10);
+        // Trade 4: 6 ahead, nothing for us.
+        assert_eq!(
+            q.trade(&mut ahead, Decimal::from(4), Decimal::from(5)),
+            Decimal::ZERO
+        );
+        assert_eq!(ahead, Decimal::from(6));
+        // Level shrinks to 3 (cancels ahead): 3 ahead; grows to 20: still 3.
+        q.depth(&mut ahead, Decimal::from(3));
+        q.depth(&mut ahead, Decimal::from(20));
+        assert_eq!(ahead, Decimal::from(3));
+        // Trade 10: 3 drain the queue, 7 left, we need 5: fill 5.
+        assert_eq!(
+            q.trade(&mut ahead, Decimal::from(10), Decimal::from(5)),
+            Decimal::from(5)
+        );
+        assert_eq!(ahead, Decimal::ZERO);
+    }
+
+    #[test]
+    fn session_ends_at_utc_midnight() {
+        let s = Session::default();
+        let day = 86_400 * NANOS_PER_SEC;
+        assert_eq!(s.end_after(0), day);
+        assert_eq!(s.end_after(day - 1), day);
+        assert_eq!(s.end_after(day), 2 * day);
+        let ny = Session {
+            length_ns: day,
+            offset_ns: 21 * 3600 * NANOS_PER_SEC,
+        };
+        assert_eq!(ny.end_after(day), day + 21 * 3600 * NANOS_PER_SEC);
+    }
+}

@@ -1,0 +1,733 @@
+//! The JSON wire format: bytes in, validated domain values (or a rejection) out;
+//! domain events in, bytes out.
+//!
+//! This is the only module that sees raw JSON. Every input decoder returns either a
+//! [`MarketEvent`] that satisfies its invariants or a [`Rejection`] with a stable
+//! reason code and a human-readable detail, which the engine turns into a
+//! dead-letter record. Decimals are read from JSON strings or numbers without ever
+//! passing through `f64` (serde_json's `arbitrary_precision`), and written as
+//! strings. Timestamps are read as epoch milliseconds (integer or decimal) or RFC
+//! 3339, and written as RFC 3339 UTC. The formats are documented, with an example
+//! per topic, in `docs/topics.md`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+use crate::domain::{
+    BookUpdate, DeadLetterMsg, FillMsg, Level, MarketEvent, OrderMsg, Output, PnlMsg, Sentiment,
+    SignalMsg, Tick, Ts, NANOS_PER_MILLI,
+};
+
+/// Largest accepted input message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest accepted symbol.
+pub const MAX_SYMBOL_LEN: usize = 32;
+/// Most levels accepted per side of a depth message.
+pub const MAX_BOOK_LEVELS: usize = 1000;
+/// Accepted event-time range: 1970-01-01 .. 2200-01-01.
+const MAX_TS_NANOS: i64 = 7_258_118_400 * 1_000_000_000;
+
+/// The kind of input a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Prices,
+    Sentiment,
+    OrderBook,
+}
+
+/// Why an input message was refused: a stable code for counting and a detail for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTick {
+    symbol: String,
+    ts: serde_json::Value,
+    price: Decimal,
+    size: Decimal,
+    #[serde(default)]
+    bid: Option<Decimal>,
+    #[serde(default)]
+    ask: Option<Decimal>,
+}
+
+#[derive(Deserialize)]
+struct RawSentiment {
+    symbol: String,
+    ts: serde_json::Value,
+    score: serde_json::Value,
+    source: String,
+    #[serde(default)]
+    headline: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawBook {
+    symbol: String,
+    ts: serde_json::Value,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    bids: Vec<(Decimal, Decimal)>,
+    #[serde(default)]
+    asks: Vec<(Decimal, Decimal)>,
+}
+
+/// Decode one input message of the given kind.
+pub fn decode(kind: InputKind, bytes: &[u8]) -> Result<MarketEvent, Rejection> {
+    if bytes.is_empty() {
+        return Err(Rejection::new("empty", "message has no payload"));
+    }
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(Rejection::new(
+            "too_large",
+            format!(
+                "message is {} bytes, limit {MAX_MESSAGE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    // Every message is one JSON object (serde would also take an array).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => Rejection::new("invalid_field", "message must be a JSON object"),
+                Err(e) => Rejection::new("malformed_json", e.to_string()),
+            },
+        );
+    }
+    match kind {
+        InputKind::Prices => decode_tick(bytes).map(MarketEvent::Tick),
+        InputKind::Sentiment => decode_sentiment(bytes).map(MarketEvent::Sentiment),
+        InputKind::OrderBook => decode_book(bytes).map(MarketEvent::Book),
+    }
+}
+
+fn json_error(e: serde_json::Error) -> Rejection {
+    // Speak of the message, not of internal type names.
+    let msg = e
+        .to_string()
+        .replace("struct RawTick", "a price tick object")
+        .replace("struct RawSentiment", "a sentiment object")
+        .replace("struct RawBook", "a depth object");
+    if msg.starts_with("missing field") {
+        Rejection::new("missing_field", msg)
+    } else if e.is_syntax() || e.is_eof() {
+        Rejection::new("malformed_json", msg)
+    } else {
+        Rejection::new("invalid_field", msg)
+    }
+}
+
+fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
+    let raw: RawTick = serde_json::from_slice(bytes).map_err(json_error)?;
+    let symbol = check_symbol(raw.symbol)?;
+    let ts = parse_ts(&raw.ts)?;
+    if raw.price <= Decimal::ZERO {
+        return Err(Rejection::new(
+            "invalid_price",
+            format!("price must be > 0, got {}", raw.price),
+        ));
+    }
+    if raw.size < Decimal::ZERO {
+        return Err(Rejection::new(
+            "invalid_size",
+            format!("size must be >= 0, got {}", raw.size),
+        ));
+    }
+    for (name, v) in [("bid", raw.bid), ("ask", raw.ask)] {
+        if let Some(v) = v {
+            if v <= Decimal::ZERO {
+                return Err(Rejection::new(
+                    "invalid_price",
+                    format!("{name} must be > 0, got {v}"),
+                ));
+            }
+        }
+    }
+    if let (Some(b), Some(a)) = (raw.bid, raw.ask) {
+        if b > a {
+            return Err(Rejection::new(
+                "crossed_quote",
+                format!("bid {b} is above ask {a}"),
+            ));
+        }
+    }
+    Ok(Tick {
+        symbol,
+        ts,
+        price: raw.price,
+        size: raw.size,
+        bid: raw.bid,
+        ask: raw.ask,
+    })
+}
+
+fn decode_sentiment(bytes: &[u8]) -> Result<Sentiment, Rejection> {
+    let raw: RawSentiment = serde_json::from_slice(bytes).map_err(json_error)?;
+    let symbol = check_symbol(raw.symbol)?;
+    let ts = parse_ts(&raw.ts)?;
+    let score = match &raw.score {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Rejection::new(
+            "invalid_field",
+            format!("score is not a number: {}", raw.score),
+        )
+    })?;
+    if !score.is_finite() {
+        return Err(Rejection::new(
+            "invalid_field",
+            format!("score is not a finite number: {}", raw.score),
+        ));
+    }
+    if !(-1.0..=1.0).contains(&score) {
+        return Err(Rejection::new(
+            "score_out_of_range",
+            format!("score must lie in [-1, 1], got {score}"),
+        ));
+    }
+    if raw.source.len() > 256 {
+        return Err(Rejection::new(
+            "invalid_field",
+            "source longer than 256 bytes",
+        ));
+    }
+    Ok(Sentiment {
+        symbol,
+        ts,
+        score,
+        source: raw.source,
+        headline: raw.headline,
+    })
+}
+
+fn decode_book(bytes: &[u8]) -> Result<BookUpdate, Rejection> {
+    let raw: RawBook = serde_json::from_slice(bytes).map_err(json_error)?;
+    let symbol = check_symbol(raw.symbol)?;
+    let ts = parse_ts(&raw.ts)?;
+    let snapshot = match raw.kind.as_str() {
+        "snapshot" => true,
+        "update" => false,
+        other => {
+            return Err(Rejection::new(
+                "invalid_field",
+                format!("type must be \"snapshot\" or \"update\", got {other:?}"),
+            ))
+        }
+    };
+    if raw.bids.len() > MAX_BOOK_LEVELS || raw.asks.len() > MAX_BOOK_LEVELS {
+        return Err(Rejection::new(
+            "too_many_levels",
+            format!("more than {MAX_BOOK_LEVELS} levels on one side"),
+        ));
+    }
+    let levels = |side: Vec<(Decimal, Decimal)>| -> Result<Vec<Level>, Rejection> {
+        side.into_iter()
+            .map(|(price, size)| {
+                if price <= Decimal::ZERO || size < Decimal::ZERO {
+                    Err(Rejection::new(
+                        "invalid_level",
+                        format!("level price must be > 0 and size >= 0, got [{price}, {size}]"),
+                    ))
+                } else {
+                    Ok(Level { price, size })
+                }
+            })
+            .collect()
+    };
+    let bids = levels(raw.bids)?;
+    let asks = levels(raw.asks)?;
+    if snapshot {
+        let best_bid = bids
+            .iter()
+            .filter(|l| l.size > Decimal::ZERO)
+            .map(|l| l.price)
+            .max();
+        let best_ask = asks
+            .iter()
+            .filter(|l| l.size > Decimal::ZERO)
+            .map(|l| l.price)
+            .min();
+        if let (Some(b), Some(a)) = (best_bid, best_ask) {
+            if b >= a {
+                return Err(Rejection::new(
+                    "crossed_book",
+                    format!("best bid {b} is not below best ask {a}"),
+                ));
+            }
+        }
+    }
+    Ok(BookUpdate {
+        symbol,
+        ts,
+        snapshot,
+        bids,
+        asks,
+    })
+}
+
+fn check_symbol(symbol: String) -> Result<String, Rejection> {
+    if symbol.is_empty() || symbol.len() > MAX_SYMBOL_LEN {
+        return Err(Rejection::new(
+            "invalid_symbol",
+            format!(
+                "symbol must be 1..={MAX_SYMBOL_LEN} bytes, got {:?}",
+                symbol
+            ),
+        ));
+    }
+    if symbol.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Rejection::new(
+            "invalid_symbol",
+            format!("symbol contains whitespace or control characters: {symbol:?}"),
+        ));
+    }
+    Ok(symbol)
+}
+
+/// Parse a timestamp given as epoch milliseconds (JSON number or numeric string,
+/// fractions allowed down to the nanosecond) or as RFC 3339 text.
+pub fn parse_ts(v: &serde_json::Value) -> Result<Ts, Rejection> {
+    let bad = |what: &str| Rejection::new("invalid_timestamp", format!("ts {what}: {v}"));
+    let ts = match v {
+        serde_json::Value::Number(n) => millis_text_to_nanos(&n.to_string())
+            .ok_or_else(|| bad("is not epoch milliseconds with at most nanosecond precision"))?,
+        serde_json::Value::String(s) => {
+            parse_ts_str(s).ok_or_else(|| bad("is neither epoch milliseconds nor RFC 3339"))?
+        }
+        _ => return Err(bad("must be a number or a string")),
+    };
+    if !(0..MAX_TS_NANOS).contains(&ts) {
+        return Err(bad("is outside 1970..2200"));
+    }
+    Ok(ts)
+}
+
+/// Parse epoch milliseconds or RFC 3339 text into nanoseconds.
+///
+/// ```
+/// use papertrader_core::wire::parse_ts_str;
+/// let a = parse_ts_str("1700000000123").unwrap();
+/// let b = parse_ts_str("2023-11-14T22:13:20.123Z").unwrap();
+/// assert_eq!(a, b);
+/// assert_eq!(a, 1_700_000_000_123_000_000);
+/// assert_eq!(parse_ts_str("1700000000123.5"), Some(1_700_000_000_123_500_000));
+/// assert_eq!(parse_ts_str("yesterday"), None);
+/// ```
+pub fn parse_ts_str(s: &str) -> Option<Ts> {
+    let s = s.trim();
+    if let Some(n) = millis_text_to_nanos(s) {
+        return Some(n);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|d| d.with_timezone(&Utc).timestamp_nanos_opt())
+}
+
+fn millis_text_to_nanos(s: &str) -> Option<Ts> {
+    let d = Decimal::from_str(s)
+        .or_else(|_| Decimal::from_scientific(s))
+        .ok()?;
+    let nanos = d.checked_mul(Decimal::from(NANOS_PER_MILLI))?;
+    if nanos.fract() != Decimal::ZERO {
+        return None;
+    }
+    i64::try_from(nanos).ok()
+}
+
+/// Format event time as RFC 3339 UTC, with as many fractional digits as needed.
+pub fn format_ts(ts: Ts) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ts).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Serde adapter writing a [`Ts`] as RFC 3339 and reading any accepted form.
+pub mod ts_format {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &Ts, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_ts(*ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        parse_ts(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Encode a tick in the `live_prices` format.
+pub fn encode_tick(t: &Tick) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        symbol: &'a str,
+        #[serde(with = "ts_format")]
+        ts: Ts,
+        price: Decimal,
+        size: Decimal,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bid: Option<Decimal>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ask: Option<Decimal>,
+    }
+    serde_json::to_vec(&Out {
+        symbol: &t.symbol,
+        ts: t.ts,
+        price: t.price,
+        size: t.size,
+        bid: t.bid,
+        ask: t.ask,
+    })
+    .expect("tick serializes")
+}
+
+/// Encode a sentiment reading in the `news_sentiment` format.
+pub fn encode_sentiment(s: &Sentiment) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        symbol: &'a str,
+        #[serde(with = "ts_format")]
+        ts: Ts,
+        score: f64,
+        source: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        headline: Option<&'a str>,
+    }
+    serde_json::to_vec(&Out {
+        symbol: &s.symbol,
+        ts: s.ts,
+        score: s.score,
+        source: &s.source,
+        headline: s.headline.as_deref(),
+    })
+    .expect("sentiment serializes")
+}
+
+/// The JSON of the engine's outputs: one object per message, fields in the
+/// order of their struct, event times as RFC 3339 UTC, decimals exact.
+impl Output {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("outputs serialize")
+    }
+}
+
+impl Serialize for Output {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Output::Signal(m) => m.serialize(s),
+            Output::Order(m) => m.serialize(s),
+            Output::Fill(m) => m.serialize(s),
+            Output::Pnl(m) => m.serialize(s),
+            Output::DeadLetter(m) => m.serialize(s),
+        }
+    }
+}
+
+/// An event time as RFC 3339 (the `ts` field of every output).
+struct TsField(Ts);
+
+impl Serialize for TsField {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ts_format::serialize(&self.0, s)
+    }
+}
+
+/// `impl Serialize` for an output message: `struct { field, ts: field, ... }`,
+/// `ts` written as RFC 3339.
+macro_rules! serialize_fields {
+    (@field $st:ident, $self:ident, ts) => {
+        $st.serialize_field("ts", &TsField($self.ts))?
+    };
+    (@field $st:ident, $self:ident, order_type) => {
+        $st.serialize_field("type", &$self.order_type)?
+    };
+    (@field $st:ident, $self:ident, $f:ident) => {
+        $st.serialize_field(stringify!($f), &$self.$f)?
+    };
+    ($t:ty, $name:literal, [$($f:ident),+ $(,)?]) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let fields = [$(stringify!($f)),+];
+                let mut st = s.serialize_struct($name, fields.len())?;
+                $(serialize_fields!(@field st, self, $f);)+
+                st.end()
+            }
+        }
+    };
+}
+
+serialize_fields!(
+    SignalMsg,
+    "SignalMsg",
+    [signal_id, strategy, kind, symbol, ts, side, strength, price, reason, origin, model,]
+);
+serialize_fields!(
+    OrderMsg,
+    "OrderMsg",
+    [
+        event_id, order_id, signal_id, strategy, symbol, ts, side, order_type, price, tif, qty,
+        status, filled_qty, avg_price, leaves_qty, reason,
+    ]
+);
+serialize_fields!(
+    FillMsg,
+    "FillMsg",
+    [fill_id, order_id, strategy, symbol, ts, side, qty, price, fee, liquidity, slippage,]
+);
+serialize_fields!(
+    PnlMsg,
+    "PnlMsg",
+    [
+        pnl_id,
+        strategy,
+        symbol,
+        ts,
+        position,
+        avg_cost,
+        last_price,
+        realized,
+        unrealized,
+        fees,
+        account_cash,
+        account_equity,
+        account_drawdown,
+        account_max_drawdown,
+    ]
+);
+serialize_fields!(
+    DeadLetterMsg,
+    "DeadLetterMsg",
+    [
+        dead_letter_id,
+        reason,
+        detail,
+        topic,
+        partition,
+        offset,
+        key,
+        payload,
+        payload_hex,
+        payload_bytes,
+        payload_truncated,
+    ]
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn tick(json: &str) -> Result<Tick, Rejection> {
+        match decode(InputKind::Prices, json.as_bytes())? {
+            MarketEvent::Tick(t) => Ok(t),
+            other => panic!("not a tick: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decimals_from_strings_and_numbers_are_exact() {
+        let a = tick(r#"{"symbol":"A","ts":1700000000000,"price":"0.1","size":3}"#).unwrap();
+        let b = tick(r#"{"symbol":"A","ts":1700000000000,"price":0.1,"size":"3"}"#).unwrap();
+        assert_eq!(a.price, d("0.1"));
+        assert_eq!(b.price, d("0.1"));
+        // A number that f64 cannot hold exactly survives untouched.
+        let c = tick(r#"{"symbol":"A","ts":1,"price":1234567.123456789012345,"size":1}"#).unwrap();
+        assert_eq!(c.price.to_string(), "1234567.123456789012345");
+    }
+
+    #[test]
+    fn timestamps_in_millis_and_rfc3339_agree() {
+        let a = tick(r#"{"symbol":"A","ts":1700000000123,"price":1,"size":1}"#).unwrap();
+        let b =
+            tick(r#"{"symbol":"A","ts":"2023-11-14T22:13:20.123Z","price":1,"size":1}"#).unwrap();
+        let c = tick(r#"{"symbol":"A","ts":"1700000000123","price":1,"size":1}"#).unwrap();
+        assert_eq!(a.ts, 1_700_000_000_123 * NANOS_PER_MILLI);
+        assert_eq!(a.ts, b.ts);
+        assert_eq!(a.ts, c.ts);
+        assert_eq!(format_ts(a.ts), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn bad_ticks_are_rejected_with_codes() {
+        let cases = [
+            ("", "empty"),
+            ("{not json", "malformed_json"),
+            (r#"{"symbol":"A","ts":1,"size":1}"#, "missing_field"),
+            (
+                r#"{"symbol":"A","ts":1,"price":0,"size":1}"#,
+                "invalid_price",
+            ),
+            (
+                r#"{"symbol":"A","ts":1,"price":-2.5,"size":1}"#,
+                "invalid_price",
+            ),
+            (
+                r#"{"symbol":"A","ts":1,"price":"NaN","size":1}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"symbol":"A","ts":1,"price":1,"size":-1}"#,
+                "invalid_size",
+            ),
+            (
+                r#"{"symbol":"","ts":1,"price":1,"size":1}"#,
+                "invalid_symbol",
+            ),
+            (
+                r#"{"symbol":"A","ts":"yesterday","price":1,"size":1}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"symbol":"A","ts":-5,"price":1,"size":1}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"symbol":"A","ts":1,"price":1,"size":1,"bid":2,"ask":1}"#,
+                "crossed_quote",
+            ),
+            (r#"[1,2,3]"#, "invalid_field"),
+            (r#"["A",1,"1","1"]"#, "invalid_field"),
+            (r#"42"#, "invalid_field"),
+            (
+                r#"{"symbol":"A","ts":1.00000001,"price":1,"size":1}"#,
+                "invalid_timestamp",
+            ),
+        ];
+        for (json, code) in cases {
+            let err = decode(InputKind::Prices, json.as_bytes()).unwrap_err();
+            assert_eq!(err.code, code, "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn sentiment_score_must_be_in_range() {
+        let ok = decode(
+            InputKind::Sentiment,
+            br#"{"symbol":"A","ts":1,"score":-0.25,"source":"x","headline":"h"}"#,
+        )
+        .unwrap();
+        assert!(matches!(ok, MarketEvent::Sentiment(s) if s.score == -0.25));
+        let err = decode(
+            InputKind::Sentiment,
+            br#"{"symbol":"A","ts":1,"score":1.5,"source":"x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "score_out_of_range");
+        let err = decode(
+            InputKind::Sentiment,
+            br#"{"symbol":"A","ts":1,"score":"NaN","source":"x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "invalid_field");
+        // A score given as a numeric string is accepted.
+        let ok = decode(
+            InputKind::Sentiment,
+            br#"{"symbol":"A","ts":1,"score":"0.5","source":"x"}"#,
+        );
+        assert!(matches!(ok, Ok(MarketEvent::Sentiment(s)) if s.score == 0.5));
+    }
+
+    #[test]
+    fn crossed_snapshots_are_rejected() {
+        let err = decode(
+            InputKind::OrderBook,
+            br#"{"symbol":"A","ts":1,"type":"snapshot","bids":[["101.3","5"]],"asks":[["101.2","7"]]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "crossed_book");
+        let err = decode(InputKind::Prices, b"42").unwrap_err();
+        assert!(!err.detail.contains("Raw"), "{err}");
+    }
+
+    #[test]
+    fn book_levels_decode() {
+        let ev = decode(
+            InputKind::OrderBook,
+            br#"{"symbol":"A","ts":1,"type":"snapshot","bids":[["9.9","5"]],"asks":[[10.1,7]]}"#,
+        )
+        .unwrap();
+        match ev {
+            MarketEvent::Book(b) => {
+                assert!(b.snapshot);
+                assert_eq!(b.bids[0].price, d("9.9"));
+                assert_eq!(b.asks[0].size, d("7"));
+            }
+            _ => panic!(),
+        }
+    }
+
+    proptest::proptest! {
+        /// No input makes a decoder panic: arbitrary bytes, and JSON objects with
+        /// arbitrary values in the expected fields.
+        #[test]
+        fn decoders_never_panic_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            for kind in [InputKind::Prices, InputKind::Sentiment, InputKind::OrderBook] {
+                let _ = decode(kind, &bytes);
+            }
+        }
+
+        #[test]
+        fn decoders_never_panic_on_fields(
+            sym in "\\PC{0,40}",
+            ts in "[-+0-9eE.:TZ ]{0,30}",
+            price in "[-+0-9eE.naNIinf]{0,40}",
+            n in proptest::prelude::any::<f64>(),
+        ) {
+            let docs = [
+                format!(r#"{{"symbol":{sym:?},"ts":{ts:?},"price":{price:?},"size":{n}}}"#),
+                format!(r#"{{"symbol":{sym:?},"ts":{n},"price":{n},"size":"1","bid":{price:?}}}"#),
+                format!(r#"{{"symbol":{sym:?},"ts":{ts:?},"score":{n},"source":"s"}}"#),
+                format!(r#"{{"symbol":{sym:?},"ts":1,"type":"update","bids":[[{price:?},{n}]],"asks":[]}}"#),
+            ];
+            for d in &docs {
+                for kind in [InputKind::Prices, InputKind::Sentiment, InputKind::OrderBook] {
+                    // Whatever is accepted satisfies the invariants.
+                    if let Ok(MarketEvent::Tick(t)) = decode(kind, d.as_bytes()) {
+                        proptest::prop_assert!(t.price > Decimal::ZERO && t.size >= Decimal::ZERO);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_tick_decodes_to_itself() {
+        let t = Tick {
+            symbol: "ACME".into(),
+            ts: 1_700_000_000_123_456_789,
+            price: d("101.25"),
+            size: d("300"),
+            bid: Some(d("101.24")),
+            ask: None,
+        };
+        let bytes = encode_tick(&t);
+        assert_eq!(tick(std::str::from_utf8(&bytes).unwrap()).unwrap(), t);
+    }
+}

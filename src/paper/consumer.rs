@@ -1,0 +1,210 @@
+//! Paper mode's side of the consumer group: where each assigned input
+//! partition starts ([`SeekOnAssign`]), receiving with a deadline, librdkafka's
+//! cached watermarks, and committing offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The high watermark of a partition as last reported by a fetch response
+/// (librdkafka's cache: no request to the broker, so cheap per batch).
+pub(super) fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    cached_watermarks(consumer, topic, partition).map(|(_, high)| high)
+}
+
+/// `(low, high)` watermarks of a partition from librdkafka's cache, as last
+/// reported by a fetch response; `None` before the first.
+pub(super) fn cached_watermarks<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let name = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the out
+    // pointers refer to locals; librdkafka only reads its own cache.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            name.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low.max(0), high))
+}
+
+/// Assigns each input partition at the offset paper mode has reached (from the
+/// checkpoint, then as it processes), or at the group's committed offset for a
+/// partition it has not seen.
+pub struct SeekOnAssign {
+    pub(super) positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    pub(super) assigned: Arc<Mutex<BTreeSet<(String, i32)>>>,
+    /// Read every assigned partition from its start; the loop skips what is done.
+    pub(super) rescan: bool,
+}
+
+impl rdkafka::ClientContext for SeekOnAssign {}
+
+impl ConsumerContext for SeekOnAssign {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::bindings::rd_kafka_resp_err_t,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::bindings::rd_kafka_resp_err_t as E;
+        use rdkafka::consumer::RebalanceProtocol;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let pos = self.positions.lock().expect("positions lock");
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            for (t, p) in parts {
+                if self.rescan {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Beginning);
+                } else if let Some(o) = pos.get(&(t.clone(), p)) {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Offset(*o));
+                }
+            }
+            drop(pos);
+            let mut held = self.assigned.lock().expect("assignment lock");
+            if !cooperative {
+                held.clear();
+            }
+            held.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+            drop(held);
+            tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions assigned");
+            if cooperative {
+                consumer.incremental_assign(tpl)
+            } else {
+                consumer.assign(tpl)
+            }
+        } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions revoked");
+            let mut held = self.assigned.lock().expect("assignment lock");
+            if cooperative {
+                for e in tpl.elements() {
+                    held.remove(&(e.topic().to_string(), e.partition()));
+                }
+            } else {
+                held.clear();
+            }
+            drop(held);
+            if cooperative {
+                consumer.incremental_unassign(tpl)
+            } else {
+                consumer.unassign()
+            }
+        } else {
+            tracing::error!(?err, "rebalance error");
+            self.assigned.lock().expect("assignment lock").clear();
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the assignment failed");
+        }
+    }
+}
+
+/// Commit `offsets` to the consumer group; a failure is logged (the checkpoint
+/// is what a restart goes by).
+pub(super) fn commit<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    offsets: &BTreeMap<(String, i32), i64>,
+    mode: CommitMode,
+) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in offsets {
+        if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(*o)) {
+            tracing::warn!(error = %e, "offset list");
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, "committing offsets failed");
+    }
+}
+
+/// The group's committed offsets of every partition of `topics`.
+pub(super) fn group_offsets<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    base: &rdkafka::ClientConfig,
+    topics: &[&str],
+) -> BTreeMap<(String, i32), i64> {
+    let mut out = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    let probe: Result<BaseConsumer, _> = base.create();
+    for t in topics {
+        let parts = probe
+            .as_ref()
+            .ok()
+            .and_then(|c| c.fetch_metadata(Some(t), Duration::from_secs(10)).ok())
+            .map(|md| {
+                md.topics()
+                    .first()
+                    .map(|tm| tm.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        for p in parts {
+            tpl.add_partition(t, p);
+        }
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => {
+            for e in c.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    out.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the group's committed offsets"),
+    }
+    out
+}
+
+/// The next message, or `None` after `wait` without one.
+pub(super) async fn recv_within<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    wait: Option<Duration>,
+) -> Option<rdkafka::message::OwnedMessage> {
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, consumer.recv()).await {
+                Ok(r) => r,
+                Err(_) => return None,
+            },
+            None => consumer.recv().await,
+        };
+        match next {
+            Ok(m) => return Some(m.detach()),
+            // librdkafka queues one error event per failed connection attempt
+            // and reconnects by itself: take the next event at once, or the
+            // backlog of an outage delays the rejoin and the fetches behind it.
+            Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! papertrader's integration tests, compiled into one binary so that the test
+//! build links the program (and the embedded tansu broker) once.
+//!
+//! Each module is one area; the shared harness (a real tansu broker on a
+//! loopback port, plain rdkafka clients) is `tests/common`. `tests/soak.rs`
+//! stays a binary of its own: it measures this process's memory, which other
+//! tests running beside it would disturb.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod backtest;
+mod backtest_publish;
+mod broker_restart;
+mod checkpoint;
+mod cli;
+mod crash;
+mod dashboard;
+mod engine_replay;
+mod execution;
+mod fuzz_inputs;
+mod indicators;
+mod kcat_client;
+mod models;
+mod order_book_e2e;
+mod paper_e2e;
+mod replay;
+mod report_html;
+mod scale_out;
+mod sweep;
