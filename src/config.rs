@@ -116,14 +116,23 @@ impl KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// Whether resumed partitions are read from their start (see `seek`).
-    pub fn rescan(&self) -> bool {
+    /// Whether resumed partitions are read from their start (see `seek`), on
+    /// the cluster whose id the brokers report: `auto` means `rescan` on tansu
+    /// (the embedded broker, `papertrader broker`, and `tansu broker`, whose
+    /// cluster ids are `papertrader` and `tansu...`), `offset` on any other.
+    pub fn rescan_on(&self, cluster_id: &str) -> bool {
         match self.seek {
             SeekMode::Rescan => true,
             SeekMode::Offset => false,
-            SeekMode::Auto => self.brokers == "embedded",
+            SeekMode::Auto => self.brokers == "embedded" || is_tansu_cluster(cluster_id),
         }
     }
+}
+
+/// Whether a cluster id is tansu's: `papertrader` (the embedded broker and
+/// `papertrader broker`) or tansu's own default `tansu_cluster` (`tansu broker`).
+pub fn is_tansu_cluster(cluster_id: &str) -> bool {
+    cluster_id == "papertrader" || cluster_id.starts_with("tansu")
 }
 
 /// How a restart resumes an input partition (`kafka.seek`).

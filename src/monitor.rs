@@ -33,6 +33,8 @@ pub struct Metrics {
     pub fills: IntCounterVec,
     pub rejections: IntCounterVec,
     pub alerts: IntCounterVec,
+    /// Resumed input partitions re-read from their start (see `paper::Session::verify_resumed`).
+    pub resume_rescans: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     /// 1 while the broker answers, 0 while publishing or the metadata probe fails.
     pub broker_connected: prometheus::IntGauge,
@@ -97,6 +99,11 @@ impl Metrics {
             "Alerts fired, by rule",
             &["rule"],
         );
+        let resume_rescans = counter(
+            "papertrader_resume_rescans_total",
+            "Resumed input partitions re-read from their start because the broker delivered a later offset than asked for; outcome: skipped_records (records lay in between) or empty_gap (compaction or transaction markers)",
+            &["outcome"],
+        );
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "papertrader_consumer_lag",
@@ -143,6 +150,7 @@ impl Metrics {
             fills,
             rejections,
             alerts,
+            resume_rescans,
             consumer_lag,
             broker_connected,
             tick_to_order,

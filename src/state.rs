@@ -21,7 +21,7 @@
 //! included; decimals as strings), and its SHA-256, so a torn or foreign file is
 //! refused rather than half-read.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -243,7 +243,11 @@ impl rdkafka::consumer::ConsumerContext for QuietEof {}
 /// Read every partition of `topic` from `from` (its beginning where absent)
 /// to its end, calling `f` on each message. With `rescan`, each partition is
 /// read from its start and messages before `from` are skipped (for brokers
-/// that cannot fetch from inside a record batch). Blocking.
+/// that cannot fetch from inside a record batch). Without it, the first record
+/// of each partition is checked against `from`: a broker that answered from a
+/// later record batch (tansu, asked for an offset inside one) has that
+/// partition read again from its start, skipping what lies before `from`.
+/// Blocking.
 ///
 /// # Errors
 /// The broker does not answer within `timeout`.
@@ -284,8 +288,15 @@ pub fn scan_topic(
         open.insert(p.id());
     }
     consumer.assign(&tpl)?;
+    // Partitions whose first record is still to be checked against `from`, and
+    // those re-read from their start until they pass the first record delivered.
+    let mut check: HashMap<i32, i64> = match from {
+        Some(f) if !rescan => f.clone().into_iter().collect(),
+        _ => HashMap::new(),
+    };
+    let mut reread: HashMap<i32, i64> = HashMap::new();
     let deadline = Instant::now() + timeout;
-    while !open.is_empty() {
+    while !open.is_empty() || !reread.is_empty() {
         anyhow::ensure!(
             Instant::now() < deadline,
             "timed out after {timeout:?} reading {topic} to its end"
@@ -293,11 +304,28 @@ pub fn scan_topic(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
+                if !reread.contains_key(&p) {
+                    open.remove(&p);
+                }
             }
             Some(Err(e)) => tracing::warn!(error = %e, %topic, "reading back; retrying"),
             Some(Ok(m)) => {
-                open.insert(m.partition());
+                let p = m.partition();
+                if let Some(asked) = check.remove(&p) {
+                    if m.offset() > asked {
+                        tracing::info!(%topic, partition = p, asked, delivered = m.offset(),
+                            "read-back began past its offset; reading the partition again from its start");
+                        reread.insert(p, m.offset());
+                        consumer
+                            .seek(topic, p, Offset::Beginning, Duration::from_secs(10))
+                            .with_context(|| format!("re-reading {topic}/{p} from its start"))?;
+                        continue;
+                    }
+                }
+                if reread.get(&p).is_some_and(|first| m.offset() >= *first) {
+                    reread.remove(&p);
+                }
+                open.insert(p);
                 let skip = from
                     .and_then(|f| f.get(&m.partition()))
                     .is_some_and(|o| m.offset() < *o);

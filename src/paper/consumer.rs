@@ -45,12 +45,70 @@ pub(super) fn cached_watermarks<C: ConsumerContext>(
 
 /// Assigns each input partition at the offset paper mode has reached (from the
 /// checkpoint, then as it processes), or at the group's committed offset for a
-/// partition it has not seen.
+/// partition it has not seen; and notes each such offset in `resumed`, so that
+/// the loop can check the first record the broker delivers against it
+/// ([`super::Session`]'s `verify_resumed`).
 pub struct SeekOnAssign {
     pub(super) positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
     pub(super) assigned: Arc<Mutex<BTreeSet<(String, i32)>>>,
     /// Read every assigned partition from its start; the loop skips what is done.
     pub(super) rescan: bool,
+    /// The offset each partition was resumed at, and when, until its first
+    /// record is checked.
+    pub(super) resumed: Arc<Mutex<Resumed>>,
+}
+
+/// Resumed input partitions: the offset asked for and when it was asked.
+pub(super) type Resumed = BTreeMap<(String, i32), (i64, std::time::Instant)>;
+
+impl SeekOnAssign {
+    /// Set where each newly assigned partition starts: its start (`rescan`),
+    /// the position reached, or the group's committed offset; the last two are
+    /// noted in `resumed`.
+    fn position(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let mut resumed = self.resumed.lock().expect("resumed lock");
+        let mut unknown = TopicPartitionList::new();
+        {
+            let pos = self.positions.lock().expect("positions lock");
+            for (t, p) in parts {
+                if self.rescan {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Beginning);
+                } else if let Some(o) = pos.get(&(t.clone(), p)) {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Offset(*o));
+                    resumed.insert((t, p), (*o, std::time::Instant::now()));
+                } else {
+                    unknown.add_partition(&t, p);
+                }
+            }
+        }
+        if unknown.count() == 0 {
+            return;
+        }
+        // Where librdkafka would resume them anyway, asked for explicitly so
+        // that the first record can be checked against it.
+        match consumer.committed_offsets(unknown, Duration::from_secs(10)) {
+            Ok(committed) => {
+                for e in committed.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        let _ =
+                            tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
+                        resumed.insert(
+                            (e.topic().to_string(), e.partition()),
+                            (o, std::time::Instant::now()),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the group's committed offsets at assignment")
+            }
+        }
+    }
 }
 
 impl rdkafka::ClientContext for SeekOnAssign {}
@@ -69,20 +127,7 @@ impl ConsumerContext for SeekOnAssign {
             RebalanceProtocol::Cooperative
         );
         let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            let pos = self.positions.lock().expect("positions lock");
-            let parts: Vec<(String, i32)> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            for (t, p) in parts {
-                if self.rescan {
-                    let _ = tpl.set_partition_offset(&t, p, Offset::Beginning);
-                } else if let Some(o) = pos.get(&(t.clone(), p)) {
-                    let _ = tpl.set_partition_offset(&t, p, Offset::Offset(*o));
-                }
-            }
-            drop(pos);
+            self.position(consumer, tpl);
             let mut held = self.assigned.lock().expect("assignment lock");
             if !cooperative {
                 held.clear();

@@ -49,7 +49,9 @@ use crate::wire::InputKind;
 
 use background::{AlertSinks, Background};
 pub use consumer::SeekOnAssign;
-use consumer::{cached_high_watermark, cached_watermarks, commit, group_offsets, recv_within};
+use consumer::{
+    cached_high_watermark, cached_watermarks, commit, group_offsets, recv_within, Resumed,
+};
 use policy::{publish_backoff, CheckpointClock};
 use shards::{Ident, Positions, Shards};
 
@@ -116,6 +118,10 @@ pub async fn run_with(
     session.finish().await
 }
 
+/// How long a resumed partition may deliver nothing before it is checked for
+/// a broker that stalls it (see `Session::stalled_resumes`).
+const RESUME_GRACE: Duration = Duration::from_secs(3);
+
 /// What [`Session::wait`] ended with.
 enum Wake {
     /// A message arrived.
@@ -149,6 +155,12 @@ struct Session<'a> {
     positions: Arc<Mutex<Positions>>,
     /// The input partitions this process holds (kept by the rebalance callback).
     assigned: Arc<Mutex<BTreeSet<(String, i32)>>>,
+    /// The offset each partition was resumed at, until its first record is
+    /// checked (noted by the rebalance callback).
+    resumed: Arc<Mutex<Resumed>>,
+    /// Partitions re-read from their start because the broker delivered a later
+    /// offset than asked for: (asked, delivered), until the re-read passes `asked`.
+    rescanning: BTreeMap<(String, i32), (i64, i64)>,
     /// Input offsets reached: the checkpoint's, then as processed.
     committed: Positions,
     /// Ids a run before a restart already published: not published again.
@@ -213,7 +225,8 @@ impl<'a> Session<'a> {
         let store = shards::open_store(cfg, &base).await?;
         let positions: Arc<Mutex<Positions>> = Arc::default();
         let assigned: Arc<Mutex<BTreeSet<(String, i32)>>> = Arc::default();
-        let rescan = app.kafka.rescan();
+        let resumed: Arc<Mutex<Resumed>> = Arc::default();
+        let rescan = app.kafka.rescan_on(&ident.cluster);
         let mut shards = Shards::new(spec, ident, app.engine.shards == ShardMode::Partition);
         let mut published = HashSet::new();
         if !shards.by_partition() {
@@ -229,7 +242,7 @@ impl<'a> Session<'a> {
             shards.insert(0, engine);
             published = ids;
         }
-        let consumer = subscribe(cfg, &base, &positions, &assigned, rescan)?;
+        let consumer = subscribe(cfg, &base, &positions, &assigned, &resumed, rescan)?;
         let kinds: HashMap<String, InputKind> = app
             .topics
             .inputs()
@@ -259,6 +272,8 @@ impl<'a> Session<'a> {
             rescan,
             positions,
             assigned,
+            resumed,
+            rescanning: BTreeMap::new(),
             committed,
             published,
             duplicates: 0,
@@ -309,9 +324,23 @@ impl<'a> Session<'a> {
                 .is_some()
                 .then(|| self.checkpoint.due_while_idle())
                 .flatten();
-            // Held messages are looked at again when a partition behind turns idle.
-            let wake_at = self.merge.wake_at(Instant::now());
-            let until = [idle_at, checkpoint_at, wake_at]
+            // Held messages are looked at again when a partition behind turns
+            // idle, and resumed partitions when their grace has passed.
+            let resume_at = self
+                .resumed
+                .lock()
+                .expect("resumed lock")
+                .values()
+                .map(|(_, at)| *at + RESUME_GRACE)
+                .min();
+            let wake_at = [self.merge.wake_at(Instant::now()), resume_at]
+                .into_iter()
+                .flatten()
+                .min();
+            // At most a second per receive: partitions assigned meanwhile (in the
+            // receive) bring resume deadlines that this loop must see.
+            let tick = Some(Instant::now() + Duration::from_secs(1));
+            let until = [idle_at, checkpoint_at, wake_at, tick]
                 .into_iter()
                 .flatten()
                 .min();
@@ -397,6 +426,7 @@ impl<'a> Session<'a> {
             // another process's now.
             let held = self.assigned.lock().expect("assignment lock").clone();
             batch.retain(|(m, _, _)| held.contains(&(m.topic().to_string(), m.partition())));
+            self.verify_resumed(batch)?;
             if self.event_time {
                 self.order(batch, &held);
             }
@@ -418,6 +448,114 @@ impl<'a> Session<'a> {
                 .is_none_or(|next| m.offset() >= *next)
         });
         Ok(())
+    }
+
+    /// The first record of a resumed partition must be at the offset it was
+    /// resumed at. A broker that cannot fetch from inside a record batch (tansu)
+    /// answers an offset inside one with the next batch: then the partition is
+    /// read again from its start, what the checkpoint covers is skipped as on
+    /// any re-read, and the batch's records of it wait for the re-read. Whether
+    /// the broker really skipped records is known once the re-read passes the
+    /// asked offset: a record below the delivered one means it did (logged as
+    /// a warning); none means the gap holds no records (compaction, transaction
+    /// markers), logged as information. Both are counted
+    /// (`papertrader_resume_rescans_total`).
+    fn verify_resumed(&mut self, batch: &mut Vec<Item>) -> anyhow::Result<()> {
+        let mut jumped: BTreeSet<(String, i32)> = BTreeSet::new();
+        {
+            let mut resumed = self.resumed.lock().expect("resumed lock");
+            if resumed.is_empty() && self.rescanning.is_empty() {
+                return Ok(());
+            }
+            for (m, _, _) in batch.iter() {
+                let id = (m.topic().to_string(), m.partition());
+                if jumped.contains(&id) {
+                    continue;
+                }
+                if let Some((asked, _)) = resumed.remove(&id) {
+                    if m.offset() > asked {
+                        tracing::info!(topic = %id.0, partition = id.1, asked, delivered = m.offset(),
+                            "a resumed partition began past its offset; reading it again from its start");
+                        self.rescanning.insert(id.clone(), (asked, m.offset()));
+                        jumped.insert(id);
+                    }
+                } else if let Some(&(asked, delivered)) = self.rescanning.get(&id) {
+                    if m.offset() >= asked {
+                        self.rescanning.remove(&id);
+                        let outcome = if m.offset() < delivered {
+                            tracing::warn!(topic = %id.0, partition = id.1, asked, delivered, first = m.offset(),
+                                "the broker skipped records when asked for an offset inside a record batch; they are read now (kafka.seek = \"rescan\" avoids the re-read)");
+                            "skipped_records"
+                        } else {
+                            tracing::info!(topic = %id.0, partition = id.1, asked, delivered,
+                                "the offsets between hold no records (compaction or transaction markers)");
+                            "empty_gap"
+                        };
+                        self.monitor
+                            .metrics
+                            .resume_rescans
+                            .with_label_values(&[outcome])
+                            .inc();
+                    }
+                }
+            }
+        }
+        jumped.extend(self.stalled_resumes());
+        for (t, p) in &jumped {
+            self.consumer
+                .seek(t, *p, Offset::Beginning, Duration::from_secs(10))
+                .with_context(|| format!("re-reading {t}/{p} from its start"))?;
+        }
+        if !jumped.is_empty() {
+            batch.retain(|(m, _, _)| !jumped.contains(&(m.topic().to_string(), m.partition())));
+        }
+        Ok(())
+    }
+
+    /// Resumed partitions that delivered nothing for [`RESUME_GRACE`] although
+    /// records lie at or past the offset asked for: a broker that answers an
+    /// offset inside the last record batch with nothing (tansu) stalls them.
+    /// They are re-read from their start like a partition that began past its
+    /// offset; one with nothing to read yet is looked at again later.
+    fn stalled_resumes(&mut self) -> Vec<(String, i32)> {
+        let now = Instant::now();
+        let due: Vec<((String, i32), i64)> = self
+            .resumed
+            .lock()
+            .expect("resumed lock")
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at) >= RESUME_GRACE)
+            .map(|(id, (asked, _))| (id.clone(), *asked))
+            .collect();
+        let mut stalled = Vec::new();
+        for (id, asked) in due {
+            // The broker's answer, not librdkafka's cache: a stalled fetch may
+            // report no progress.
+            let high = self
+                .consumer
+                .fetch_watermarks(&id.0, id.1, Duration::from_secs(5))
+                .map(|(_, high)| high);
+            if let Err(e) = &high {
+                tracing::warn!(topic = %id.0, partition = id.1, error = %e, "the watermarks of a resumed partition");
+            }
+            let mut resumed = self.resumed.lock().expect("resumed lock");
+            match high {
+                Ok(high) if high > asked => {
+                    tracing::info!(topic = %id.0, partition = id.1, asked, high,
+                        "a resumed partition delivered nothing although records lie past its offset; reading it again from its start");
+                    resumed.remove(&id);
+                    self.rescanning.insert(id.clone(), (asked, high));
+                    stalled.push(id);
+                }
+                // Nothing to read yet (or no answer): look again later.
+                _ => {
+                    tracing::debug!(topic = %id.0, partition = id.1, asked, ?high,
+                        "a resumed partition has nothing past its offset yet");
+                    resumed.insert(id, (asked, now));
+                }
+            }
+        }
+        stalled
     }
 
     /// `engine.order = "event_time"`: hold the batch's messages in the merge and
@@ -805,6 +943,7 @@ fn subscribe(
     base: &rdkafka::ClientConfig,
     positions: &Arc<Mutex<Positions>>,
     assigned: &Arc<Mutex<BTreeSet<(String, i32)>>>,
+    resumed: &Arc<Mutex<Resumed>>,
     rescan: bool,
 ) -> anyhow::Result<StreamConsumer<SeekOnAssign>> {
     let app = &cfg.app;
@@ -819,6 +958,7 @@ fn subscribe(
             positions: positions.clone(),
             assigned: assigned.clone(),
             rescan,
+            resumed: resumed.clone(),
         })
         .context("creating the Kafka consumer")?;
     let inputs = app.topics.inputs();

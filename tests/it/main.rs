@@ -26,5 +26,6 @@ mod order_book_e2e;
 mod paper_e2e;
 mod replay;
 mod report_html;
+mod restart_standalone;
 mod scale_out;
 mod sweep;
