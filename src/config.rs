@@ -139,7 +139,8 @@ pub fn is_tansu_cluster(cluster_id: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SeekMode {
-    /// `rescan` for the embedded broker, `offset` for any other.
+    /// `rescan` for tansu (the embedded broker, `papertrader broker`, `tansu
+    /// broker`: told by the cluster id), `offset` for any other.
     Auto,
     /// Fetch from the checkpoint's offset.
     Offset,
@@ -1068,6 +1069,30 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn seek_auto_rescans_on_tansu_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = |brokers: &str, seek: &str| {
+            let p = write(
+                dir.path(),
+                "app.toml",
+                &format!("[kafka]\nbrokers = {brokers:?}\nseek = {seek:?}\n"),
+            );
+            load_with_env(Some(&p), &[]).unwrap().app.kafka
+        };
+        let remote = app("10.0.0.1:9092", "auto");
+        // `papertrader broker` and the embedded broker say `papertrader`;
+        // `tansu broker` says `tansu_cluster` unless told otherwise.
+        assert!(remote.rescan_on("papertrader"));
+        assert!(remote.rescan_on("tansu_cluster"));
+        // Apache Kafka's ids are random base64; Redpanda's and MSK's likewise.
+        assert!(!remote.rescan_on("MkU3OEVBNTcwNTJENDM2Qk"));
+        assert!(!remote.rescan_on(""));
+        assert!(app("embedded", "auto").rescan_on(""));
+        assert!(!app("embedded", "offset").rescan_on("papertrader"));
+        assert!(app("10.0.0.1:9092", "rescan").rescan_on("MkU3OEVBNTcwNTJENDM2Qk"));
     }
 
     #[test]

@@ -230,3 +230,31 @@ impl Publisher {
         let _ = self.producer.flush(Duration::from_secs(30));
     }
 }
+
+/// `(low, high)` watermarks of a partition from librdkafka's cache, as last
+/// reported by a fetch response (no request to the broker); `None` before the
+/// first. A fetch that returns no records carries them too, which is how a
+/// stalled partition is told from one with nothing to read: tansu's
+/// ListOffsets answers the last record batch's base offset + 1, too low when
+/// that batch holds several records.
+pub fn cached_watermarks<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let name = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `client` lives; the out
+    // pointers refer to locals; librdkafka only reads its own cache.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            name.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low.max(0), high))
+}

@@ -187,6 +187,16 @@ impl<M> Merge<M> {
         true
     }
 
+    /// Count `partition` as speaking now, so that it holds the others back for
+    /// another `idle` although it delivers nothing: a resumed partition whose
+    /// first record is still to come (paper mode checks it against the offset
+    /// asked for, and re-reads a partition the broker stalls).
+    pub fn keep_waiting(&mut self, id: &PartitionId, now: Instant) {
+        if let Some(part) = self.parts.iter_mut().find(|part| &part.id == id) {
+            part.active = now;
+        }
+    }
+
     /// Messages held now.
     pub fn len(&self) -> usize {
         self.held
@@ -389,6 +399,22 @@ mod tests {
             _ => Some((0, 10)),
         };
         assert_eq!(m.pop(&b_caught_up, now), Some("a9"));
+    }
+
+    #[test]
+    fn a_partition_kept_waiting_holds_back_past_idle() {
+        let t0 = Instant::now();
+        let idle = Duration::from_millis(500);
+        let mut m = Merge::new(Duration::ZERO, idle, 100);
+        m.assign(&assigned(&[p("a", 0), p("b", 0)]), |_| Start::At(3), t0);
+        m.push("a", 0, 3, Some(1), "a1", t0);
+        // b delivers nothing, but is kept waiting (a resumed partition not yet
+        // checked): past `idle` from its assignment it still holds a back.
+        m.keep_waiting(&p("b", 0), t0 + idle);
+        assert_eq!(m.pop(&behind, t0 + idle), None);
+        assert_eq!(m.pop(&behind, t0 + idle * 2 - POLL), None);
+        // Without more keeping, it turns idle `idle` after the last.
+        assert_eq!(m.pop(&behind, t0 + idle * 2), Some("a1"));
     }
 
     #[test]

@@ -295,15 +295,28 @@ pub fn scan_topic(
         _ => HashMap::new(),
     };
     let mut reread: HashMap<i32, i64> = HashMap::new();
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     while !open.is_empty() || !reread.is_empty() {
         anyhow::ensure!(
             Instant::now() < deadline,
             "timed out after {timeout:?} reading {topic} to its end"
         );
+        // A partition asked for an offset inside its last record batch gets
+        // nothing from tansu, and no end-of-partition either.
+        if !check.is_empty() && started.elapsed() >= STALL_GRACE {
+            for p in stalled(&consumer, topic, &mut check) {
+                tracing::info!(%topic, partition = p, "read-back delivered nothing although records lie past its offset; reading the partition again from its start");
+                reread.insert(p, from.and_then(|f| f.get(&p)).copied().unwrap_or(0));
+                consumer
+                    .seek(topic, p, Offset::Beginning, Duration::from_secs(10))
+                    .with_context(|| format!("re-reading {topic}/{p} from its start"))?;
+            }
+        }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
+                check.remove(&p);
                 if !reread.contains_key(&p) {
                     open.remove(&p);
                 }
@@ -336,6 +349,32 @@ pub fn scan_topic(
         }
     }
     Ok(())
+}
+
+/// How long a read-back waits for the first record of a partition positioned
+/// at an offset before it checks for a broker that stalls it.
+const STALL_GRACE: Duration = Duration::from_secs(2);
+
+/// The partitions of `check` (not yet delivered a record) whose high watermark,
+/// as the last fetch answer reported it, lies past the offset asked for: the
+/// broker stalls them. Taken out of `check`.
+fn stalled<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    check: &mut HashMap<i32, i64>,
+) -> Vec<i32> {
+    let stalled: Vec<i32> = check
+        .iter()
+        .filter(|(p, asked)| {
+            crate::kafka::cached_watermarks(consumer.client(), topic, **p)
+                .is_some_and(|(_, high)| high > **asked)
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    for p in &stalled {
+        check.remove(p);
+    }
+    stalled
 }
 
 /// The `papertrader-id` of every message on `topics` from `from` to the end.

@@ -19,28 +19,14 @@ pub(super) fn cached_high_watermark<C: ConsumerContext>(
     cached_watermarks(consumer, topic, partition).map(|(_, high)| high)
 }
 
-/// `(low, high)` watermarks of a partition from librdkafka's cache, as last
-/// reported by a fetch response; `None` before the first.
+/// `(low, high)` watermarks of a partition from librdkafka's cache (see
+/// [`crate::kafka::cached_watermarks`]).
 pub(super) fn cached_watermarks<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     topic: &str,
     partition: i32,
 ) -> Option<(i64, i64)> {
-    let name = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` lives; the out
-    // pointers refer to locals; librdkafka only reads its own cache.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            name.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some((low.max(0), high))
+    crate::kafka::cached_watermarks(consumer.client(), topic, partition)
 }
 
 /// Assigns each input partition at the offset paper mode has reached (from the

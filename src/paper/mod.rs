@@ -227,6 +227,8 @@ impl<'a> Session<'a> {
         let assigned: Arc<Mutex<BTreeSet<(String, i32)>>> = Arc::default();
         let resumed: Arc<Mutex<Resumed>> = Arc::default();
         let rescan = app.kafka.rescan_on(&ident.cluster);
+        tracing::info!(seek = ?app.kafka.seek, cluster = %ident.cluster, resume = if rescan { "rescan" } else { "offset" },
+            "how resumed partitions are positioned (kafka.seek; docs/recovery.md)");
         let mut shards = Shards::new(spec, ident, app.engine.shards == ShardMode::Partition);
         let mut published = HashSet::new();
         if !shards.by_partition() {
@@ -529,12 +531,17 @@ impl<'a> Session<'a> {
             .collect();
         let mut stalled = Vec::new();
         for (id, asked) in due {
-            // The broker's answer, not librdkafka's cache: a stalled fetch may
-            // report no progress.
-            let high = self
-                .consumer
-                .fetch_watermarks(&id.0, id.1, Duration::from_secs(5))
-                .map(|(_, high)| high);
+            // The high watermark of the broker's last fetch answer (which a
+            // stalled fetch carries too); asked for only when no fetch has
+            // answered yet. tansu's ListOffsets answers the last record batch's
+            // base offset + 1, too low for a batch of several records.
+            let high = match cached_watermarks(&self.consumer, &id.0, id.1) {
+                Some((_, high)) => Ok(high),
+                None => self
+                    .consumer
+                    .fetch_watermarks(&id.0, id.1, Duration::from_secs(5))
+                    .map(|(_, high)| high),
+            };
             if let Err(e) = &high {
                 tracing::warn!(topic = %id.0, partition = id.1, error = %e, "the watermarks of a resumed partition");
             }
@@ -575,6 +582,13 @@ impl<'a> Session<'a> {
             }
         };
         let dropped = self.merge.assign(held, start, now);
+        // A resumed partition that has delivered nothing yet may be stalled by
+        // the broker: it holds the others back until its grace has passed.
+        for (id, (_, at)) in self.resumed.lock().expect("resumed lock").iter() {
+            if now < *at + RESUME_GRACE {
+                self.merge.keep_waiting(id, now);
+            }
+        }
         if dropped > 0 {
             tracing::info!(dropped, "held messages of revoked partitions dropped");
         }

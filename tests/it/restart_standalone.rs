@@ -152,3 +152,42 @@ async fn resumed_partitions_skip_nothing_on_a_standalone_papertrader_broker() {
         "only {restored} runs continued from a checkpoint"
     );
 }
+
+/// Regression (issue "a second, simpler reproduction of the restart loss"):
+/// `kafka.seek = "auto"` against a standalone `papertrader broker`, one run
+/// stopped after 100 inputs and one to the end; `auto` must know the broker
+/// (tansu, by its cluster id) and read resumed partitions from their start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_auto_knows_a_standalone_papertrader_broker_and_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let bs = broker.bootstrap.clone();
+    let inputs = feed_with(&bs, &[("linger.ms", "200"), ("batch.num.messages", "100000")]).await;
+    reference(dir.path(), &bs, inputs).await;
+    create_outputs(&bs, "auto").await;
+    let opts = RunOptions {
+        seek: Some("auto"),
+        ..RunOptions::default()
+    };
+    let config = app_config(dir.path(), &bs, "auto", &opts);
+    let first = dir.path().join("first.log");
+    let status = spawn(&config, &first, 30, &["--max-events".as_ref(), "100".as_ref()])
+        .wait()
+        .unwrap();
+    let text = std::fs::read_to_string(&first).unwrap();
+    assert!(status.success(), "the first run failed:\n{text}");
+    // The first run left the group cleanly: the second may join at once.
+    let second = dir.path().join("second.log");
+    let status = spawn(&config, &second, 5, &[]).wait().unwrap();
+    let text = std::fs::read_to_string(&second).unwrap();
+    assert!(status.success(), "the second run failed:\n{text}");
+    assert!(
+        text.contains("continuing from the checkpoint"),
+        "the second run did not restore the first's checkpoint:\n{text}"
+    );
+    assert!(
+        text.contains(r#"resume="rescan""#),
+        "seek = auto did not choose rescan on papertrader broker:\n{text}"
+    );
+    compare(&bs, "auto");
+}
