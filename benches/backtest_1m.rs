@@ -99,7 +99,7 @@ fn child(mode: &str, dir: &Path) {
             let events = backtest::file_events(std::slice::from_ref(&ticks), TimeRange::default())
                 .expect("reading ticks");
             let read = t0.elapsed();
-            let bt = backtest::run(&cfg, events, false);
+            let bt = backtest::run(&cfg, events, false).unwrap();
             let wall = t0.elapsed();
             println!(
                 "file:   {} events; read+decode {:.2} s; engine {:.2} s = {:.0} events/s; \
@@ -149,7 +149,7 @@ fn child(mode: &str, dir: &Path) {
                     .await
                     .expect("reading the topic back");
                 let fetch = t1.elapsed();
-                let bt = backtest::run(&cfg, events, false);
+                let bt = backtest::run(&cfg, events, false).unwrap();
                 let wall = t1.elapsed();
                 println!(
                     "broker: {} events produced in {:.2} s ({:.0}/s); fetch+decode+merge {:.2} s = \

@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("on_message_default_strategies", |b| {
         b.iter_batched(
-            || Engine::new(&cfg.engine_spec()),
+            || Engine::new(&cfg.engine_spec()).unwrap(),
             |mut engine| {
                 let mut out = Vec::with_capacity(1024);
                 for (i, p) in payloads.iter().enumerate() {

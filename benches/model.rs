@@ -46,9 +46,10 @@ fn bench(c: &mut Criterion) {
         buy_above: None,
         sell_below: None,
     });
+    let models = papertrader::model::Models::for_rule(&rule).unwrap();
     c.bench_function("model strategy: 2000 ticks (features + inference)", |b| {
         b.iter(|| {
-            let mut s = papertrader::strategy::try_build(&rule).unwrap();
+            let mut s = papertrader::strategy::try_build(&rule, &models).unwrap();
             let mut n = 0;
             for t in &ticks {
                 n += s.on_tick(t, t.price.to_f64().unwrap()).is_some() as usize;

@@ -134,7 +134,7 @@ pub async fn backtest(
 ) -> anyhow::Result<(crate::backtest::Backtest, Option<crate::publish::Published>)> {
     let Some(run_id) = publish else {
         let events = backtest_events(cfg, inputs, range, brokers, progress).await?;
-        return Ok((crate::backtest::run(cfg, events, progress), None));
+        return Ok((crate::backtest::run(cfg, events, progress)?, None));
     };
     let topics = crate::publish::run_topics(run_id, &cfg.app.topics)
         .map_err(|e| anyhow::anyhow!("--publish {run_id:?}: {e}"))?;

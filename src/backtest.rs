@@ -50,7 +50,7 @@ use crate::csvdata::NANOS_PER_DAY;
 use crate::csvdata::{ReadOptions, Record, RecordReader};
 use crate::domain::Output;
 use crate::domain::{MarketEvent, Origin, Ts};
-use crate::engine::Engine;
+use crate::engine::{Engine, SpecError};
 use crate::kafka;
 pub use crate::report::Backtest;
 use crate::report::Collector;
@@ -71,7 +71,15 @@ pub struct Event {
 }
 
 /// Run the engine over `events`, in the order given, and collect its outputs.
-pub fn run(cfg: &Loaded, events: impl IntoIterator<Item = Event>, progress: bool) -> Backtest {
+///
+/// # Errors
+/// The engine cannot be built from `cfg` (never for a configuration from
+/// [`crate::config::load`], which checks what the engine needs).
+pub fn run(
+    cfg: &Loaded,
+    events: impl IntoIterator<Item = Event>,
+    progress: bool,
+) -> Result<Backtest, SpecError> {
     drive(
         cfg,
         events.into_iter().map(Cow::Owned),
@@ -88,13 +96,13 @@ pub fn run_with(
     events: impl IntoIterator<Item = Event>,
     progress: bool,
     mut sink: impl FnMut(&Output),
-) -> Backtest {
+) -> Result<Backtest, SpecError> {
     drive(cfg, events.into_iter().map(Cow::Owned), progress, &mut sink)
 }
 
 /// [`run`] over borrowed events, so that several runs (a parameter sweep) share
 /// one copy of the input. Same results as [`run`] over the same events.
-pub fn run_shared(cfg: &Loaded, events: &[Event], progress: bool) -> Backtest {
+pub fn run_shared(cfg: &Loaded, events: &[Event], progress: bool) -> Result<Backtest, SpecError> {
     drive(cfg, events.iter().map(Cow::Borrowed), progress, &mut |_| {})
 }
 
@@ -103,10 +111,10 @@ fn drive<'a>(
     events: impl Iterator<Item = Cow<'a, Event>>,
     progress: bool,
     sink: &mut dyn FnMut(&Output),
-) -> Backtest {
+) -> Result<Backtest, SpecError> {
+    let mut engine = Engine::new(&cfg.engine_spec())?;
     let bar = progress_bar(progress);
     let started = Instant::now();
-    let mut engine = Engine::new(&cfg.engine_spec());
     let mut collector = Collector::new(cfg);
     let mut out = Vec::new();
     let mut n = 0u64;
@@ -165,14 +173,14 @@ fn drive<'a>(
     if day.is_some() {
         collector.close_period(&summary);
     }
-    Backtest {
+    Ok(Backtest {
         summary,
         collector,
         events: n,
         start,
         end,
         elapsed: started.elapsed(),
-    }
+    })
 }
 
 /// A spinner with events and events/s on a terminal (stderr); hidden otherwise.
@@ -311,7 +319,7 @@ pub fn run_files(
     progress: bool,
 ) -> anyhow::Result<Backtest> {
     let events = file_events(paths, range)?;
-    Ok(run(cfg, events, progress))
+    Ok(run(cfg, events, progress)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -537,5 +545,5 @@ pub async fn run_kafka(
     progress: bool,
 ) -> anyhow::Result<Backtest> {
     let events = kafka_events(cfg, bootstrap, opts, progress).await?;
-    Ok(run(cfg, events, progress))
+    Ok(run(cfg, events, progress)?)
 }

@@ -684,6 +684,8 @@ pub struct Loaded {
     pub venue_latency: Ts,
     /// The instrument of every symbol a strategy trades, resolved and checked.
     pub instruments: BTreeMap<String, InstrumentConfig>,
+    /// The models the strategies name, each loaded and checked once.
+    pub models: crate::model::Models,
 }
 
 impl Loaded {
@@ -720,6 +722,7 @@ impl Loaded {
             max_out_of_order: self.max_out_of_order,
             symbols: self.app.input.symbols.clone(),
             pnl_every_ticks: self.app.engine.pnl_every_ticks,
+            models: self.models.clone(),
         }
     }
 }
@@ -807,7 +810,8 @@ fn load_inner(
     } else {
         &[]
     };
-    let strategies = load_strategies(paths, &file_of)?;
+    let mut models = crate::model::Models::new();
+    let strategies = load_strategies(paths, &file_of, &mut models)?;
     let mut instruments = BTreeMap::new();
     let wanted = strategies
         .iter()
@@ -830,6 +834,7 @@ fn load_inner(
         app,
         strategies,
         instruments,
+        models,
     })
 }
 
@@ -921,11 +926,12 @@ fn layered_app(
 fn load_strategies(
     paths: &[String],
     file_of: &dyn Fn(&str) -> String,
+    models: &mut crate::model::Models,
 ) -> Result<Vec<StrategyConfig>, ConfigError> {
     let mut strategies = Vec::new();
     let mut names = BTreeSet::new();
     for (i, path) in paths.iter().enumerate() {
-        let s = load_strategy(Path::new(path)).map_err(|mut e| {
+        let s = load_strategy_with(Path::new(path), models).map_err(|mut e| {
             if e.file.is_empty() {
                 e.file = file_of(&format!("strategies[{i}]"));
                 e.key = format!("strategies[{i}]");

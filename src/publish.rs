@@ -289,7 +289,7 @@ pub async fn run(
         }
     }
     drop(rx);
-    let bt = engine.await.context("the backtest thread")?;
+    let bt = engine.await.context("the backtest thread")??;
     publisher.publisher.flush();
     match failure {
         Some(e) => Err(e),

@@ -341,8 +341,9 @@ impl Sweep {
         for (i, t) in tables.into_iter().enumerate() {
             if let Some(t) = t {
                 let text = toml::to_string(&t).map_err(|e| e.to_string())?;
-                let s: StrategyConfig = config::parse_strategy(&text, &self.files[i].0)
-                    .map_err(|e| e.to_string().replace('\n', " "))?;
+                let s: StrategyConfig =
+                    config::parse_strategy_with(&text, &self.files[i].0, &mut cfg.models)
+                        .map_err(|e| e.to_string().replace('\n', " "))?;
                 cfg.strategies[i] = s;
             }
         }
@@ -531,13 +532,21 @@ pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outc
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((set, cfg)) = work.get(i) else { break };
-                let bt = backtest::run_shared(cfg, events, false);
-                let row = metrics(set.clone(), &bt);
+                let row = backtest::run_shared(cfg, events, false)
+                    .map(|bt| metrics(set.clone(), &bt))
+                    .map_err(|e| (set.clone(), e.to_string()));
                 done.lock().expect("no worker panicked").push(row);
             });
         }
     });
-    let mut rows = done.into_inner().expect("no worker panicked");
+    let (mut rows, mut failed) = (Vec::new(), Vec::new());
+    for r in done.into_inner().expect("no worker panicked") {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(e) => failed.push(e),
+        }
+    }
+    skipped.append(&mut failed);
     rank(&mut rows, metric);
     Outcome {
         axes: sweep.axes.clone(),
@@ -618,7 +627,8 @@ pub fn walk_forward(
         let cfg = sweep
             .config(&best.set)
             .expect("the set already ran on the train window");
-        let bt = backtest::run_shared(&cfg, &window(test_from, test_to), false);
+        let bt = backtest::run_shared(&cfg, &window(test_from, test_to), false)
+            .expect("the set already ran on the train window");
         let test_row = metrics(best.set.clone(), &bt);
         folds.push(Fold {
             index: k,

@@ -269,7 +269,7 @@ pub(super) async fn load(
     rescan: bool,
     positions: &Mutex<Positions>,
 ) -> anyhow::Result<(Engine, HashSet<String>)> {
-    let mut engine = Engine::new(shards.spec);
+    let mut engine = Engine::new(shards.spec)?;
     let Some(store) = store else {
         return Ok((engine, HashSet::new()));
     };

@@ -316,7 +316,8 @@ async fn file_backtest_publishes_its_collected_outputs_in_order() {
             papertrader::engine::OutputKind::DeadLetters => "dead_letters",
         };
         expected.push((topic, o.key().map(str::to_string), o.to_json()));
-    });
+    })
+    .unwrap();
     assert!(bt.collector.trades.len() > 50, "too few fills to compare");
     for t in OUTPUTS {
         let want: Vec<(Option<String>, Vec<u8>)> = expected

@@ -89,7 +89,7 @@ fn restored_engine_continues_exactly_at_every_cut() {
     let inputs = inputs();
     let n = inputs.len();
 
-    let mut whole = Engine::new(&cfg.engine_spec());
+    let mut whole = Engine::new(&cfg.engine_spec()).unwrap();
     let mut expected = Vec::new();
     // Inputs right after which an order is on its way to the venue (latency).
     let mut in_flight = Vec::new();
@@ -128,7 +128,7 @@ fn restored_engine_continues_exactly_at_every_cut() {
     ];
     let (mut resting_seen, mut pending_seen) = (false, false);
     for cut in cuts {
-        let mut first = Engine::new(&cfg.engine_spec());
+        let mut first = Engine::new(&cfg.engine_spec()).unwrap();
         let mut out = Vec::new();
         for (k, o, b) in &inputs[..cut] {
             first.on_message(*k, o, None, b, &mut out);
@@ -140,7 +140,7 @@ fn restored_engine_continues_exactly_at_every_cut() {
         drop(first);
 
         let ck = Checkpoint::decode(&saved).expect("decodes");
-        let mut second = Engine::new(&cfg.engine_spec());
+        let mut second = Engine::new(&cfg.engine_spec()).unwrap();
         second.restore(ck.engine, &fp).expect("restores");
         assert_eq!(
             checkpoint_of(&second, &fp),
@@ -177,7 +177,7 @@ fn a_torn_or_foreign_checkpoint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg(dir.path());
     let fp = config_fingerprint(&cfg.engine_spec());
-    let mut e = Engine::new(&cfg.engine_spec());
+    let mut e = Engine::new(&cfg.engine_spec()).unwrap();
     let mut out = Vec::new();
     for (k, o, b) in inputs().iter().take(500) {
         e.on_message(*k, o, None, b, &mut out);
@@ -196,7 +196,7 @@ fn a_torn_or_foreign_checkpoint_is_refused() {
 
     // A checkpoint written under another configuration is refused by name.
     let ck = Checkpoint::decode(&good).unwrap();
-    let mut other = Engine::new(&cfg.engine_spec());
+    let mut other = Engine::new(&cfg.engine_spec()).unwrap();
     let err = other.restore(ck.engine, "another-fingerprint").unwrap_err();
     assert!(err.contains("different configuration"), "{err}");
 }

@@ -36,7 +36,7 @@ fn inputs() -> Vec<(InputKind, Origin, Vec<u8>)> {
 }
 
 fn run(cfg: &config::Loaded, inputs: &[(InputKind, Origin, Vec<u8>)]) -> (Vec<u8>, Engine) {
-    let mut engine = Engine::new(&cfg.engine_spec());
+    let mut engine = Engine::new(&cfg.engine_spec()).unwrap();
     let mut out = Vec::new();
     for (kind, origin, bytes) in inputs {
         engine.on_message(*kind, origin, None, bytes, &mut out);
@@ -72,7 +72,7 @@ fn same_input_twice_gives_byte_identical_outputs() {
 fn every_fill_is_accounted_for_in_the_summary() {
     let cfg = cfg();
     let inputs = inputs();
-    let mut engine = Engine::new(&cfg.engine_spec());
+    let mut engine = Engine::new(&cfg.engine_spec()).unwrap();
     let mut out = Vec::new();
     for (kind, origin, bytes) in &inputs {
         engine.on_message(*kind, origin, None, bytes, &mut out);
@@ -122,7 +122,7 @@ fn every_fill_is_accounted_for_in_the_summary() {
 #[test]
 fn oversized_input_becomes_a_bounded_dead_letter() {
     let cfg = cfg();
-    let mut engine = Engine::new(&cfg.engine_spec());
+    let mut engine = Engine::new(&cfg.engine_spec()).unwrap();
     let mut out = Vec::new();
     let payload = vec![b'x'; 600_000];
     let origin = Origin {

@@ -36,7 +36,7 @@ struct Run {
 impl Run {
     fn new(cfg: &Loaded) -> Self {
         Run {
-            engine: Engine::new(&cfg.engine_spec()),
+            engine: Engine::new(&cfg.engine_spec()).unwrap(),
             out: Vec::new(),
             offset: 0,
         }

@@ -177,7 +177,7 @@ fn engine_config() -> &'static Loaded {
 /// JSON serializes; an accepted message is counted as processed.
 fn engine_checked(kind: InputKind, bytes: &[u8]) -> Result<(), TestCaseError> {
     let code = decode_checked(kind, bytes)?;
-    let mut engine = Engine::new(&engine_config().engine_spec());
+    let mut engine = Engine::new(&engine_config().engine_spec()).unwrap();
     let origin = Origin {
         topic: "fuzz".into(),
         partition: 0,

@@ -12,7 +12,7 @@ use papertrader::config::{EnsembleMember, EnsembleRule, ModelRule, RsiRule, Rule
 use papertrader::csvdata::{merge_by_ts, read_records, Record};
 use papertrader::domain::Side;
 use papertrader::features::{FeaturePipeline, FeatureSpec};
-use papertrader::model::{self, Model};
+use papertrader::model::{self, Model, Models};
 use papertrader::strategy::{try_build, Decision};
 use rust_decimal::prelude::ToPrimitive;
 use sha2::{Digest, Sha256};
@@ -302,7 +302,7 @@ fn stream() -> Vec<Record> {
 
 /// Every decision of a strategy over the ACME stream, with its event index.
 fn decisions(rule: &RuleConfig) -> Vec<(usize, Decision)> {
-    let mut s = try_build(rule).unwrap();
+    let mut s = try_build(rule, &Models::for_rule(rule).unwrap()).unwrap();
     let mut out = Vec::new();
     for (i, ev) in stream().into_iter().enumerate() {
         let d = match &ev {
@@ -327,7 +327,7 @@ fn model_rule(path: &Path, buy: Option<f64>, sell: Option<f64>) -> RuleConfig {
 #[test]
 fn the_model_strategy_buys_and_sells_on_a_stream() {
     let spec = root().join("models/trend_sentiment.toml");
-    let m: std::sync::Arc<Model> = model::load_shared(&spec).unwrap();
+    let m: std::sync::Arc<Model> = std::sync::Arc::new(model::load(&spec).unwrap());
     let ds = decisions(&model_rule(&spec, None, None));
     // Score as the strategy does: the per-event scorer.
     let mut sc = m.scorer().unwrap();
@@ -592,7 +592,7 @@ fn model_signals_carry_the_model_name_version_and_features() {
     // Strategy files name models relative to the working directory (the crate root here).
     std::env::set_current_dir(root()).unwrap();
     let cfg = papertrader::config::load_with_env(Some(&app), &[]).unwrap_or_else(|e| panic!("{e}"));
-    let mut engine = Engine::new(&cfg.engine_spec());
+    let mut engine = Engine::new(&cfg.engine_spec()).unwrap();
     let mut out = Vec::new();
     for (i, r) in stream().iter().enumerate() {
         let (kind, bytes) = match r {

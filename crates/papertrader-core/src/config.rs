@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::domain::{Ts, NANOS_PER_MILLI};
+use crate::model::Models;
 
 /// A configuration problem: which file, which key, what is wrong and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -768,8 +769,15 @@ pub fn parse_duration_or_zero(s: &str) -> Result<Ts, String> {
     Span::parse(s).map(Span::nanos)
 }
 
-/// Load and check one strategy file.
+/// Load and check one strategy file (its models loaded for the check only:
+/// [`load_strategy_with`] keeps them).
 pub fn load_strategy(path: &Path) -> Result<StrategyConfig, ConfigError> {
+    load_strategy_with(path, &mut Models::new())
+}
+
+/// Load and check one strategy file; the models it names are loaded into
+/// `models` (once each), for the engine to build its strategies from.
+pub fn load_strategy_with(path: &Path, models: &mut Models) -> Result<StrategyConfig, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
@@ -780,11 +788,21 @@ pub fn load_strategy(path: &Path) -> Result<StrategyConfig, ConfigError> {
              (run from the repository root, or use absolute paths)",
         )
     })?;
-    parse_strategy(&text, &file)
+    parse_strategy_with(&text, &file, models)
 }
 
 /// Parse and check a strategy from TOML text; `file` names it in errors.
 pub fn parse_strategy(text: &str, file: &str) -> Result<StrategyConfig, ConfigError> {
+    parse_strategy_with(text, file, &mut Models::new())
+}
+
+/// [`parse_strategy`], loading the models it names into `models` (a model
+/// already there is not loaded again).
+pub fn parse_strategy_with(
+    text: &str,
+    file: &str,
+    models: &mut Models,
+) -> Result<StrategyConfig, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| {
         ConfigError::new(
             file,
@@ -819,7 +837,7 @@ pub fn parse_strategy(text: &str, file: &str) -> Result<StrategyConfig, ConfigEr
         };
         ConfigError::new(file, key, msg, fix)
     })?;
-    check_strategy(&s, file)?;
+    check_strategy(&s, file, models)?;
     Ok(s)
 }
 
@@ -846,7 +864,11 @@ fn diagnose_rule(text: &str) -> Option<(String, String)> {
     }
 }
 
-fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
+fn check_strategy(
+    s: &StrategyConfig,
+    file: &str,
+    models: &mut Models,
+) -> Result<(), ConfigError> {
     let err = |(key, problem, fix): Problem| ConfigError::new(file, key, problem, fix);
     if s.name.trim().is_empty() || s.name.contains(char::is_whitespace) {
         return Err(err(problem(
@@ -867,8 +889,8 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
         RuleConfig::RsiMeanReversion(r) => r.check().map_err(err)?,
         RuleConfig::BollingerBreakout(r) => r.check().map_err(err)?,
         RuleConfig::SentimentMomentum(r) => r.check().map_err(err)?,
-        RuleConfig::Model(rule) => check_model_rule(rule, file)?,
-        RuleConfig::Ensemble(rule) => check_ensemble_rule(rule, s, file)?,
+        RuleConfig::Model(rule) => check_model_rule(rule, file, models)?,
+        RuleConfig::Ensemble(rule) => check_ensemble_rule(rule, s, file, models)?,
     }
     s.account.check().map_err(err)?;
     s.risk.check().map_err(err)?;
@@ -885,10 +907,15 @@ fn check_strategy(s: &StrategyConfig, file: &str) -> Result<(), ConfigError> {
     s.sizing.check().map_err(err)
 }
 
-/// Load the model (once per process) and check the thresholds against it: a
-/// model that does not load stops start-up here, naming the model file.
-fn check_model_rule(rule: &ModelRule, file: &str) -> Result<(), ConfigError> {
-    let model = crate::model::load_shared(Path::new(&rule.model)).map_err(|e| {
+/// Load the model (into `models`, once per path) and check the thresholds
+/// against it: a model that does not load stops start-up here, naming the
+/// model file.
+fn check_model_rule(
+    rule: &ModelRule,
+    file: &str,
+    models: &mut Models,
+) -> Result<(), ConfigError> {
+    let model = models.load(&rule.model).map_err(|e| {
         ConfigError::new(
             file,
             "rule.model",
@@ -916,6 +943,7 @@ fn check_ensemble_rule(
     rule: &EnsembleRule,
     s: &StrategyConfig,
     file: &str,
+    models: &mut Models,
 ) -> Result<(), ConfigError> {
     if !(rule.threshold > 0.0 && rule.threshold <= 1.0) {
         return Err(ConfigError::new(
@@ -950,7 +978,7 @@ fn check_ensemble_rule(
                     buy_above: None,
                     sell_below: None,
                 };
-                check_model_rule(&as_rule, file).map_err(|mut e| {
+                check_model_rule(&as_rule, file, models).map_err(|mut e| {
                     e.key = format!("{key}.model");
                     e
                 })?;
@@ -966,7 +994,7 @@ fn check_ensemble_rule(
                 }
                 let mut alone = s.clone();
                 alone.rule = (**inner).clone();
-                check_strategy(&alone, file).map_err(|mut e| {
+                check_strategy(&alone, file, models).map_err(|mut e| {
                     if let Some(rest) = e.key.strip_prefix("rule.") {
                         e.key = format!("{key}.rule.{rest}");
                     }

@@ -29,6 +29,7 @@ use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
 use crate::sim::instrument::{to_ticks, Snap};
 use crate::sim::{EventKind, Order, OrderKind, RiskLimits, SimEvent, Simulator, Tif};
 use crate::sim::{InstrumentConfig, SimState};
+use crate::model::{ModelError, Models};
 use crate::strategy::{self, Decision, StateValue, Strategy};
 pub use crate::summary::{InputCounts, SymbolCounts};
 use crate::wire::{self, InputKind, Rejection};
@@ -74,6 +75,74 @@ struct Slot {
 }
 
 impl Slot {
+    /// Strategy `s` of `spec`: an instance of its rule per symbol, its own
+    /// venue over the symbols' instruments, its risk limits and account.
+    fn new(s: &StrategyConfig, spec: &EngineSpec) -> Result<Slot, SpecError> {
+        let strategy = || s.name.clone();
+        let mut instances = BTreeMap::new();
+        let mut instruments = BTreeMap::new();
+        for sym in &s.symbols {
+            let rule = strategy::try_build(&s.rule, &spec.models).map_err(|error| {
+                SpecError::Model {
+                    strategy: strategy(),
+                    error,
+                }
+            })?;
+            let bars = match &s.bars {
+                Some(b) => Some(BarBuilder::new(b.spec().map_err(|problem| {
+                    SpecError::Bars {
+                        strategy: strategy(),
+                        problem,
+                    }
+                })?)),
+                None => None,
+            };
+            instances.insert(
+                sym.clone(),
+                Instance {
+                    rule,
+                    bars,
+                    counts: SymbolCounts::default(),
+                },
+            );
+            let inst = spec
+                .instruments
+                .get(sym)
+                .cloned()
+                .ok_or_else(|| SpecError::NoInstrument {
+                    strategy: strategy(),
+                    symbol: sym.clone(),
+                })?;
+            instruments.insert(sym.clone(), inst);
+        }
+        let limits = RiskLimits {
+            max_position: s.risk.max_position,
+            max_gross_notional: s.risk.max_gross_notional,
+            max_order_qty: s.risk.max_order_qty,
+            max_orders_per_sec: s.risk.max_orders_per_sec,
+            check_cash: true,
+            allow_short: s.account.allow_short,
+        };
+        let sim = Simulator::new(
+            instruments,
+            spec.venue_latency,
+            limits,
+            s.account.starting_cash,
+        )
+        .map_err(|e| SpecError::Instrument {
+            strategy: strategy(),
+            problem: e.to_string(),
+        })?;
+        Ok(Slot {
+            cfg: s.clone(),
+            sim,
+            instances,
+            live: BTreeMap::new(),
+            working: BTreeMap::new(),
+            killed: false,
+        })
+    }
+
     fn account(&self) -> &Account {
         self.sim.account()
     }
@@ -96,6 +165,8 @@ pub struct EngineSpec {
     pub symbols: Vec<String>,
     /// A P&L snapshot every N ticks of a symbol (`engine.pnl_every_ticks`); 0: only after fills.
     pub pnl_every_ticks: u64,
+    /// The models the strategies' rules name, loaded and checked.
+    pub models: Models,
 }
 
 /// The engine. Build it from a loaded configuration.
@@ -114,80 +185,46 @@ pub struct Engine {
     last_ts: Ts,
 }
 
+/// A specification an engine cannot be built from: a strategy that trades a
+/// symbol without a (valid) instrument, names a model that is not loaded, or
+/// has bars that do not parse. [`crate::config`] checks all of it when a
+/// configuration loads, so a spec built from a loaded configuration has none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("strategy {strategy}: no instrument for {symbol}")]
+    NoInstrument { strategy: String, symbol: String },
+    #[error("strategy {strategy}: {problem}")]
+    Instrument { strategy: String, problem: String },
+    #[error("strategy {strategy}: {error}")]
+    Model { strategy: String, error: ModelError },
+    #[error("strategy {strategy}: bars.size {problem}")]
+    Bars { strategy: String, problem: String },
+}
+
 impl Engine {
     /// An engine over `spec`.
     ///
-    /// # Panics
-    /// If a strategy trades a symbol that has no instrument in `spec`, or an
-    /// instrument that does not validate: `config::Loaded::engine_spec` resolves
-    /// and checks every one, so a spec built from a loaded configuration never does.
-    pub fn new(cfg: &EngineSpec) -> Self {
+    /// # Errors
+    /// A strategy of `spec` trades a symbol without a valid instrument, names a
+    /// model `spec.models` does not hold, or has bars that do not parse.
+    pub fn new(cfg: &EngineSpec) -> Result<Self, SpecError> {
         let mut by_symbol: HashMap<String, Vec<usize>> = HashMap::new();
-        let slots = cfg
-            .strategies
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let mut instances = BTreeMap::new();
-                for sym in &s.symbols {
-                    instances.insert(
-                        sym.clone(),
-                        Instance {
-                            rule: strategy::build(&s.rule),
-                            bars: s.bars.as_ref().map(|b| {
-                                BarBuilder::new(
-                                    b.spec().expect("bars are checked when the config loads"),
-                                )
-                            }),
-                            counts: SymbolCounts::default(),
-                        },
-                    );
-                    let v = by_symbol.entry(sym.clone()).or_default();
-                    if !v.contains(&i) {
-                        v.push(i);
-                    }
+        let mut slots = Vec::with_capacity(cfg.strategies.len());
+        for (i, s) in cfg.strategies.iter().enumerate() {
+            for sym in &s.symbols {
+                let v = by_symbol.entry(sym.clone()).or_default();
+                if !v.contains(&i) {
+                    v.push(i);
                 }
-                let instruments = s
-                    .symbols
-                    .iter()
-                    .map(|sym| {
-                        let inst = cfg.instruments.get(sym).cloned().unwrap_or_else(|| {
-                            panic!("the engine spec has no instrument for {sym}")
-                        });
-                        (sym.clone(), inst)
-                    })
-                    .collect();
-                let limits = RiskLimits {
-                    max_position: s.risk.max_position,
-                    max_gross_notional: s.risk.max_gross_notional,
-                    max_order_qty: s.risk.max_order_qty,
-                    max_orders_per_sec: s.risk.max_orders_per_sec,
-                    check_cash: true,
-                    allow_short: s.account.allow_short,
-                };
-                let sim = Simulator::new(
-                    instruments,
-                    cfg.venue_latency,
-                    limits,
-                    s.account.starting_cash,
-                )
-                .expect("instruments are checked when the config loads");
-                Slot {
-                    cfg: s.clone(),
-                    sim,
-                    instances,
-                    live: BTreeMap::new(),
-                    working: BTreeMap::new(),
-                    killed: false,
-                }
-            })
-            .collect();
+            }
+            slots.push(Slot::new(s, cfg)?);
+        }
         let symbols = if cfg.symbols.is_empty() {
             None
         } else {
             Some(cfg.symbols.iter().cloned().collect())
         };
-        Engine {
+        Ok(Engine {
             slots,
             by_symbol,
             symbols,
@@ -198,7 +235,7 @@ impl Engine {
             pnl_every: cfg.pnl_every_ticks,
             counts: InputCounts::default(),
             last_ts: 0,
-        }
+        })
     }
 
     /// Process one raw input message.

@@ -10,16 +10,17 @@
 //! version), loads the graph with `tract-onnx`, checks the declared input and
 //! output names and shapes against the spec, optimizes it and makes it
 //! runnable. Every disagreement is a [`ModelError`] that names the file, what
-//! disagrees and the fix. [`load_shared`] keeps one loaded copy per spec file
-//! for the whole process, so every strategy instance scores with the same plan.
+//! disagrees and the fix. [`Models`] holds the models a configuration names,
+//! each loaded once when the configuration loads; every strategy instance built
+//! from it scores with the same plan. There is no process-wide cache.
 //!
 //! Scoring is `f64` features in, `f64` outputs out; the graph runs in `f32`.
 //! [`Model::score`] scores one feature vector, [`Model::score_batch`] several
 //! (one row per symbol) in one run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -476,21 +477,83 @@ pub fn load(spec_path: &Path) -> Result<Model, ModelError> {
     })
 }
 
-/// [`load`], once per spec file for the whole process: later calls with the
-/// same path share the loaded model.
-///
-/// # Errors
-/// As [`load`]; failures are not cached.
-pub fn load_shared(spec_path: &Path) -> Result<Arc<Model>, ModelError> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Model>>>> = OnceLock::new();
-    let key = std::fs::canonicalize(spec_path).unwrap_or_else(|_| spec_path.to_path_buf());
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(m) = cache.lock().expect("model cache").get(&key) {
-        return Ok(m.clone());
+/// The loaded models of a configuration, by the spec path its rules name
+/// (`rule.model`, `rule.members[i].model`): each loaded and checked once when
+/// the configuration loads ([`crate::config::parse_strategy_with`]), shared by
+/// every strategy instance built from it ([`crate::strategy::try_build`]).
+#[derive(Clone, Default)]
+pub struct Models {
+    by_path: BTreeMap<String, Arc<Model>>,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_path.keys()).finish()
     }
-    let model = Arc::new(load(spec_path)?);
-    let mut guard = cache.lock().expect("model cache");
-    Ok(guard.entry(key).or_insert(model).clone())
+}
+
+impl Models {
+    pub fn new() -> Self {
+        Models::default()
+    }
+
+    /// The model of the spec file at `path`, loaded now unless it already is.
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub fn load(&mut self, path: &str) -> Result<Arc<Model>, ModelError> {
+        if let Some(m) = self.by_path.get(path) {
+            return Ok(m.clone());
+        }
+        let model = Arc::new(load(Path::new(path))?);
+        self.by_path.insert(path.to_string(), model.clone());
+        Ok(model)
+    }
+
+    /// Every model `rule` names (an ensemble's members, nested rules included).
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub fn for_rule(rule: &crate::config::RuleConfig) -> Result<Models, ModelError> {
+        let mut models = Models::new();
+        models.load_rule(rule)?;
+        Ok(models)
+    }
+
+    fn load_rule(&mut self, rule: &crate::config::RuleConfig) -> Result<(), ModelError> {
+        use crate::config::RuleConfig;
+        match rule {
+            RuleConfig::Model(r) => {
+                self.load(&r.model)?;
+            }
+            RuleConfig::Ensemble(r) => {
+                for m in &r.members {
+                    if let Some(path) = &m.model {
+                        self.load(path)?;
+                    }
+                    if let Some(inner) = &m.rule {
+                        self.load_rule(inner)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The model loaded for `path`.
+    ///
+    /// # Errors
+    /// It was not loaded: the rule did not come through [`Models::load`].
+    pub fn get(&self, path: &str) -> Result<Arc<Model>, ModelError> {
+        self.by_path.get(path).cloned().ok_or_else(|| {
+            ModelError::new(
+                path,
+                "is not among the loaded models",
+                "load the strategy through papertrader::config (which loads its models), or call Models::load first",
+            )
+        })
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

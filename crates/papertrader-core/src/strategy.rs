@@ -13,7 +13,6 @@
 //! `ensemble` combines the scores of models and rules with weights.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use rust_decimal::prelude::ToPrimitive;
@@ -27,7 +26,7 @@ use crate::config::{
 use crate::domain::{Sentiment, Side, Tick, Ts};
 use crate::features::FeaturePipeline;
 use crate::indicators::{Bollinger, Ema, Rsi, Sma, TimeEma, TimeSma};
-use crate::model::{self, Model, ModelError, ModelInfo, Scorer};
+use crate::model::{Model, ModelError, ModelInfo, Models, Scorer};
 
 /// What a strategy wants, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,25 +95,16 @@ macro_rules! whole_state {
     };
 }
 
-/// Build the strategy a rule describes.
-///
-/// # Panics
-/// If a `model` or `ensemble` rule names a model that does not load. Strategy
-/// files loaded through [`crate::config::load`] have had their models loaded
-/// and checked already (and the loaded models are shared), so this cannot
-/// happen for them; use [`try_build`] for rules from elsewhere.
-pub fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
-    try_build(rule).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Build the strategy a rule describes; a model that does not load is an error.
+/// Build the strategy a rule describes, its models taken from `models`
+/// (loaded when the configuration loaded: [`Models::for_rule`] for a rule from
+/// elsewhere).
 ///
 /// # Errors
-/// A `model` or `ensemble` rule whose model spec or graph is unusable.
-pub fn try_build(rule: &RuleConfig) -> Result<Box<dyn Strategy>, ModelError> {
+/// A model the rule names is not in `models`, or cannot make a scorer.
+pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>, ModelError> {
     Ok(match *rule {
-        RuleConfig::Model(ref r) => Box::new(ModelStrategy::new(r)?),
-        RuleConfig::Ensemble(ref r) => Box::new(Ensemble::new(r)?),
+        RuleConfig::Model(ref r) => Box::new(ModelStrategy::new(r, models)?),
+        RuleConfig::Ensemble(ref r) => Box::new(Ensemble::new(r, models)?),
         RuleConfig::MaCrossover(MaCrossoverRule {
             fast,
             slow,
@@ -396,8 +386,12 @@ struct ScoredModel {
 }
 
 impl ScoredModel {
-    fn new(path: &str, features: &mut FeaturePipeline) -> Result<Self, ModelError> {
-        let model = model::load_shared(Path::new(path))?;
+    fn new(
+        path: &str,
+        models: &Models,
+        features: &mut FeaturePipeline,
+    ) -> Result<Self, ModelError> {
+        let model = models.get(path)?;
         let slots = features.register_all(&model.spec.features);
         Ok(ScoredModel {
             scorer: model.scorer()?,
@@ -437,9 +431,9 @@ struct ModelStrategy {
 }
 
 impl ModelStrategy {
-    fn new(rule: &ModelRule) -> Result<Self, ModelError> {
+    fn new(rule: &ModelRule, models: &Models) -> Result<Self, ModelError> {
         let mut features = FeaturePipeline::new();
-        let scored = ScoredModel::new(&rule.model, &mut features)?;
+        let scored = ScoredModel::new(&rule.model, models, &mut features)?;
         let signal = scored.model().spec.signal;
         Ok(ModelStrategy {
             buy_above: rule.buy_above.unwrap_or(signal.buy_above),
@@ -524,21 +518,21 @@ struct Ensemble {
 }
 
 impl Ensemble {
-    fn new(rule: &EnsembleRule) -> Result<Self, ModelError> {
+    fn new(rule: &EnsembleRule, models: &Models) -> Result<Self, ModelError> {
         let mut features = FeaturePipeline::new();
         let mut voters = Vec::new();
         let mut names = Vec::new();
         for (i, m) in rule.members.iter().enumerate() {
             let voter = match (&m.model, &m.rule) {
                 (Some(path), _) => {
-                    let scored = ScoredModel::new(path, &mut features)?;
+                    let scored = ScoredModel::new(path, models, &mut features)?;
                     names.push(format!("member_{i}_{}", scored.model().spec.name));
                     Voter::Model(Box::new(scored))
                 }
                 (None, Some(rule)) => {
                     names.push(format!("member_{i}_{}", rule.kind()));
                     Voter::Rule {
-                        strategy: try_build(rule)?,
+                        strategy: try_build(rule, models)?,
                         score: 0.0,
                     }
                 }
@@ -670,6 +664,11 @@ impl Strategy for Ensemble {
 
 #[cfg(test)]
 mod tests {
+    /// A rule without models, built as the engine builds it.
+    fn build(rule: &RuleConfig) -> Box<dyn Strategy> {
+        try_build(rule, &Models::new()).unwrap()
+    }
+
     use super::*;
     use rust_decimal::Decimal;
 
