@@ -1,7 +1,7 @@
 //! Backtests: the paper-mode engine run over a deterministic, finite event stream.
 //!
-//! The engine is the same as in paper mode ([`Engine::on_message`] /
-//! [`Engine::on_event`], same admission checks, same deterministic ids); only the
+//! The step is the same as in paper mode ([`crate::step::step`]: the engine, then
+//! the alert rules; same admission checks, same deterministic ids); only the
 //! source and the clock differ. The source is a set of CSV files or the recorded
 //! input topics of a Kafka cluster, merged into one stream in event-time order with
 //! a fixed tie-break, so that the same inputs always give byte-identical outputs.
@@ -45,6 +45,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::alerts::Alerts;
 use crate::config::Loaded;
 use crate::csvdata::NANOS_PER_DAY;
 use crate::csvdata::{ReadOptions, Record, RecordReader};
@@ -55,6 +56,7 @@ use crate::kafka;
 pub use crate::report::Backtest;
 use crate::report::Collector;
 use crate::state::QuietEof;
+use crate::step::{step, Input};
 use crate::wire::{self, InputKind};
 
 /// One input message of a backtest, in the engine's terms.
@@ -113,6 +115,7 @@ fn drive<'a>(
     sink: &mut dyn FnMut(&Output),
 ) -> Result<Backtest, SpecError> {
     let mut engine = Engine::new(&cfg.engine_spec())?;
+    let mut alerts = (!cfg.app.alerts.rules.is_empty()).then(|| Alerts::new(&cfg.app.alerts));
     let bar = progress_bar(progress);
     let started = Instant::now();
     let mut collector = Collector::new(cfg);
@@ -141,23 +144,16 @@ fn drive<'a>(
             }
             Cow::Borrowed(e) => (Cow::Borrowed(e), e.decoded.clone()),
         };
-        match decoded {
-            Some(m) => engine.on_event(
-                ev.kind,
-                &ev.origin,
-                ev.key.as_deref(),
-                &ev.payload,
-                m,
-                &mut out,
-            ),
-            None => engine.on_message(
-                ev.kind,
-                &ev.origin,
-                ev.key.as_deref(),
-                &ev.payload,
-                &mut out,
-            ),
-        }
+        let input = Input {
+            kind: ev.kind,
+            origin: &ev.origin,
+            key: ev.key.as_deref(),
+            payload: &ev.payload,
+            decoded: decoded.map(Ok),
+        };
+        // No wall clock: `stale_feed` rules (paper mode only) never fire here.
+        let now = Duration::from_nanos(ev.ts.max(0) as u64);
+        step(&mut engine, alerts.as_mut(), input, now, &mut out);
         for o in out.drain(..) {
             sink(&o);
             collector.push(o);

@@ -154,6 +154,7 @@ impl Publisher {
             (OutputKind::Fills, topics.fills.clone()),
             (OutputKind::Pnl, topics.pnl.clone()),
             (OutputKind::DeadLetters, topics.dead_letters.clone()),
+            (OutputKind::Alerts, topics.alerts.clone()),
         ]);
         Publisher {
             producer,

@@ -328,8 +328,15 @@ impl Monitor {
                 Output::DeadLetter(d) => {
                     m.dead_letters.with_label_values(&[d.reason]).inc();
                 }
+                Output::Alert(a) => {
+                    m.alerts.with_label_values(&[&a.rule]).inc();
+                    let v = serde_json::to_value(a).expect("serializes");
+                    add("alerts", &v);
+                    push_front(&mut st.alerts, v, cap);
+                }
             }
         }
+        // Alerts fired outside the step (stale_feed, on a wall-clock timer).
         for a in alerts {
             m.alerts.with_label_values(&[&a.rule]).inc();
             let v = serde_json::to_value(a).expect("serializes");

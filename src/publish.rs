@@ -91,15 +91,9 @@ pub fn run_topics(run_id: &str, topics: &TopicsConfig) -> Result<TopicsConfig, S
     Ok(t)
 }
 
-/// The five topics a backtest publishes to (a backtest fires no alerts).
-pub fn output_topics(t: &TopicsConfig) -> [String; 5] {
-    [
-        t.signals.clone(),
-        t.orders.clone(),
-        t.fills.clone(),
-        t.pnl.clone(),
-        t.dead_letters.clone(),
-    ]
+/// The six topics a backtest publishes to, in `TopicsConfig::outputs` order (alerts included).
+pub fn output_topics(t: &TopicsConfig) -> [String; 6] {
+    t.outputs().map(str::to_string)
 }
 
 fn topic_of(t: &TopicsConfig, kind: OutputKind) -> &str {
@@ -109,6 +103,7 @@ fn topic_of(t: &TopicsConfig, kind: OutputKind) -> &str {
         OutputKind::Fills => &t.fills,
         OutputKind::Pnl => &t.pnl,
         OutputKind::DeadLetters => &t.dead_letters,
+        OutputKind::Alerts => &t.alerts,
     }
 }
 
@@ -320,7 +315,8 @@ mod tests {
                 "bt-2026-11-25.orders",
                 "bt-2026-11-25.fills",
                 "bt-2026-11-25.pnl",
-                "bt-2026-11-25.dead_letters"
+                "bt-2026-11-25.dead_letters",
+                "bt-2026-11-25.alerts"
             ]
         );
         assert!(run_topics("A.b_C-9", &topics()).is_ok());

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::account::Account;
 use crate::config::Loaded;
-use crate::domain::{FillMsg, Output};
+use crate::domain::{AlertMsg, FillMsg, Output};
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
 use crate::summary::InputCounts;
 use crate::summary::Summary;
@@ -70,6 +70,10 @@ pub struct Collector {
     trips: BTreeMap<(String, String), Trips>,
     /// Per strategy: equity at the close of each period (UTC day with events).
     pub closes: BTreeMap<String, Vec<Decimal>>,
+    /// The alerts the run's `[[alerts.rules]]` fired, in output order.
+    pub alerts: Vec<AlertMsg>,
+    /// The run has alert rules (`alerts.csv` is written, empty or not).
+    pub has_alert_rules: bool,
 }
 
 impl Collector {
@@ -85,6 +89,8 @@ impl Collector {
             books: BTreeMap::new(),
             trips: BTreeMap::new(),
             closes: BTreeMap::new(),
+            alerts: Vec::new(),
+            has_alert_rules: !cfg.app.alerts.rules.is_empty(),
         }
     }
 
@@ -97,6 +103,7 @@ impl Collector {
                 .entry(p.strategy)
                 .or_default()
                 .push((p.ts, p.account_equity)),
+            Output::Alert(a) => self.alerts.push(a),
             _ => {}
         }
     }
@@ -347,6 +354,8 @@ pub struct Report {
     pub inputs: InputCounts,
     pub total: Totals,
     pub strategies: BTreeMap<String, StrategyReport>,
+    /// Alerts fired, by rule (`[[alerts.rules]]`; each alert in `alerts.csv`).
+    pub alerts: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -513,6 +522,10 @@ impl Report {
             inputs: bt.summary.inputs.clone(),
             total: totals,
             strategies,
+            alerts: c.alerts.iter().fold(BTreeMap::new(), |mut by, a| {
+                *by.entry(a.rule.clone()).or_default() += 1;
+                by
+            }),
         }
     }
 }

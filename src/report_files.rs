@@ -1,5 +1,5 @@
-//! A backtest's report directory: `report.json`, `trades.csv`, `equity.csv`
-//! ([`crate::report`]'s metrics and series) and `report.html`
+//! A backtest's report directory: `report.json`, `trades.csv`, `equity.csv`,
+//! `alerts.csv` ([`crate::report`]'s metrics and series) and `report.html`
 //! ([`crate::report_html`]). Money is written exactly, rounded to 8 decimals.
 
 use std::path::Path;
@@ -10,7 +10,8 @@ use rust_decimal::Decimal;
 use crate::report::{drawdowns, Backtest, Report};
 use crate::wire::format_ts;
 
-/// Write `report.json`, `trades.csv`, `equity.csv` and `report.html` into `dir`
+/// Write `report.json`, `trades.csv`, `equity.csv`, `alerts.csv` (when the
+/// run has alert rules) and `report.html` into `dir`
 /// (created if needed).
 pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -20,22 +21,9 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
     let p = dir.join("report.json");
     std::fs::write(&p, json).with_context(|| format!("writing {}", p.display()))?;
 
-    let p = dir.join("trades.csv");
-    let mut w = csv::Writer::from_path(&p).with_context(|| format!("creating {}", p.display()))?;
-    w.write_record([
-        "ts",
-        "strategy",
-        "symbol",
-        "side",
-        "qty",
-        "price",
-        "fee",
-        "realized_pnl",
-        "fill_id",
-    ])?;
-    for t in &bt.collector.trades {
+    let trades = bt.collector.trades.iter().map(|t| {
         let f = &t.fill;
-        w.write_record([
+        vec![
             format_ts(f.ts),
             f.strategy.clone(),
             f.symbol.clone(),
@@ -45,26 +33,65 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
             money(f.fee),
             money(t.realized),
             f.fill_id.clone(),
-        ])?;
-    }
-    w.flush()?;
+        ]
+    });
+    write_csv(
+        &dir.join("trades.csv"),
+        "ts,strategy,symbol,side,qty,price,fee,realized_pnl,fill_id",
+        trades,
+    )?;
 
-    let p = dir.join("equity.csv");
-    let mut w = csv::Writer::from_path(&p).with_context(|| format!("creating {}", p.display()))?;
-    w.write_record(["ts", "strategy", "equity", "drawdown"])?;
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
+    let mut equity = Vec::new();
     for s in &bt.summary.strategies {
         let series = bt.collector.series(&s.name, start, end, s.equity);
         for ((ts, e), dd) in series.iter().zip(drawdowns(&series)) {
-            w.write_record([format_ts(*ts), s.name.clone(), money(*e), money(dd)])?;
+            equity.push(vec![format_ts(*ts), s.name.clone(), money(*e), money(dd)]);
         }
     }
-    w.flush()?;
+    write_csv(
+        &dir.join("equity.csv"),
+        "ts,strategy,equity,drawdown",
+        equity,
+    )?;
+
+    if bt.collector.has_alert_rules {
+        // The alerts topic's fields, in its order.
+        let p = dir.join("alerts.csv");
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_path(&p)
+            .with_context(|| format!("creating {}", p.display()))?;
+        w.write_record(
+            "alert_id,rule,kind,subject,ts,direction,value,threshold,message".split(','),
+        )?;
+        for a in &bt.collector.alerts {
+            w.serialize(a)?;
+        }
+        w.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
 
     let p = dir.join("report.html");
     std::fs::write(&p, crate::report_html::render(&report, bt))
         .with_context(|| format!("writing {}", p.display()))?;
     Ok(report)
+}
+
+/// A CSV file of `header` (its column names joined by commas) and `rows`.
+fn write_csv(
+    p: &Path,
+    header: &str,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(p).with_context(|| format!("creating {}", p.display()))?;
+    w.write_record(header.split(','))?;
+    for r in rows {
+        w.write_record(&r)?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
 }
 
 fn money(d: Decimal) -> String {

@@ -35,7 +35,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::alerts::{AlertMsg, Alerts};
+use crate::alerts::Alerts;
 use crate::config::{InputOrder, Loaded, ShardMode, Span};
 use crate::domain::Origin;
 use crate::domain::Output;
@@ -44,6 +44,7 @@ use crate::kafka::{self, Publisher};
 use crate::merge::{Merge, PartitionId, Start};
 use crate::monitor::Monitor;
 use crate::state::Store;
+use crate::step::{step, Input};
 use crate::summary::Summary;
 use crate::wire::InputKind;
 
@@ -180,8 +181,8 @@ struct Session<'a> {
     seen: u64,
     started: bool,
     last_input: Instant,
+    /// The batch's outputs, alerts included.
     out: Vec<Output>,
-    fired: Vec<AlertMsg>,
     /// Receive times of the inputs that caused orders (tick-to-order latency).
     order_causes: Vec<Instant>,
     /// The batch's next offset per input partition.
@@ -294,7 +295,6 @@ impl<'a> Session<'a> {
             started: false,
             last_input: Instant::now(),
             out: Vec::new(),
-            fired: Vec::new(),
             order_causes: Vec::new(),
             offsets: BTreeMap::new(),
         })
@@ -695,14 +695,6 @@ impl<'a> Session<'a> {
             self.process_one(m, *received, decoded.take());
         }
         self.seen += batch.len() as u64;
-        if self.watch_alerts {
-            let mut a = self.sinks.alerts.lock().expect("alerts lock");
-            for o in &self.out {
-                if let Output::Pnl(p) = o {
-                    a.on_pnl(p, &mut self.fired);
-                }
-            }
-        }
         // What a run before a restart already published is not published again.
         if !self.published.is_empty() {
             let before = self.out.len();
@@ -729,31 +721,24 @@ impl<'a> Session<'a> {
         let payload = m.payload().unwrap_or(&[]);
         let before = self.out.len();
         let engine = self.shards.engine(m.partition());
-        let step = Instant::now();
-        let decoded = decoded.unwrap_or_else(|| crate::wire::decode(kind, payload));
-        match decoded {
-            Ok(ev) if self.watch_alerts => {
-                let copy = ev.clone();
-                engine.on_event(kind, &origin, m.key(), payload, ev, &mut self.out);
-                let refused = self.out[before..]
-                    .iter()
-                    .any(|o| matches!(o, Output::DeadLetter(_)));
-                if !refused {
-                    self.sinks.alerts.lock().expect("alerts lock").on_event(
-                        &copy,
-                        &origin,
-                        received.duration_since(self.clock),
-                        &mut self.fired,
-                    );
-                }
-            }
-            Ok(ev) => engine.on_event(kind, &origin, m.key(), payload, ev, &mut self.out),
-            Err(_) => engine.on_message(kind, &origin, m.key(), payload, &mut self.out),
-        }
+        let started = Instant::now();
+        let mut alerts = self
+            .watch_alerts
+            .then(|| self.sinks.alerts.lock().expect("alerts lock"));
+        let input = Input {
+            kind,
+            origin: &origin,
+            key: m.key(),
+            payload,
+            decoded,
+        };
+        let now = received.duration_since(self.clock);
+        step(engine, alerts.as_deref_mut(), input, now, &mut self.out);
+        drop(alerts);
         self.monitor
             .metrics
             .engine_step
-            .observe(step.elapsed().as_secs_f64());
+            .observe(started.elapsed().as_secs_f64());
         if self.out[before..]
             .iter()
             .any(|o| matches!(o, Output::Order(_)))
@@ -775,11 +760,6 @@ impl<'a> Session<'a> {
         if !self.publish_outputs(shutdown).await? {
             return Ok(false);
         }
-        if !self.fired.is_empty() {
-            background::publish_alerts(&self.sinks.producer, &self.sinks.topic, &self.fired)
-                .await
-                .context("publishing alerts; this batch's offsets stay uncommitted")?;
-        }
         let acked = Instant::now();
         for t in self.order_causes.drain(..) {
             self.monitor
@@ -787,13 +767,14 @@ impl<'a> Session<'a> {
                 .tick_to_order
                 .observe(acked.duration_since(t).as_secs_f64());
         }
-        self.monitor.on_published(&self.out, &self.fired);
+        self.monitor.on_published(&self.out, &[]);
         if let Some(w) = &self.sinks.webhook {
-            for f in self.fired.drain(..) {
-                let _ = w.send(f);
+            for o in &self.out {
+                if let Output::Alert(a) = o {
+                    let _ = w.send(a.clone());
+                }
             }
         }
-        self.fired.clear();
         self.out.clear();
         Ok(true)
     }

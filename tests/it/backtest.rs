@@ -451,3 +451,82 @@ async fn paper_mode_over_three_partitions_with_news_equals_the_kafka_backtest() 
     ours.sort();
     assert_eq!(ours, theirs);
 }
+
+/// Alerts are an output of the one step every mode shares: a backtest over the
+/// topics fires the same alerts, with the same ids, as paper mode does in
+/// `dashboard::each_alert_rule_fires_once_to_the_topic_and_the_webhook` (the
+/// same six ticks and rules; stale_feed, a wall-clock rule, is paper mode's
+/// only), and the report counts them and lists them in alerts.csv.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_fires_the_alerts_paper_mode_fires() {
+    let b = broker(1).await;
+    let bs = b.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    // AAA prices 3 2 1 5 6 1, sizes 1 1 1 10 1 1, worked out by hand:
+    //  breakout(3): 5 > max(3,2,1) fires at the 4th tick (offset 3); 6 stays above.
+    //  zscore(volume, 4, 1.5): the window 1 1 1 10 gives z = 1.73 at offset 3.
+    //  drawdown(0.0001): the round trip of "cross" loses about 0.04% at the sell.
+    let extra = "[alerts]\n\
+         [[alerts.rules]]\nname = \"brk\"\nkind = \"breakout\"\nsymbols = [\"AAA\"]\nperiod = 3\n\
+         [[alerts.rules]]\nname = \"vol\"\nkind = \"zscore\"\nfield = \"volume\"\nsymbols = [\"AAA\"]\nperiod = 4\nthreshold = 1.5\n\
+         [[alerts.rules]]\nname = \"dd\"\nkind = \"drawdown\"\nlevel = 0.0001\n\
+         [[alerts.rules]]\nname = \"quiet\"\nkind = \"stale_feed\"\nsymbols = [\"AAA\"]\nafter = \"1s\"\n";
+    let strategy = "name = \"cross\"\nsymbols = [\"AAA\"]\n[rule]\nkind = \"ma_crossover\"\nfast = 2\nslow = 3\n\
+         [account]\nstarting_cash = \"100000\"\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"10\"\n";
+    let cfg = config(dir.path(), &bs, extra, &[strategy]);
+    let p = producer(&bs);
+    let msgs: Vec<(String, String)> = [
+        ("3", "1"),
+        ("2", "1"),
+        ("1", "1"),
+        ("5", "10"),
+        ("6", "1"),
+        ("1", "1"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (px, sz))| tick("AAA", 1_700_000_000_000 + i as i64 * 1000, px, sz))
+    .collect();
+    produce(&p, "live_prices", &msgs).await;
+
+    let bt = backtest::run_kafka(&cfg, &bs, &KafkaRange::default(), false)
+        .await
+        .unwrap();
+    let ids: Vec<(&str, &str)> = bt
+        .collector
+        .alerts
+        .iter()
+        .map(|a| (a.rule.as_str(), a.alert_id.as_str()))
+        .collect();
+    let brk = ids.iter().find(|(r, _)| *r == "brk").map(|(_, id)| *id);
+    let vol = ids.iter().find(|(r, _)| *r == "vol").map(|(_, id)| *id);
+    assert_eq!(brk, Some("alert:brk:AAA:live_prices-0-3"), "{ids:?}");
+    assert_eq!(vol, Some("alert:vol:AAA:live_prices-0-3"), "{ids:?}");
+    let dd: Vec<_> = bt
+        .collector
+        .alerts
+        .iter()
+        .filter(|a| a.rule == "dd")
+        .collect();
+    assert_eq!(dd.len(), 1, "{ids:?}");
+    assert_eq!(dd[0].subject, "cross");
+    assert!(
+        ids.iter().all(|(r, _)| *r != "quiet"),
+        "stale_feed fired in a backtest: {ids:?}"
+    );
+
+    let out = dir.path().join("report");
+    let report = papertrader::report_files::write(&out, &bt).unwrap();
+    let by_rule: Vec<(&str, u64)> = report
+        .alerts
+        .iter()
+        .map(|(r, n)| (r.as_str(), *n))
+        .collect();
+    assert_eq!(by_rule, [("brk", 1), ("dd", 1), ("vol", 1)]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["alerts"]["brk"], 1);
+    let csv = std::fs::read_to_string(out.join("alerts.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and three alerts:\n{csv}");
+    assert!(csv.contains("alert:brk:AAA:live_prices-0-3"), "{csv}");
+}

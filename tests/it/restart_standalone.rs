@@ -162,7 +162,11 @@ async fn seek_auto_knows_a_standalone_papertrader_broker_and_skips_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path());
     let bs = broker.bootstrap.clone();
-    let inputs = feed_with(&bs, &[("linger.ms", "200"), ("batch.num.messages", "100000")]).await;
+    let inputs = feed_with(
+        &bs,
+        &[("linger.ms", "200"), ("batch.num.messages", "100000")],
+    )
+    .await;
     reference(dir.path(), &bs, inputs).await;
     create_outputs(&bs, "auto").await;
     let opts = RunOptions {
@@ -171,9 +175,14 @@ async fn seek_auto_knows_a_standalone_papertrader_broker_and_skips_nothing() {
     };
     let config = app_config(dir.path(), &bs, "auto", &opts);
     let first = dir.path().join("first.log");
-    let status = spawn(&config, &first, 30, &["--max-events".as_ref(), "100".as_ref()])
-        .wait()
-        .unwrap();
+    let status = spawn(
+        &config,
+        &first,
+        30,
+        &["--max-events".as_ref(), "100".as_ref()],
+    )
+    .wait()
+    .unwrap();
     let text = std::fs::read_to_string(&first).unwrap();
     assert!(status.success(), "the first run failed:\n{text}");
     // The first run left the group cleanly: the second may join at once.

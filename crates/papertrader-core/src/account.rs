@@ -163,12 +163,8 @@ fn drawdown(peak: Decimal, equity: Decimal) -> Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::d;
     use proptest::prelude::*;
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
 
     #[test]
     fn round_trip_worked_by_hand() {

@@ -864,11 +864,7 @@ fn diagnose_rule(text: &str) -> Option<(String, String)> {
     }
 }
 
-fn check_strategy(
-    s: &StrategyConfig,
-    file: &str,
-    models: &mut Models,
-) -> Result<(), ConfigError> {
+fn check_strategy(s: &StrategyConfig, file: &str, models: &mut Models) -> Result<(), ConfigError> {
     let err = |(key, problem, fix): Problem| ConfigError::new(file, key, problem, fix);
     if s.name.trim().is_empty() || s.name.contains(char::is_whitespace) {
         return Err(err(problem(
@@ -910,11 +906,7 @@ fn check_strategy(
 /// Load the model (into `models`, once per path) and check the thresholds
 /// against it: a model that does not load stops start-up here, naming the
 /// model file.
-fn check_model_rule(
-    rule: &ModelRule,
-    file: &str,
-    models: &mut Models,
-) -> Result<(), ConfigError> {
+fn check_model_rule(rule: &ModelRule, file: &str, models: &mut Models) -> Result<(), ConfigError> {
     let model = models.load(&rule.model).map_err(|e| {
         ConfigError::new(
             file,
@@ -1012,6 +1004,182 @@ fn check_ensemble_rule(
         }
     }
     Ok(())
+}
+
+/// `span` must not be zero.
+///
+/// # Errors
+/// `key` is 0, with `fix`.
+pub fn positive(key: &str, span: Span, fix: &str) -> Result<(), Problem> {
+    if span.is_zero() {
+        return Err(problem(key, "is 0", fix));
+    }
+    Ok(())
+}
+
+/// Alert rules and where alerts go besides the `alerts` topic (`alerts`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// POST every alert as JSON to this URL; empty for none.
+    pub webhook_url: String,
+    /// Attempts per webhook call (the first one included).
+    pub webhook_attempts: u32,
+    /// Wait before the first retry; doubled after each failed attempt.
+    pub webhook_backoff: Span,
+    /// The rules, each `[[alerts.rules]]` with a `kind`.
+    pub rules: Vec<AlertRule>,
+}
+
+impl AlertsConfig {
+    /// The section's own values (`alerts.*`).
+    ///
+    /// # Errors
+    /// The key, what is wrong, and the fix.
+    pub fn check(&self) -> Result<(), Problem> {
+        positive(
+            "alerts.webhook_backoff",
+            self.webhook_backoff,
+            "write a duration such as \"500ms\"",
+        )?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let key = format!("alerts.rules[{i}]");
+            if rule.name().trim().is_empty() || !names.insert(rule.name().to_string()) {
+                return Err(problem(
+                    format!("{key}.name"),
+                    format!("{:?} is empty or used twice", rule.name()),
+                    "give every rule its own name",
+                ));
+            }
+            rule.check(&key)?;
+        }
+        Ok(())
+    }
+}
+
+/// One alert rule. Each fires once per crossing of its condition and re-arms
+/// when the condition clears.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlertRule {
+    /// The price leaves the range (highest high, lowest low) of the previous `period` ticks.
+    Breakout {
+        name: String,
+        symbols: Vec<String>,
+        period: usize,
+    },
+    /// The z-score of `field` (`price` or `volume`) against the previous `period`
+    /// events exceeds `threshold` in absolute value.
+    Zscore {
+        name: String,
+        symbols: Vec<String>,
+        #[serde(default)]
+        field: ZscoreField,
+        period: usize,
+        threshold: f64,
+    },
+    /// A strategy's account drawdown (a fraction of the peak: 0.05 = 5%) reaches `level`.
+    /// `strategies` empty means every strategy; `symbols` is unused.
+    Drawdown {
+        name: String,
+        #[serde(default)]
+        strategies: Vec<String>,
+        level: f64,
+    },
+    /// No tick of a symbol for `after` (wall time, paper mode only), counted from its last tick.
+    StaleFeed {
+        name: String,
+        symbols: Vec<String>,
+        after: Span,
+    },
+}
+
+impl AlertRule {
+    /// The rule's own values; `key` is its place, `alerts.rules[i]`.
+    fn check(&self, key: &str) -> Result<(), Problem> {
+        let symbols = |symbols: &[String]| {
+            if symbols.is_empty() {
+                return Err(problem(
+                    format!("{key}.symbols"),
+                    "is empty",
+                    "list the symbols to watch",
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            AlertRule::Breakout {
+                symbols: s, period, ..
+            }
+            | AlertRule::Zscore {
+                symbols: s, period, ..
+            } => {
+                symbols(s)?;
+                if *period < 2 {
+                    return Err(problem(
+                        format!("{key}.period"),
+                        format!("{period} is too small"),
+                        "use 2 or more events",
+                    ));
+                }
+            }
+            AlertRule::StaleFeed {
+                symbols: s, after, ..
+            } => {
+                symbols(s)?;
+                positive(
+                    &format!("{key}.after"),
+                    *after,
+                    "write a duration such as \"30s\"",
+                )?;
+            }
+            AlertRule::Drawdown { level, .. } => {
+                if !(*level > 0.0 && *level < 1.0) {
+                    return Err(problem(
+                        format!("{key}.level"),
+                        format!("{level} is out of range"),
+                        "use a fraction of the peak between 0 and 1, such as 0.05",
+                    ));
+                }
+            }
+        }
+        if let AlertRule::Zscore { threshold, .. } = self {
+            if !(threshold.is_finite() && *threshold > 0.0) {
+                return Err(problem(
+                    format!("{key}.threshold"),
+                    format!("{threshold} is not positive"),
+                    "use a z-score such as 3.0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a z-score alert watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZscoreField {
+    #[default]
+    Price,
+    Volume,
+}
+
+impl AlertRule {
+    pub fn name(&self) -> &str {
+        match self {
+            AlertRule::Breakout { name, .. }
+            | AlertRule::Zscore { name, .. }
+            | AlertRule::Drawdown { name, .. }
+            | AlertRule::StaleFeed { name, .. } => name,
+        }
+    }
+}
+
+crate::closed_set! {
+    deserialize;
+    ZscoreField { Price => "price", Volume => "volume" }
 }
 
 #[cfg(test)]

@@ -26,10 +26,10 @@ pub use crate::domain::{
     DeadLetterMsg, FillMsg, OrderMsg, OrderStatus, OrderType, Output, OutputKind, PnlMsg, SignalMsg,
 };
 use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
+use crate::model::{ModelError, Models};
 use crate::sim::instrument::{to_ticks, Snap};
 use crate::sim::{EventKind, Order, OrderKind, RiskLimits, SimEvent, Simulator, Tif};
 use crate::sim::{InstrumentConfig, SimState};
-use crate::model::{ModelError, Models};
 use crate::strategy::{self, Decision, StateValue, Strategy};
 pub use crate::summary::{InputCounts, SymbolCounts};
 use crate::wire::{self, InputKind, Rejection};
@@ -82,12 +82,11 @@ impl Slot {
         let mut instances = BTreeMap::new();
         let mut instruments = BTreeMap::new();
         for sym in &s.symbols {
-            let rule = strategy::try_build(&s.rule, &spec.models).map_err(|error| {
-                SpecError::Model {
+            let rule =
+                strategy::try_build(&s.rule, &spec.models).map_err(|error| SpecError::Model {
                     strategy: strategy(),
                     error,
-                }
-            })?;
+                })?;
             let bars = match &s.bars {
                 Some(b) => Some(BarBuilder::new(b.spec().map_err(|problem| {
                     SpecError::Bars {
@@ -105,14 +104,14 @@ impl Slot {
                     counts: SymbolCounts::default(),
                 },
             );
-            let inst = spec
-                .instruments
-                .get(sym)
-                .cloned()
-                .ok_or_else(|| SpecError::NoInstrument {
-                    strategy: strategy(),
-                    symbol: sym.clone(),
-                })?;
+            let inst =
+                spec.instruments
+                    .get(sym)
+                    .cloned()
+                    .ok_or_else(|| SpecError::NoInstrument {
+                        strategy: strategy(),
+                        symbol: sym.clone(),
+                    })?;
             instruments.insert(sym.clone(), inst);
         }
         let limits = RiskLimits {

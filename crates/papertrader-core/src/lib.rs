@@ -54,6 +54,7 @@ macro_rules! closed_set {
 }
 
 pub mod account;
+pub mod alerts;
 pub mod bars;
 pub mod config;
 pub mod domain;
@@ -62,6 +63,19 @@ pub mod features;
 pub mod indicators;
 pub mod model;
 pub mod sim;
+pub mod step;
 pub mod strategy;
 pub mod summary;
 pub mod wire;
+
+/// Helpers of the unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    /// A decimal from its text (panics on a typo in a test).
+    pub fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+}

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 use crate::domain::{
-    BookUpdate, DeadLetterMsg, FillMsg, Level, MarketEvent, OrderMsg, Output, PnlMsg, Sentiment,
-    SignalMsg, Tick, Ts, NANOS_PER_MILLI,
+    AlertMsg, BookUpdate, DeadLetterMsg, FillMsg, Level, MarketEvent, OrderMsg, Output, PnlMsg,
+    Sentiment, SignalMsg, Tick, Ts, NANOS_PER_MILLI,
 };
 
 /// Largest accepted input message, in bytes.
@@ -443,6 +443,7 @@ impl Serialize for Output {
             Output::Fill(m) => m.serialize(s),
             Output::Pnl(m) => m.serialize(s),
             Output::DeadLetter(m) => m.serialize(s),
+            Output::Alert(m) => m.serialize(s),
         }
     }
 }
@@ -537,12 +538,16 @@ serialize_fields!(
     ]
 );
 
+serialize_fields!(
+    AlertMsg,
+    "AlertMsg",
+    [alert_id, rule, kind, subject, ts, direction, value, threshold, message,]
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::test_util::d;
 
     fn tick(json: &str) -> Result<Tick, Rejection> {
         match decode(InputKind::Prices, json.as_bytes())? {

@@ -17,6 +17,8 @@ pub enum Output {
     Fill(FillMsg),
     Pnl(PnlMsg),
     DeadLetter(DeadLetterMsg),
+    /// An alert rule fired (`[[alerts.rules]]`; [`crate::alerts`]).
+    Alert(AlertMsg),
 }
 
 /// Which output topic an [`Output`] goes to.
@@ -27,6 +29,7 @@ pub enum OutputKind {
     Fills,
     Pnl,
     DeadLetters,
+    Alerts,
 }
 
 impl Output {
@@ -37,6 +40,7 @@ impl Output {
             Output::Fill(_) => OutputKind::Fills,
             Output::Pnl(_) => OutputKind::Pnl,
             Output::DeadLetter(_) => OutputKind::DeadLetters,
+            Output::Alert(_) => OutputKind::Alerts,
         }
     }
 
@@ -48,6 +52,7 @@ impl Output {
             Output::Fill(m) => Some(&m.symbol),
             Output::Pnl(m) => Some(&m.symbol),
             Output::DeadLetter(m) => m.key.as_deref(),
+            Output::Alert(m) => Some(&m.subject),
         }
     }
 
@@ -59,6 +64,7 @@ impl Output {
             Output::Fill(m) => &m.fill_id,
             Output::Pnl(m) => &m.pnl_id,
             Output::DeadLetter(m) => &m.dead_letter_id,
+            Output::Alert(m) => &m.alert_id,
         }
     }
 }
@@ -259,4 +265,24 @@ pub struct DeadLetterMsg {
     /// True when the payload fields hold only the first
     /// `engine::DEAD_LETTER_PAYLOAD_LIMIT` bytes (messages refused as `too_large`).
     pub payload_truncated: bool,
+}
+
+/// One alert (`alerts` topic, dashboard, webhook, report).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertMsg {
+    /// `alert:RULE:SUBJECT:ORIGIN`, the same for the same inputs.
+    pub alert_id: String,
+    pub rule: String,
+    pub kind: &'static str,
+    /// The symbol (breakout, zscore, stale_feed) or the strategy (drawdown).
+    pub subject: String,
+    /// Event time of the event that fired it (for stale_feed: of the last tick).
+    pub ts: Ts,
+    /// `above` / `below` (breakout, zscore), `beyond` (drawdown), `stale`.
+    pub direction: &'static str,
+    /// The observed value: price, z-score, drawdown fraction or seconds without a tick.
+    pub value: f64,
+    /// The bound it crossed.
+    pub threshold: f64,
+    pub message: String,
 }

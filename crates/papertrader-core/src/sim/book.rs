@@ -244,12 +244,9 @@ impl Book {
 mod tests {
     use super::*;
     use crate::domain::Level;
+    use crate::test_util::d;
     use proptest::prelude::*;
     use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
 
     fn upd(snapshot: bool, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
         crate::sim::tests::book(0, snapshot, bids, asks)

@@ -34,11 +34,7 @@ impl FeeModel for BpsFee {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::test_util::d;
 
     #[test]
     fn bps_of_notional_by_liquidity_with_a_floor() {

@@ -203,11 +203,7 @@ impl SimEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::test_util::d;
 
     #[test]
     fn validation_reasons() {

@@ -3,12 +3,8 @@
 
 use super::*;
 use crate::domain::{Level, NANOS_PER_MILLI, NANOS_PER_SEC};
+use crate::test_util::d;
 use proptest::prelude::*;
-use std::str::FromStr;
-
-fn d(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap()
-}
 
 /// Symbol X: tick 0.01, lot 1, taker 10 bps, maker 2 bps.
 fn inst() -> InstrumentConfig {

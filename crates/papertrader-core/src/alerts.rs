@@ -1,0 +1,419 @@
+//! Alerts: rules over prices, volumes, drawdowns and feed staleness. An alert
+//! is an output ([`crate::domain::AlertMsg`]) of the same step that turns an
+//! input message into the engine's outputs ([`crate::step`]), in every mode;
+//! the webhook that forwards them is the root package's (`alerts::post_webhook`).
+//!
+//! [`Alerts`] is pure and deterministic: fed with input events and P&L
+//! snapshots, it returns the alerts they fire, each once per crossing of its
+//! condition (the rule re-arms when the condition clears). Alert ids derive from
+//! the rule, the symbol or strategy, and the origin of the event that fired it.
+//! Only `stale_feed` looks at the wall clock, and only through the `now` its
+//! caller passes to [`Alerts::check_stale`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::config::{AlertRule, AlertsConfig, ZscoreField};
+use crate::domain::{AlertMsg, PnlMsg};
+use crate::domain::{MarketEvent, Origin, Ts};
+use crate::indicators::ZScore;
+
+enum State {
+    Breakout {
+        period: usize,
+        window: BTreeMap<String, VecDeque<f64>>,
+    },
+    Zscore {
+        volume: bool,
+        period: usize,
+        threshold: f64,
+        z: BTreeMap<String, ZScore>,
+    },
+    Drawdown {
+        strategies: Vec<String>,
+        level: f64,
+    },
+    StaleFeed {
+        after: Duration,
+        /// symbol -> (wall time of its last tick, event time, origin), once seen.
+        last: BTreeMap<String, (Duration, Ts, String)>,
+    },
+}
+
+struct Rule {
+    name: String,
+    symbols: Vec<String>,
+    state: State,
+    /// Subjects whose condition holds now (fired, not re-armed yet).
+    active: BTreeMap<String, bool>,
+}
+
+impl Rule {
+    fn watches(&self, symbol: &str) -> bool {
+        self.symbols.iter().any(|s| s == symbol)
+    }
+
+    /// Record the condition of `subject`; true when it just became true.
+    fn crossed(&mut self, subject: &str, holds: bool) -> bool {
+        let was = self
+            .active
+            .insert(subject.to_string(), holds)
+            .unwrap_or(false);
+        holds && !was
+    }
+}
+
+/// The alert rules of a run and their state.
+pub struct Alerts {
+    rules: Vec<Rule>,
+}
+
+fn origin_id(o: &Origin) -> String {
+    format!("{}-{}-{}", o.topic, o.partition, o.offset)
+}
+
+impl Alerts {
+    /// Build the rules of `[alerts]` (validated when the config was loaded).
+    pub fn new(cfg: &AlertsConfig) -> Self {
+        let rules = cfg
+            .rules
+            .iter()
+            .map(|r| {
+                let (symbols, state) = match r {
+                    AlertRule::Breakout {
+                        symbols, period, ..
+                    } => (
+                        symbols.clone(),
+                        State::Breakout {
+                            period: *period,
+                            window: BTreeMap::new(),
+                        },
+                    ),
+                    AlertRule::Zscore {
+                        symbols,
+                        field,
+                        period,
+                        threshold,
+                        ..
+                    } => (
+                        symbols.clone(),
+                        State::Zscore {
+                            volume: *field == ZscoreField::Volume,
+                            period: *period,
+                            threshold: *threshold,
+                            z: BTreeMap::new(),
+                        },
+                    ),
+                    AlertRule::Drawdown {
+                        strategies, level, ..
+                    } => (
+                        Vec::new(),
+                        State::Drawdown {
+                            strategies: strategies.clone(),
+                            level: *level,
+                        },
+                    ),
+                    AlertRule::StaleFeed { symbols, after, .. } => (
+                        symbols.clone(),
+                        State::StaleFeed {
+                            after: after.to_std(),
+                            last: BTreeMap::new(),
+                        },
+                    ),
+                };
+                Rule {
+                    name: r.name().to_string(),
+                    symbols,
+                    state,
+                    active: BTreeMap::new(),
+                }
+            })
+            .collect();
+        Alerts { rules }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// True when a `stale_feed` rule needs [`Alerts::check_stale`] called on a timer.
+    pub fn has_stale_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.state, State::StaleFeed { .. }))
+    }
+
+    /// Feed an admitted input event received at wall time `now` (time since any
+    /// fixed instant; only `stale_feed` uses it). Appends the alerts it fires.
+    pub fn on_event(
+        &mut self,
+        ev: &MarketEvent,
+        origin: &Origin,
+        now: Duration,
+        out: &mut Vec<AlertMsg>,
+    ) {
+        let MarketEvent::Tick(t) = ev else { return };
+        let (Some(price), Some(size)) = (t.price.to_f64(), t.size.to_f64()) else {
+            return;
+        };
+        for rule in &mut self.rules {
+            if !rule.watches(&t.symbol) {
+                continue;
+            }
+            let subject = t.symbol.as_str();
+            let fired = match &mut rule.state {
+                State::Breakout { period, window } => {
+                    let w = window.entry(t.symbol.clone()).or_default();
+                    let verdict = if w.len() == *period {
+                        let hi = w.iter().copied().fold(f64::MIN, f64::max);
+                        let lo = w.iter().copied().fold(f64::MAX, f64::min);
+                        if price > hi {
+                            Some(("above", hi))
+                        } else if price < lo {
+                            Some(("below", lo))
+                        } else {
+                            None
+                        }
+                    } else {
+                        None
+                    };
+                    w.push_back(price);
+                    if w.len() > *period {
+                        w.pop_front();
+                    }
+                    verdict.map(|(dir, bound)| {
+                        (
+                            dir,
+                            price,
+                            bound,
+                            format!(
+                            "{subject} at {price} broke {dir} the {period}-tick range ({bound})"
+                        ),
+                        )
+                    })
+                }
+                State::Zscore {
+                    volume,
+                    period,
+                    threshold,
+                    z,
+                } => {
+                    let x = if *volume { size } else { price };
+                    let field = if *volume { "volume" } else { "price" };
+                    let zs = z
+                        .entry(t.symbol.clone())
+                        .or_insert_with(|| ZScore::new(*period))
+                        .update(x);
+                    zs.filter(|v| v.abs() > *threshold).map(|v| {
+                        let dir = if v > 0.0 { "above" } else { "below" };
+                        (dir, v, *threshold, format!(
+                            "{subject} {field} z-score {v:.2} over {period} events beyond {threshold}"
+                        ))
+                    })
+                }
+                State::StaleFeed { last, .. } => {
+                    last.insert(t.symbol.clone(), (now, t.ts, origin_id(origin)));
+                    None
+                }
+                State::Drawdown { .. } => continue,
+            };
+            // Above and below are separate conditions: a jump from one to the
+            // other is a new crossing.
+            let dir = fired.as_ref().map(|f| f.0);
+            let up = rule.crossed(&format!("{subject}:above"), dir == Some("above"));
+            let down = rule.crossed(&format!("{subject}:below"), dir == Some("below"));
+            let crossed = up || down;
+            if let (true, Some((direction, value, threshold, message))) = (crossed, fired) {
+                out.push(AlertMsg {
+                    alert_id: format!("alert:{}:{}:{}", rule.name, subject, origin_id(origin)),
+                    rule: rule.name.clone(),
+                    kind: kind_of(&rule.state),
+                    subject: subject.to_string(),
+                    ts: t.ts,
+                    direction,
+                    value,
+                    threshold,
+                    message,
+                });
+            }
+        }
+    }
+
+    /// Feed a P&L snapshot (the engine's output); drawdown rules fire on it.
+    pub fn on_pnl(&mut self, p: &PnlMsg, out: &mut Vec<AlertMsg>) {
+        let dd = p.account_drawdown.to_f64().unwrap_or(0.0);
+        for rule in &mut self.rules {
+            let State::Drawdown { strategies, level } = &rule.state else {
+                continue;
+            };
+            if !strategies.is_empty() && !strategies.contains(&p.strategy) {
+                continue;
+            }
+            let level = *level;
+            if rule.crossed(&p.strategy, dd >= level) {
+                out.push(AlertMsg {
+                    alert_id: format!("alert:{}:{}:{}", rule.name, p.strategy, p.pnl_id),
+                    rule: rule.name.clone(),
+                    kind: "drawdown",
+                    subject: p.strategy.clone(),
+                    ts: p.ts,
+                    direction: "beyond",
+                    value: dd,
+                    threshold: level,
+                    message: format!(
+                        "strategy {} drawdown {:.2}% reached {:.2}%",
+                        p.strategy,
+                        dd * 100.0,
+                        level * 100.0
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Check `stale_feed` rules at wall time `now` (the same clock as
+    /// [`Alerts::on_event`]'s). A symbol is stale once seen and then silent for
+    /// the rule's `after`; a new tick re-arms it.
+    pub fn check_stale(&mut self, now: Duration, out: &mut Vec<AlertMsg>) {
+        for rule in &mut self.rules {
+            let State::StaleFeed { after, last } = &rule.state else {
+                continue;
+            };
+            let after = *after;
+            let due: Vec<(String, Duration, Ts, String)> = last
+                .iter()
+                .map(|(s, (seen, ts, o))| (s.clone(), now.saturating_sub(*seen), *ts, o.clone()))
+                .collect();
+            for (symbol, silent, ts, origin) in due {
+                if rule.crossed(&symbol, silent >= after) {
+                    out.push(AlertMsg {
+                        alert_id: format!("alert:{}:{}:after:{}", rule.name, symbol, origin),
+                        rule: rule.name.clone(),
+                        kind: "stale_feed",
+                        subject: symbol.clone(),
+                        ts,
+                        direction: "stale",
+                        value: silent.as_secs_f64(),
+                        threshold: after.as_secs_f64(),
+                        message: format!(
+                            "no tick of {symbol} for {:.1}s (limit {:.1}s)",
+                            silent.as_secs_f64(),
+                            after.as_secs_f64()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn kind_of(s: &State) -> &'static str {
+    match s {
+        State::Breakout { .. } => "breakout",
+        State::Zscore { .. } => "zscore",
+        State::Drawdown { .. } => "drawdown",
+        State::StaleFeed { .. } => "stale_feed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Tick;
+    use rust_decimal::Decimal;
+
+    fn rules(toml_rules: &str) -> Alerts {
+        #[derive(serde::Deserialize)]
+        struct W {
+            rules: Vec<AlertRule>,
+        }
+        let w: W = toml::from_str(toml_rules).unwrap();
+        Alerts::new(&AlertsConfig {
+            webhook_url: String::new(),
+            webhook_attempts: 1,
+            webhook_backoff: crate::config::Span::ZERO,
+            rules: w.rules,
+        })
+    }
+
+    fn feed(a: &mut Alerts, ticks: &[(f64, f64)]) -> Vec<AlertMsg> {
+        let mut out = Vec::new();
+        for (i, (p, s)) in ticks.iter().enumerate() {
+            let ev = MarketEvent::Tick(Tick {
+                symbol: "X".into(),
+                ts: i as i64,
+                price: Decimal::try_from(*p).unwrap(),
+                size: Decimal::try_from(*s).unwrap(),
+                bid: None,
+                ask: None,
+            });
+            let o = Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: i as i64,
+            };
+            a.on_event(&ev, &o, Duration::from_secs(i as u64), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn breakout_fires_once_per_crossing_and_rearms() {
+        let mut a = rules("[[rules]]\nname='b'\nkind='breakout'\nsymbols=['X']\nperiod=2\n");
+        // 1 2 | 3 (above 2) 4 (still above) 3 (inside 3..4) 5 (above again) 0 (below)
+        let out = feed(
+            &mut a,
+            &[
+                (1., 1.),
+                (2., 1.),
+                (3., 1.),
+                (4., 1.),
+                (3., 1.),
+                (5., 1.),
+                (0.5, 1.),
+            ],
+        );
+        let got: Vec<_> = out.iter().map(|m| (m.ts, m.direction)).collect();
+        assert_eq!(got, [(2, "above"), (5, "above"), (6, "below")]);
+        assert_eq!(out[0].alert_id, "alert:b:X:t-0-2");
+    }
+
+    #[test]
+    fn zscore_on_volume_needs_a_full_window_and_rearms() {
+        let mut a = rules(
+            "[[rules]]\nname='z'\nkind='zscore'\nfield='volume'\nsymbols=['X']\nperiod=3\nthreshold=1.2\n",
+        );
+        // window of 3, population sigma: max |z| is sqrt(2) = 1.41.
+        let out = feed(
+            &mut a,
+            &[
+                (1., 9.),
+                (1., 1.),
+                (1., 1.),
+                (1., 9.),
+                (1., 9.),
+                (1., 1.),
+                (1., 1.),
+                (1., 9.),
+            ],
+        );
+        // z at ticks 2..: -0.71, 1.41, 0.71, -1.41, -0.71, 1.41
+        let got: Vec<_> = out.iter().map(|m| (m.ts, m.direction)).collect();
+        assert_eq!(got, [(3, "above"), (5, "below"), (7, "above")]);
+        assert!(out.iter().all(|m| m.value.abs() > 1.2));
+    }
+
+    #[test]
+    fn stale_feed_fires_after_silence_and_rearms_on_a_tick() {
+        let mut a = rules("[[rules]]\nname='s'\nkind='stale_feed'\nsymbols=['X']\nafter='2s'\n");
+        let mut out = feed(&mut a, &[(1., 1.)]);
+        a.check_stale(Duration::from_secs(1), &mut out);
+        assert!(out.is_empty());
+        a.check_stale(Duration::from_secs(2), &mut out);
+        a.check_stale(Duration::from_secs(5), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].alert_id, "alert:s:X:after:t-0-0");
+    }
+}
