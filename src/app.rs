@@ -133,8 +133,10 @@ pub async fn backtest(
     progress: bool,
 ) -> anyhow::Result<(crate::backtest::Backtest, Option<crate::publish::Published>)> {
     let Some(run_id) = publish else {
-        let events = backtest_events(cfg, inputs, range, brokers, progress).await?;
-        return Ok((crate::backtest::run(cfg, events, progress)?, None));
+        let (events, skipped) = backtest_events(cfg, inputs, range, brokers, progress).await?;
+        let mut bt = crate::backtest::run(cfg, events, progress)?;
+        bt.summary.inputs.rows_skipped = skipped;
+        return Ok((bt, None));
     };
     let topics = crate::publish::run_topics(run_id, &cfg.app.topics)
         .map_err(|e| anyhow::anyhow!("--publish {run_id:?}: {e}"))?;
@@ -146,8 +148,9 @@ pub async fn backtest(
          or set kafka.brokers (no cluster? run `papertrader broker --listen 127.0.0.1:9092` in another terminal)"
     );
     let publisher = crate::publish::RunPublisher::connect(cfg, bootstrap, topics).await?;
-    let events = backtest_events(cfg, inputs, range, Some(bootstrap), progress).await?;
-    let (bt, published) = crate::publish::run(cfg, events, progress, publisher).await?;
+    let (events, skipped) = backtest_events(cfg, inputs, range, Some(bootstrap), progress).await?;
+    let (mut bt, published) = crate::publish::run(cfg, events, progress, publisher).await?;
+    bt.summary.inputs.rows_skipped = skipped;
     Ok((bt, Some(published)))
 }
 
@@ -165,10 +168,10 @@ pub async fn backtest_events(
     range: crate::backtest::TimeRange,
     brokers: Option<&str>,
     progress: bool,
-) -> anyhow::Result<Vec<crate::backtest::Event>> {
+) -> anyhow::Result<(Vec<crate::backtest::Event>, u64)> {
     use crate::backtest::{self, KafkaRange};
     if !inputs.paths.is_empty() {
-        return backtest::file_events_for(&inputs.paths, range, inputs.symbol.as_deref());
+        return backtest::file_events_counted(&inputs.paths, range, inputs.symbol.as_deref());
     }
     let opts = KafkaRange {
         range,
@@ -176,7 +179,10 @@ pub async fn backtest_events(
     };
     let bootstrap = brokers.unwrap_or(&cfg.app.kafka.brokers);
     if bootstrap != "embedded" {
-        return backtest::kafka_events(cfg, bootstrap, &opts, progress).await;
+        return Ok((
+            backtest::kafka_events(cfg, bootstrap, &opts, progress).await?,
+            0,
+        ));
     }
     #[cfg(feature = "embedded")]
     {
@@ -193,7 +199,7 @@ pub async fn backtest_events(
         .await?;
         let events = backtest::kafka_events(cfg, &bootstrap, &opts, progress).await;
         drop(broker);
-        events
+        Ok((events?, 0))
     }
     #[cfg(not(feature = "embedded"))]
     {

@@ -214,6 +214,37 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
+    /// `--from FROM --to TO`: `earliest` / `latest` for no bound, or a time
+    /// ([`parse_bound`]). A bare date as `--to` means the whole day (to its
+    /// last nanosecond). Refused: `--from latest`, `--to earliest` (they select
+    /// nothing, or mean the other end) and a `--from` after the `--to`.
+    ///
+    /// # Errors
+    /// Which flag, what is wrong, and what to write instead.
+    pub fn parse(from: &str, to: &str) -> Result<TimeRange, String> {
+        if from.eq_ignore_ascii_case("latest") {
+            return Err("--from latest: a range cannot start at the latest message; use --from earliest or a time".into());
+        }
+        if to.eq_ignore_ascii_case("earliest") {
+            return Err("--to earliest: a range cannot end at the earliest message; use --to latest or a time".into());
+        }
+        let f = parse_bound(from).map_err(|e| format!("--from: {e}"))?;
+        let mut t = parse_bound(to).map_err(|e| format!("--to: {e}"))?;
+        if let Some(end) = t.as_mut() {
+            if is_bare_date(to) {
+                *end += crate::csvdata::NANOS_PER_DAY - 1;
+            }
+        }
+        if let (Some(a), Some(b)) = (f, t) {
+            if a > b {
+                return Err(format!(
+                    "--from {from} is after --to {to}: the range holds no event; swap them"
+                ));
+            }
+        }
+        Ok(TimeRange { from: f, to: t })
+    }
+
     pub fn contains(&self, ts: Ts) -> bool {
         self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts <= t)
     }
@@ -228,6 +259,17 @@ pub fn parse_bound(s: &str) -> Result<Option<Ts>, String> {
     crate::csvdata::parse_ts(s).map(Some).ok_or_else(|| {
         format!("{s:?} is not a time: use earliest/latest, epoch ms, RFC 3339 or yyyy-mm-dd")
     })
+}
+
+/// `yyyy-mm-dd` alone (no time of day).
+fn is_bare_date(s: &str) -> bool {
+    let b = s.trim().as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 // ---------------------------------------------------------------------------
@@ -250,6 +292,17 @@ pub fn file_events_for(
     range: TimeRange,
     symbol: Option<&str>,
 ) -> anyhow::Result<Vec<Event>> {
+    file_events_counted(paths, range, symbol).map(|(events, _)| events)
+}
+
+/// [`file_events_for`], and how many rows could not be read (each logged and
+/// skipped; a backtest counts them in its summary and report as `rows_skipped`).
+pub fn file_events_counted(
+    paths: &[PathBuf],
+    range: TimeRange,
+    symbol: Option<&str>,
+) -> anyhow::Result<(Vec<Event>, u64)> {
+    let mut skipped = 0u64;
     let opts = ReadOptions {
         default_symbol: symbol.map(str::to_string),
         ..ReadOptions::default()
@@ -275,6 +328,7 @@ pub fn file_events_for(
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping a row");
+                    skipped += 1;
                     continue;
                 }
             };
@@ -304,7 +358,7 @@ pub fn file_events_for(
         }
     }
     all.sort_by_key(|(ts, fi, row, _)| (*ts, *fi, *row));
-    Ok(all.into_iter().map(|(_, _, _, e)| e).collect())
+    Ok((all.into_iter().map(|(_, _, _, e)| e).collect(), skipped))
 }
 
 /// Backtest over CSV files.
@@ -314,8 +368,10 @@ pub fn run_files(
     range: TimeRange,
     progress: bool,
 ) -> anyhow::Result<Backtest> {
-    let events = file_events(paths, range)?;
-    Ok(run(cfg, events, progress)?)
+    let (events, skipped) = file_events_counted(paths, range, None)?;
+    let mut bt = run(cfg, events, progress)?;
+    bt.summary.inputs.rows_skipped = skipped;
+    Ok(bt)
 }
 
 // ---------------------------------------------------------------------------

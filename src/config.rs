@@ -704,6 +704,59 @@ fn read_user_file(user_file: Option<&Path>) -> Result<Option<(String, String)>, 
     Ok(Some((text, name)))
 }
 
+/// The keys whose environment variables hold lists: `A,B` or TOML `["A", "B"]`.
+const LIST_KEYS: [&str; 4] = [
+    "input.symbols",
+    "strategies",
+    "demo.prices",
+    "demo.sentiment",
+];
+
+/// The environment, with a list variable written as a TOML array
+/// (`PAPERTRADER__INPUT__SYMBOLS='["ACME","GLOBEX"]'`) turned into the
+/// comma-separated form the `config` crate splits (`ACME,GLOBEX`).
+///
+/// # Errors
+/// A value that starts with `[` but is not an array of strings.
+fn list_env(
+    env: &[(String, String)],
+) -> Result<std::collections::HashMap<String, String>, ConfigError> {
+    let mut out = std::collections::HashMap::new();
+    for (var, value) in env {
+        let key = var
+            .strip_prefix("PAPERTRADER__")
+            .map(|k| k.to_ascii_lowercase().replace("__", "."));
+        let is_list = key.as_deref().is_some_and(|k| LIST_KEYS.contains(&k));
+        let v = value.trim();
+        if !(is_list && v.starts_with('[')) {
+            out.insert(var.clone(), value.clone());
+            continue;
+        }
+        #[derive(Deserialize)]
+        struct List {
+            v: Vec<String>,
+        }
+        let list: List = toml::from_str(&format!("v = {v}")).map_err(|_| {
+            ConfigError::new(
+                format!("environment variable {var}"),
+                key.clone().unwrap_or_default(),
+                format!("{value:?} is not a list of strings"),
+                "write the items comma-separated (ACME,GLOBEX) or as a TOML array ([\"ACME\", \"GLOBEX\"])",
+            )
+        })?;
+        if let Some(bad) = list.v.iter().find(|s| s.contains(',')) {
+            return Err(ConfigError::new(
+                format!("environment variable {var}"),
+                key.unwrap_or_default(),
+                format!("the item {bad:?} holds a comma"),
+                "items of a list in an environment variable cannot hold commas",
+            ));
+        }
+        out.insert(var.clone(), list.v.join(","));
+    }
+    Ok(out)
+}
+
 /// The defaults, the user's file and the environment, layered and deserialized.
 fn layered_app(
     user: Option<&(String, String)>,
@@ -716,19 +769,16 @@ fn layered_app(
     if let Some((text, _)) = user {
         builder = builder.add_source(File::from_str(text, FileFormat::Toml));
     }
-    let env_map: std::collections::HashMap<String, String> = env.iter().cloned().collect();
-    builder = builder.add_source(
-        Environment::with_prefix("PAPERTRADER")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("input.symbols")
-            .with_list_parse_key("strategies")
-            .with_list_parse_key("demo.prices")
-            .with_list_parse_key("demo.sentiment")
-            .source(Some(env_map)),
-    );
+    let env_map = list_env(env)?;
+    let mut source = Environment::with_prefix("PAPERTRADER")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",");
+    for key in LIST_KEYS {
+        source = source.with_list_parse_key(key);
+    }
+    builder = builder.add_source(source.source(Some(env_map)));
     let merged = builder.build().map_err(|e| {
         ConfigError::new(
             user.map_or_else(|| DEFAULT_CONFIG_NAME.to_string(), |(_, name)| name.clone()),
@@ -911,6 +961,27 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    /// Regression ("`PAPERTRADER__INPUT__SYMBOLS='[\"ACME\"]'` is taken as one
+    /// symbol named `[\"ACME\"]`").
+    #[test]
+    fn list_variables_take_commas_or_a_toml_array() {
+        let var = "PAPERTRADER__INPUT__SYMBOLS";
+        let symbols = |v: &str| {
+            load_inner(None, &[(var.to_string(), v.to_string())], false)
+                .map(|l| l.app.input.symbols)
+        };
+        let want = vec!["ACME".to_string(), "GLOBEX".to_string()];
+        assert_eq!(symbols("ACME,GLOBEX").unwrap(), want);
+        assert_eq!(symbols(r#"["ACME", "GLOBEX"]"#).unwrap(), want);
+        assert_eq!(symbols("['ACME','GLOBEX']").unwrap(), want);
+        assert_eq!(symbols(r#"["ACME"]"#).unwrap(), vec!["ACME".to_string()]);
+        let e = symbols(r#"["ACME""#).unwrap_err();
+        assert!(
+            e.file.contains(var) && e.key == "input.symbols" && e.fix.contains("comma-separated"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ enum Command {
     /// Trade the configured strategies live against the input topics.
     Paper(PaperArgs),
     /// Run the strategies over recorded data (CSV files or the input topics) and
-    /// write a report: report.json, trades.csv, equity.csv.
+    /// write a report: report.json, trades.csv, equity.csv, report.html.
     Backtest(BacktestArgs),
     /// Backtest every point of a grid over the strategies' [rule] parameters, in
     /// parallel over one read of the events, and rank them: sweep.csv and a table.
@@ -52,9 +52,15 @@ enum Command {
 // The arguments of `papertrader paper` (a plain comment: clap takes the command's help from the variant).
 #[derive(clap::Args)]
 struct PaperArgs {
-    /// Stop after this many seconds without input.
+    /// Stop after this many seconds without input. Before the first input
+    /// arrives, at least --startup-grace is waited.
     #[arg(long, value_name = "SECS")]
     until_idle: Option<f64>,
+    /// With --until-idle: the least wait for the first input (joining the
+    /// consumer group and getting partitions can take this long; a restart
+    /// waits for the session of a killed process to time out).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    startup_grace: f64,
     /// Stop after this many input messages.
     #[arg(long, value_name = "N")]
     max_events: Option<u64>,
@@ -76,7 +82,8 @@ struct DataArgs {
     /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
     #[arg(long, default_value = "earliest", value_name = "TIME")]
     from: String,
-    /// Last event time to include: `latest` or a time.
+    /// Last event time to include: `latest` or a time; a date (yyyy-mm-dd)
+    /// includes that whole day.
     #[arg(long, default_value = "latest", value_name = "TIME")]
     to: String,
     /// bootstrap.servers for the Kafka path (default: kafka.brokers; with
@@ -96,12 +103,7 @@ impl DataArgs {
 
     /// `--from` and `--to` as an event-time range.
     fn range(&self) -> anyhow::Result<papertrader::backtest::TimeRange> {
-        Ok(papertrader::backtest::TimeRange {
-            from: papertrader::backtest::parse_bound(&self.from)
-                .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
-            to: papertrader::backtest::parse_bound(&self.to)
-                .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
-        })
+        papertrader::backtest::TimeRange::parse(&self.from, &self.to).map_err(anyhow::Error::msg)
     }
 }
 
@@ -110,10 +112,11 @@ impl DataArgs {
 struct BacktestArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Directory for report.json, trades.csv and equity.csv.
+    /// Directory for report.json, trades.csv, equity.csv, report.html (and
+    /// alerts.csv when the config has alert rules); created if missing.
     #[arg(long, value_name = "DIR")]
     report: PathBuf,
-    /// Also publish the run's signals, orders, fills, pnl and dead letters,
+    /// Also publish the run's signals, orders, fills, pnl, dead letters and alerts,
     /// as paper mode does, to the topics RUN_ID.TOPIC (e.g. bt-1.orders) of
     /// --brokers (or kafka.brokers; not "embedded"). RUN_ID: ASCII letters,
     /// digits, '.', '_', '-'; its topics must not hold messages yet.
@@ -182,8 +185,10 @@ struct ReplayArgs {
 // The arguments of `papertrader generate` (a plain comment: clap takes the command's help from the variant).
 #[derive(clap::Args)]
 struct GenerateArgs {
+    /// Where to write the ticks (CSV: ts, symbol, price, size, bid, ask).
     #[arg(long, default_value = "data/synthetic_ticks.csv")]
     ticks: PathBuf,
+    /// Where to write the sentiment readings (CSV: ts, symbol, score, source, headline).
     #[arg(long, default_value = "data/synthetic_sentiment.csv")]
     sentiment: PathBuf,
     /// Ticks per symbol (default: as the bundled files).
@@ -378,9 +383,13 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
 
 /// `papertrader paper`: paper mode until idle, a message count or a signal.
 async fn paper(cfg: &Loaded, args: PaperArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.summary {
+        check_writable(path)?;
+    }
     let stop = papertrader::paper::StopWhen {
         idle: args.until_idle.map(Duration::from_secs_f64),
         max_events: args.max_events,
+        startup_grace: Some(Duration::from_secs_f64(args.startup_grace.max(0.0))),
     };
     let summary_out = papertrader::app::paper(cfg, stop, stop_signal()).await?;
     print_out(&summary_out.render());
@@ -389,6 +398,23 @@ async fn paper(cfg: &Loaded, args: PaperArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("summary written to {}", path.display());
     }
+    Ok(())
+}
+
+/// Refuse at start an output file whose directory does not exist, rather
+/// than after a whole run.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    anyhow::ensure!(
+        dir.is_dir(),
+        "--summary {}: the directory {} does not exist; create it first (mkdir -p {}) or name another file",
+        path.display(),
+        dir.display(),
+        dir.display()
+    );
     Ok(())
 }
 
@@ -438,7 +464,7 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
     });
     anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
     let started = std::time::Instant::now();
-    let events = papertrader::app::backtest_events(
+    let (events, skipped) = papertrader::app::backtest_events(
         cfg,
         &args.data.files(),
         range,
@@ -446,6 +472,11 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
         true,
     )
     .await?;
+    if skipped > 0 {
+        print_out(&format!(
+            "{skipped} CSV rows skipped (unreadable; each logged above)"
+        ));
+    }
     let read = started.elapsed();
     let create_report_dir = || {
         std::fs::create_dir_all(&args.report)
@@ -524,7 +555,20 @@ fn print_folds(sweep: &papertrader::sweep::Sweep, folds: &[papertrader::sweep::F
 
 /// `papertrader broker`: the embedded broker alone, until a signal.
 async fn broker(cfg: &Loaded, args: BrokerArgs) -> anyhow::Result<()> {
+    // The broker's own listener fails later, inside its task: a port another
+    // process holds is refused here, with the reason.
+    drop(std::net::TcpListener::bind(args.listen).with_context(|| {
+        format!(
+            "--listen {}: cannot listen there (another process holds the port?); pick a free port",
+            args.listen
+        )
+    })?);
     let broker = papertrader::embedded::EmbeddedBroker::start_on(args.listen).await?;
+    anyhow::ensure!(
+        broker.is_running(),
+        "--listen {}: the broker stopped at start (see the log above)",
+        args.listen
+    );
     if args.create_topics {
         let base = papertrader::kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
         let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();

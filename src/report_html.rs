@@ -134,7 +134,7 @@ fn strategies_table(h: &mut String, r: &Report) {
         "starting cash",
         "final equity",
         "total return",
-        "max drawdown",
+        "max drawdown (at P&L snapshots)",
         "Sharpe",
         "Sortino",
         "volatility",

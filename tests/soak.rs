@@ -471,6 +471,7 @@ async fn soak() {
         StopWhen {
             idle: Some(Duration::from_secs(30)),
             max_events: Some(n),
+            startup_grace: None,
         },
         std::future::pending(),
         monitor.clone(),

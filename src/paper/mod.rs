@@ -67,12 +67,19 @@ type Item = (
 /// When paper mode stops by itself.
 #[derive(Debug, Clone, Default)]
 pub struct StopWhen {
-    /// Stop after this long without an input message (counted from the first one;
-    /// before it, at most `max(idle, 30 s)` is waited).
+    /// Stop after this long without an input message. Before the first one,
+    /// `max(idle, startup_grace)` is waited: joining the consumer group and
+    /// getting partitions can take that long.
     pub idle: Option<Duration>,
     /// Stop after this many input messages (valid or dead-lettered).
     pub max_events: Option<u64>,
+    /// The least wait for the first input with `idle` set; `None`:
+    /// [`STARTUP_GRACE`].
+    pub startup_grace: Option<Duration>,
 }
+
+/// The default least wait for the first input (`paper --startup-grace`).
+pub const STARTUP_GRACE: Duration = Duration::from_secs(30);
 
 /// Run paper mode against `bootstrap` until `stop` or `shutdown`, and return the summary.
 pub async fn run(
@@ -312,7 +319,8 @@ impl<'a> Session<'a> {
     /// Wait for the next input message, writing a checkpoint that falls due
     /// meanwhile. `None`: stop (shutdown, or the input went idle with nothing held).
     async fn wait<F: Future<Output = ()>>(&mut self, shutdown: &mut Pin<&mut F>) -> Option<Wake> {
-        let first_wait = self.stop.idle.map(|i| i.max(Duration::from_secs(30)));
+        let grace = self.stop.startup_grace.unwrap_or(STARTUP_GRACE);
+        let first_wait = self.stop.idle.map(|i| i.max(grace));
         let wait = if self.started {
             self.stop.idle
         } else {

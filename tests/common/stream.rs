@@ -188,6 +188,7 @@ pub async fn reference(dir: &Path, bootstrap: &str, inputs: usize) {
         StopWhen {
             idle: Some(Duration::from_secs(3)),
             max_events: Some(inputs as u64),
+            startup_grace: None,
         },
         std::future::pending(),
     )

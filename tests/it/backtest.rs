@@ -169,6 +169,7 @@ async fn kafka_backtest_matches_paper_mode_on_one_partition() {
         StopWhen {
             idle: Some(Duration::from_secs(20)),
             max_events: Some(n),
+            startup_grace: None,
         },
         std::future::pending(),
     )
@@ -421,6 +422,7 @@ async fn paper_mode_over_three_partitions_with_news_equals_the_kafka_backtest() 
         StopWhen {
             idle: Some(Duration::from_secs(20)),
             max_events: Some(n),
+            startup_grace: None,
         },
         std::future::pending(),
     )
@@ -473,7 +475,12 @@ async fn a_backtest_fires_the_alerts_paper_mode_fires() {
          [[alerts.rules]]\nname = \"quiet\"\nkind = \"stale_feed\"\nsymbols = [\"AAA\"]\nafter = \"1s\"\n";
     let strategy = "name = \"cross\"\nsymbols = [\"AAA\"]\n[rule]\nkind = \"ma_crossover\"\nfast = 2\nslow = 3\n\
          [account]\nstarting_cash = \"100000\"\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"10\"\n";
-    let cfg = config(dir.path(), &bs, extra, &[strategy]);
+    // As the paper-mode test: a P&L snapshot at every tick, an exact venue.
+    let extra = format!(
+        "[engine]\npnl_every_ticks = 1\n{}\n{extra}",
+        exact_venue("10")
+    );
+    let cfg = config(dir.path(), &bs, &extra, &[strategy]);
     let p = producer(&bs);
     let msgs: Vec<(String, String)> = [
         ("3", "1"),

@@ -189,6 +189,7 @@ async fn topic_backtest_publishes_exactly_what_paper_mode_publishes() {
         StopWhen {
             idle: Some(Duration::from_secs(20)),
             max_events: Some(n),
+            startup_grace: None,
         },
         std::future::pending(),
     )

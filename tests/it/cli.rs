@@ -137,3 +137,278 @@ fn backtest_symbol_flag_names_the_symbol_of_a_file_without_one() {
         "no EURUSD price in the report: {json}"
     );
 }
+
+/// Regression ("`paper --summary DIR/FILE` with a missing directory runs to
+/// the end and then fails"): the path is checked at start, before any input.
+#[test]
+fn paper_summary_in_a_missing_directory_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no_such_dir").join("out.json");
+    let missing_s = missing.display().to_string();
+    // Nothing listens on port 1: a run that got past the check would fail on
+    // the broker instead, with another message.
+    let (code, err) = papertrader(
+        &["paper", "--max-events", "1", "--summary", &missing_s],
+        &[("PAPERTRADER__KAFKA__BROKERS", "127.0.0.1:1")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&missing_s) && err.contains("does not exist") && err.contains("mkdir -p"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("127.0.0.1:1"),
+        "it reached for the broker first:\n{err}"
+    );
+}
+
+/// Regression ("`backtest ... 2>&1 | head -3` panics with failed printing to
+/// stderr"): a reader that closes the pipe early ends the program quietly.
+#[test]
+fn backtest_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["backtest", "--input", "data/synthetic_ticks.csv", "--input"])
+        .args([
+            "data/synthetic_sentiment.csv",
+            "--input",
+            "data/aapl_msft_daily_2011_2013.csv",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -3`: read three lines of stdout, then close both pipes.
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .take(3)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(lines.len(), 3);
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(101), "it panicked: {status:?}");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Regression ("`paper --until-idle N` waits at least 30 s when no message
+/// arrives at all"): the wait for the first input is `--startup-grace`, which
+/// `--help` documents; here 1 s on topics with nothing in them.
+#[test]
+fn until_idle_waits_the_documented_startup_grace_for_a_first_input() {
+    use std::time::{Duration, Instant};
+    let (code, help) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+            .args(["paper", "--help"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0));
+    assert!(
+        help.contains("--startup-grace") && help.contains("[default: 30]"),
+        "{help}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("quiet.toml");
+    std::fs::write(&app, "[demo]\nfeed = false\n[http]\nenabled = false\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--config")
+        .arg(&app)
+        .args(["paper", "--until-idle", "1", "--startup-grace", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The old hidden minimum was 30 s: a run still going at 25 s has it still.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("paper --until-idle 1 --startup-grace 1 still waiting after 25 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("input idle, stopping"), "{err}");
+}
+
+/// Regression ("`papertrader broker --listen ADDR` on a port already in use
+/// prints listening and exits 0"): it fails with the reason, non-zero, and
+/// never says it is listening.
+#[test]
+fn broker_on_a_port_in_use_fails_and_says_why() {
+    use std::time::{Duration, Instant};
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["broker", "--listen", &addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("papertrader broker on a taken port {addr} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |r: &mut dyn std::io::Read| {
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        s
+    };
+    let out = read(&mut child.stdout.take().unwrap());
+    let err = read(&mut child.stderr.take().unwrap());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!out.contains("listening"), "{out}");
+    assert!(
+        err.contains(&addr) && err.contains("pick a free port"),
+        "{err}"
+    );
+    drop(taken);
+}
+
+/// Regression (smaller text defects: "`backtest --help` omits report.html;
+/// `generate --ticks` and `--sentiment` have no help").
+#[test]
+fn help_names_every_report_file_and_every_generate_option() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bt = help(&["backtest"]);
+    for f in [
+        "report.json",
+        "trades.csv",
+        "equity.csv",
+        "report.html",
+        "alerts.csv",
+    ] {
+        assert!(bt.contains(f), "backtest --help does not name {f}:\n{bt}");
+    }
+    let gen = help(&["generate"]);
+    for (flag, words) in [
+        ("--ticks", "Where to write the ticks"),
+        ("--sentiment", "Where to write the sentiment"),
+    ] {
+        let line = gen
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap();
+        let text: String = gen.lines().skip(line).take(3).collect();
+        assert!(text.contains(words), "{flag} has no help:\n{gen}");
+    }
+}
+
+/// Regression ("`--to 2012-12-31` keeps only the 00:00 open tick of that day;
+/// `--to earliest` and `--from latest` are accepted and ignored; `--from`
+/// after `--to` silently runs 0 events").
+#[test]
+fn backtest_time_ranges_mean_what_they_say_or_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bt").display().to_string();
+    let bars = "data/aapl_msft_daily_2011_2013.csv";
+    for (from, to, says) in [
+        ("latest", "latest", "--from latest"),
+        ("earliest", "earliest", "--to earliest"),
+        ("2013-01-01", "2012-01-01", "is after --to"),
+    ] {
+        let (code, err) = papertrader(
+            &[
+                "backtest", "--input", bars, "--from", from, "--to", to, "--report", &report,
+            ],
+            &[],
+        );
+        assert_eq!(code, 1, "--from {from} --to {to}: {err}");
+        assert!(err.contains(says), "--from {from} --to {to}: {err}");
+    }
+    // A date as --to is the whole day: a daily bar becomes 4 ticks (open, high,
+    // low, close) at 00:00 and later that day, and all of them count. The file
+    // holds AAPL and MSFT: 2 symbols x 4 ticks of 2012-12-31.
+    let (code, err) = papertrader(
+        &[
+            "backtest",
+            "--input",
+            bars,
+            "--from",
+            "2012-12-31",
+            "--to",
+            "2012-12-31",
+            "--report",
+            &report,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(&report).join("report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["events"], 8, "{json}");
+}
+
+/// Regression ("CSV rows skipped by a backtest appear only as WARN lines"):
+/// they are counted in the summary and in report.json's `inputs`.
+#[test]
+fn backtest_counts_the_csv_rows_it_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ticks.csv");
+    std::fs::write(
+        &csv,
+        "ts,symbol,price,size\n1767623407143,ACME,100.01,126\nnot-a-time,ACME,100.02,1\n\
+         1767623408143,ACME,abc,1\n1767623409143,ACME,100.03,5\n",
+    )
+    .unwrap();
+    let report = dir.path().join("bt");
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("backtest")
+        .arg("--input")
+        .arg(&csv)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 processed") && stdout.contains("2 CSV rows skipped"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["inputs"]["rows_skipped"], 2, "{json}");
+}

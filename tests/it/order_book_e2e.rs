@@ -76,6 +76,7 @@ async fn depth_and_trades_in_orders_and_fills_out() {
         let stop = StopWhen {
             idle: Some(Duration::from_secs(20)),
             max_events: Some(11),
+            startup_grace: None,
         };
         paper::run(&run_cfg, &bs2, stop, std::future::pending()).await
     });

@@ -12,6 +12,7 @@ fn stop_after(n: u64) -> StopWhen {
     StopWhen {
         idle: Some(Duration::from_secs(20)),
         max_events: Some(n),
+        startup_grace: None,
     }
 }
 

@@ -200,6 +200,7 @@ async fn two_processes_in_one_group_publish_what_one_does() {
         StopWhen {
             idle: Some(Duration::from_secs(3)),
             max_events: Some(inputs as u64),
+            startup_grace: None,
         },
         std::future::pending(),
     )

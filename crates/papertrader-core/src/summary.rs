@@ -25,6 +25,14 @@ pub struct InputCounts {
     pub processed: BTreeMap<String, u64>,
     /// Dead letters by reason.
     pub dead_letters: BTreeMap<String, u64>,
+    /// CSV rows a backtest over files could not read (each logged and skipped;
+    /// not messages, so neither processed nor dead-lettered). Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl InputCounts {
@@ -150,7 +158,7 @@ impl Summary {
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(
+        let _ = write!(
             s,
             "inputs: {} processed {:?}, {} dead-lettered {:?}",
             self.inputs.total_processed(),
@@ -158,10 +166,18 @@ impl Summary {
             self.inputs.total_dead(),
             self.inputs.dead_letters
         );
+        if self.inputs.rows_skipped > 0 {
+            let _ = write!(
+                s,
+                ", {} CSV rows skipped (unreadable)",
+                self.inputs.rows_skipped
+            );
+        }
+        s.push('\n');
         for st in &self.strategies {
             let _ = writeln!(
                 s,
-                "\n{} ({}): equity {} (return {}%), realized {}, unrealized {}, fees {}, max drawdown {}%",
+                "\n{} ({}): equity {} (return {}%), realized {}, unrealized {}, fees {}, max drawdown (marked every tick) {}%",
                 st.name,
                 st.kind,
                 st.equity.round_dp(2),

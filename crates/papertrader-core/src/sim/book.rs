@@ -246,7 +246,6 @@ mod tests {
     use crate::domain::Level;
     use crate::test_util::d;
     use proptest::prelude::*;
-    use std::str::FromStr;
 
     fn upd(snapshot: bool, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
         crate::sim::tests::book(0, snapshot, bids, asks)
