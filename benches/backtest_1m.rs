@@ -139,6 +139,7 @@ fn child(mode: &str, dir: &Path) {
                         speed: Speed::Max,
                         symbol: None,
                         progress: false,
+                        expect: None,
                     },
                 )
                 .await

@@ -321,8 +321,7 @@ pub fn file_events_counted(
                 path.display()
             );
         }
-        let reader = RecordReader::open(path, &opts)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let reader = RecordReader::open(path, &opts).map_err(anyhow::Error::msg)?;
         for (row, r) in reader.enumerate() {
             let record = match r {
                 Ok(r) => r,
@@ -409,7 +408,7 @@ pub async fn kafka_events(
     progress: bool,
 ) -> anyhow::Result<Vec<Event>> {
     let base = kafka::client_config(&cfg.app.kafka, bootstrap);
-    kafka::check_reachable(&base, bootstrap).await?;
+    kafka::check_reachable_named(&base, bootstrap, &cfg.app.kafka).await?;
     let kinds: Vec<(String, InputKind)> = cfg
         .app
         .topics

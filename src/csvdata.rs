@@ -155,12 +155,10 @@ pub struct Bar {
 /// A whole-file failure: the file cannot be read at all.
 #[derive(Debug, Error)]
 pub enum CsvDataError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    /// The error's text is its whole message (no separate source, so that a
+    /// chain of contexts does not print the OS error twice).
+    #[error("{path}: {error}")]
+    Io { path: String, error: io::Error },
     #[error("{path}:1: empty file (no header line)")]
     Empty { path: String },
     #[error("{path}:1: unrecognised header {header:?}: {reason}")]
@@ -539,9 +537,9 @@ impl RecordReader<File> {
     pub fn open(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Self, CsvDataError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let f = File::open(path).map_err(|source| CsvDataError::Io {
+        let f = File::open(path).map_err(|error| CsvDataError::Io {
             path: name.clone(),
-            source,
+            error,
         })?;
         RecordReader::from_reader(name, f, opts)
     }
@@ -565,7 +563,7 @@ impl<R: Read> RecordReader<R> {
             Err(e) => {
                 let message = e.to_string();
                 return Err(match e.into_kind() {
-                    csv::ErrorKind::Io(source) => CsvDataError::Io { path: file, source },
+                    csv::ErrorKind::Io(error) => CsvDataError::Io { path: file, error },
                     _ => CsvDataError::Header {
                         path: file,
                         message,

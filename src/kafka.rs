@@ -89,6 +89,28 @@ pub async fn check_reachable(base: &ClientConfig, bootstrap: &str) -> anyhow::Re
     .await
 }
 
+/// [`check_reachable`] for `bootstrap`, named as the `--brokers` option when it
+/// is not `kafka.brokers` (a command line that gave `--brokers`).
+///
+/// # Errors
+/// As [`check_reachable`].
+pub async fn check_reachable_named(
+    base: &ClientConfig,
+    bootstrap: &str,
+    kafka: &KafkaConfig,
+) -> anyhow::Result<()> {
+    if bootstrap == kafka.brokers {
+        return check_reachable(base, bootstrap).await;
+    }
+    check_reachable_from(
+        base,
+        bootstrap,
+        "--brokers",
+        "start the cluster, or correct --brokers (no cluster? `papertrader broker --listen 127.0.0.1:9092`)",
+    )
+    .await
+}
+
 /// [`check_reachable`] for brokers named by `source` (a key or an option), with
 /// `fix` as the advice.
 pub async fn check_reachable_from(

@@ -493,7 +493,7 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
         create_report_dir()?;
         let csv = args.report.join("walk_forward.csv");
         papertrader::sweep::write_walk_forward(&sweep.axes, &folds, &csv)?;
-        print_folds(&sweep, &folds);
+        print_folds(&sweep, &folds, args.metric);
         print_out(&format!(
             "{} folds over {} events on {jobs} threads in {:.3} s: {}",
             folds.len(),
@@ -529,7 +529,11 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
 }
 
 /// One line per walk-forward fold: its windows, best set and test result.
-fn print_folds(sweep: &papertrader::sweep::Sweep, folds: &[papertrader::sweep::Fold]) {
+fn print_folds(
+    sweep: &papertrader::sweep::Sweep,
+    folds: &[papertrader::sweep::Fold],
+    metric: papertrader::sweep::Metric,
+) {
     use papertrader::wire::format_ts;
     for f in folds {
         let params: Vec<String> = sweep
@@ -539,14 +543,18 @@ fn print_folds(sweep: &papertrader::sweep::Sweep, folds: &[papertrader::sweep::F
             .map(|(a, v)| format!("{}={}", a.key, v.text))
             .collect();
         print_out(&format!(
-            "fold {}: train {} .. {} best {} (return {}); test {} .. {}: return {}, {} fills",
+            "fold {}: train {} .. {} best {} by {} ({}; return {}); test {} .. {}: {} {}, return {}, {} fills",
             f.index,
             format_ts(f.train.0),
             format_ts(f.train.1),
             params.join(" "),
+            metric.name(),
+            f.best.shown(metric),
             f.best.total_return.round_dp(4),
             format_ts(f.test.0),
             format_ts(f.test.1),
+            metric.name(),
+            f.test_row.shown(metric),
             f.test_row.total_return.round_dp(4),
             f.test_row.fills
         ));
@@ -613,10 +621,19 @@ async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
             .await?;
     }
     let producer = papertrader::kafka::producer(&base)?;
+    let topics = &cfg.app.topics;
+    let expect = if args.topic == topics.live_prices {
+        Some(papertrader::csvdata::FileKind::Ticks)
+    } else if args.topic == topics.news_sentiment {
+        Some(papertrader::csvdata::FileKind::Sentiment)
+    } else {
+        None
+    };
     let opts = papertrader::replay::ReplayOptions {
         speed: args.speed,
         symbol: args.symbol,
         progress: true,
+        expect,
     };
     let stats =
         papertrader::replay::publish_file(&producer, &args.input, &args.topic, &opts).await?;

@@ -125,7 +125,7 @@ impl RunPublisher {
         topics: TopicsConfig,
     ) -> anyhow::Result<Self> {
         let base = kafka::client_config(&cfg.app.kafka, bootstrap);
-        kafka::check_reachable(&base, bootstrap).await?;
+        kafka::check_reachable_named(&base, bootstrap, &cfg.app.kafka).await?;
         let names = output_topics(&topics);
         refuse_used(&base, names.to_vec()).await?;
         if cfg.app.kafka.create_topics {

@@ -52,6 +52,9 @@ pub struct ReplayOptions {
     pub symbol: Option<String>,
     /// Show a progress bar on a terminal.
     pub progress: bool,
+    /// The kind of data `topic` takes, when it is one of papertrader's input
+    /// topics: a file of the other kind is refused (ticks and bars go together).
+    pub expect: Option<crate::csvdata::FileKind>,
 }
 
 /// What a replay did.
@@ -73,8 +76,24 @@ pub async fn publish_file(
         default_symbol: opts.symbol.clone(),
         bar_period: None,
     };
-    let reader =
-        RecordReader::open(path, &ropts).with_context(|| format!("opening {}", path.display()))?;
+    let reader = RecordReader::open(path, &ropts).map_err(anyhow::Error::msg)?;
+    if let Some(want) = opts.expect {
+        let got = reader.kind();
+        let ticks = |k| {
+            matches!(
+                k,
+                crate::csvdata::FileKind::Ticks | crate::csvdata::FileKind::Bars
+            )
+        };
+        anyhow::ensure!(
+            ticks(got) == ticks(want),
+            "--input {} holds {} but --topic {topic} is the {} topic: publish it to the {} topic, or pass another file",
+            path.display(),
+            if ticks(got) { "ticks (or bars)" } else { "sentiment readings" },
+            if ticks(want) { "prices" } else { "sentiment" },
+            if ticks(got) { "prices" } else { "sentiment" },
+        );
+    }
     let mut skipped = 0;
     let mut records: Vec<Record> = reader
         .filter_map(|r| match r {

@@ -70,6 +70,11 @@ pub struct Collector {
     trips: BTreeMap<(String, String), Trips>,
     /// Per strategy: equity at the close of each period (UTC day with events).
     pub closes: BTreeMap<String, Vec<Decimal>>,
+    /// Per strategy, beside `closes`: whether its own symbols had events in
+    /// that period.
+    pub active: BTreeMap<String, Vec<bool>>,
+    /// Per strategy: its symbols' events (ticks and sentiment) up to the last close.
+    seen: BTreeMap<String, u64>,
     /// The alerts the run's `[[alerts.rules]]` fired, in output order.
     pub alerts: Vec<AlertMsg>,
     /// The run has alert rules (`alerts.csv` is written, empty or not).
@@ -89,6 +94,8 @@ impl Collector {
             books: BTreeMap::new(),
             trips: BTreeMap::new(),
             closes: BTreeMap::new(),
+            active: BTreeMap::new(),
+            seen: BTreeMap::new(),
             alerts: Vec::new(),
             has_alert_rules: !cfg.app.alerts.rules.is_empty(),
         }
@@ -108,14 +115,39 @@ impl Collector {
         }
     }
 
-    /// Record every strategy's equity as the close of a period.
+    /// Record every strategy's equity as the close of a period, and whether
+    /// its own symbols had events in it (`active`).
     pub fn close_period(&mut self, summary: &Summary) {
         for s in &summary.strategies {
             self.closes
                 .entry(s.name.clone())
                 .or_default()
                 .push(s.equity);
+            let seen: u64 = s
+                .symbols
+                .values()
+                .map(|c| c.counts.ticks + c.counts.sentiment)
+                .sum();
+            let before = self.seen.insert(s.name.clone(), seen).unwrap_or(0);
+            self.active
+                .entry(s.name.clone())
+                .or_default()
+                .push(seen > before);
         }
+    }
+
+    /// The closes of the periods in which `strategy`'s own symbols had events
+    /// (the periods of its return statistics: a day on which nothing it trades
+    /// moved is not a zero return of it).
+    pub fn active_closes(&self, strategy: &str) -> Vec<Decimal> {
+        let closes = self.closes.get(strategy).map_or(&[][..], Vec::as_slice);
+        let active = self.active.get(strategy).map_or(&[][..], Vec::as_slice);
+        closes
+            .iter()
+            .zip(active)
+            .filter(|(_, a)| **a)
+            .map(|(c, _)| *c)
+            .collect()
     }
 
     fn fill(&mut self, f: FillMsg) {
@@ -472,7 +504,7 @@ impl Report {
             let series = c.series(&s.name, start, end, s.equity);
             let dd = drawdown_stats(&series);
             let mut closes = vec![s.starting_cash];
-            closes.extend(c.closes.get(&s.name).into_iter().flatten().copied());
+            closes.extend(c.active_closes(&s.name));
             let rs = return_stats(&closes);
             let fills: u64 = symbols.values().map(|r| r.fills).sum();
             let turnover: Decimal = symbols.values().map(|r| r.turnover).sum();

@@ -173,7 +173,7 @@ pub fn parse_grid(specs: &[String]) -> Result<Vec<Axis>, SweepError> {
         .unwrap_or(usize::MAX);
     if sets > MAX_SETS {
         return Err(grid_err(
-            "",
+            &specs.join(","),
             format!("{sets} parameter sets"),
             &format!("use at most {MAX_SETS}: coarser steps or fewer keys"),
         ));
@@ -442,6 +442,31 @@ pub struct Row {
     pub max_drawdown: Decimal,
     pub fills: u64,
     pub fees: Decimal,
+}
+
+impl Row {
+    /// The value `metric` ranks by, as text (`n/a` when it is undefined).
+    pub fn shown(&self, metric: Metric) -> String {
+        let ratio = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+        match metric {
+            Metric::TotalReturn => self.total_return.round_dp(4).to_string(),
+            Metric::Sharpe => ratio(self.sharpe),
+            Metric::Sortino => ratio(self.sortino),
+            Metric::MaxDrawdown => self.max_drawdown.round_dp(4).to_string(),
+        }
+    }
+}
+
+impl Metric {
+    /// The name `--metric` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::TotalReturn => "return",
+            Metric::Sharpe => "sharpe",
+            Metric::Sortino => "sortino",
+            Metric::MaxDrawdown => "max_drawdown",
+        }
+    }
 }
 
 /// The result of a sweep: ranked rows and the sets that were refused.
@@ -873,6 +898,19 @@ mod tests {
             let e = parse_grid(&[g.into()]).unwrap_err().to_string();
             assert!(e.contains(needle), "{g}: {e}");
         }
+    }
+
+    /// Regression ("a too-large grid error quotes `--grid \"\"` instead of
+    /// the grid").
+    #[test]
+    fn a_grid_too_large_is_quoted_whole() {
+        let g = "fast=1..1000:1,slow=1..1000:1";
+        let e = parse_grid(&[g.into()]).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("--grid {g:?}")) && e.contains("parameter sets"),
+            "{e}"
+        );
+        assert!(!e.contains("--grid \"\""), "{e}");
     }
 
     #[test]

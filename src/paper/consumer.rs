@@ -97,6 +97,31 @@ impl SeekOnAssign {
     }
 }
 
+/// `topic/partition` of each element, sorted, with where it starts when
+/// `starts`: `at N`, `from its start`, or `at auto.offset.reset` for a
+/// partition with no checkpoint and no committed offset (librdkafka's
+/// `Invalid`, which says nothing to a reader).
+pub(super) fn describe(tpl: &TopicPartitionList, starts: bool) -> String {
+    let mut parts: Vec<(String, i32, Offset)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition(), e.offset()))
+        .collect();
+    parts.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let one = |(t, p, o): &(String, i32, Offset)| {
+        if !starts {
+            return format!("{t}/{p}");
+        }
+        match o {
+            Offset::Offset(n) => format!("{t}/{p} at {n}"),
+            Offset::Beginning => format!("{t}/{p} from its start"),
+            Offset::End => format!("{t}/{p} at its end"),
+            _ => format!("{t}/{p} at auto.offset.reset"),
+        }
+    };
+    parts.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
 impl rdkafka::ClientContext for SeekOnAssign {}
 
 impl ConsumerContext for SeekOnAssign {
@@ -124,14 +149,14 @@ impl ConsumerContext for SeekOnAssign {
                     .map(|e| (e.topic().to_string(), e.partition())),
             );
             drop(held);
-            tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions assigned");
+            tracing::info!(partitions = %describe(tpl, true), "input partitions assigned");
             if cooperative {
                 consumer.incremental_assign(tpl)
             } else {
                 consumer.assign(tpl)
             }
         } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-            tracing::info!(partitions = ?tpl.to_topic_map(), "input partitions revoked");
+            tracing::info!(partitions = %describe(tpl, false), "input partitions revoked");
             let mut held = self.assigned.lock().expect("assignment lock");
             if cooperative {
                 for e in tpl.elements() {
@@ -237,5 +262,30 @@ pub(super) async fn recv_within<C: ConsumerContext + 'static>(
             // backlog of an outage delays the rejoin and the fetches behind it.
             Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression ("partition logs print `Invalid` for offsets not yet known").
+    #[test]
+    fn assignment_logs_say_where_each_partition_starts() {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("live_prices", 1, Offset::Offset(46))
+            .unwrap();
+        tpl.add_partition("live_prices", 0);
+        tpl.add_partition_offset("news_sentiment", 0, Offset::Beginning)
+            .unwrap();
+        assert_eq!(
+            describe(&tpl, true),
+            "live_prices/0 at auto.offset.reset, live_prices/1 at 46, news_sentiment/0 from its start"
+        );
+        assert_eq!(
+            describe(&tpl, false),
+            "live_prices/0, live_prices/1, news_sentiment/0"
+        );
+        assert!(!describe(&tpl, true).contains("Invalid"));
     }
 }

@@ -412,3 +412,75 @@ fn backtest_counts_the_csv_rows_it_skips() {
         serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["inputs"]["rows_skipped"], 2, "{json}");
 }
+
+/// Regressions (smaller text defects): "a missing input file prints the OS
+/// error twice"; "the unreachable-broker error names `kafka.brokers` when
+/// `--brokers` was given".
+#[test]
+fn input_and_broker_errors_say_it_once_and_name_what_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bt").display().to_string();
+    let (code, err) = papertrader(
+        &["backtest", "--input", "nope.csv", "--report", &report],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("nope.csv"), "{err}");
+
+    let (code, err) = papertrader(
+        &["backtest", "--brokers", "127.0.0.1:1", "--report", &report],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("(--brokers)"),
+        "{err}"
+    );
+    assert!(!err.contains("(kafka.brokers)"), "{err}");
+}
+
+/// Regression ("Sharpe ratios that mean nothing": strategies that trade on one
+/// day of the README's three-file backtest got Sharpe ±sqrt(252/544), whatever
+/// their P&L): a strategy's return statistics count only the days on which its
+/// own symbols had events; one day gives one return, so the ratios are null.
+#[test]
+fn one_day_strategies_get_no_ratios_beside_years_of_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bt");
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["backtest", "--input", "data/synthetic_ticks.csv", "--input"])
+        .args([
+            "data/synthetic_sentiment.csv",
+            "--input",
+            "data/aapl_msft_daily_2011_2013.csv",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    let st = &json["strategies"];
+    // bb_breakout trades ACME and GLOBEX only: one day of ticks.
+    assert_eq!(
+        st["bb_breakout"]["daily_returns"], 1,
+        "{}",
+        st["bb_breakout"]
+    );
+    assert!(
+        st["bb_breakout"]["sharpe"].is_null(),
+        "{}",
+        st["bb_breakout"]
+    );
+    // ma_cross also trades AAPL and MSFT: a day for each of their bars
+    // (2011-2013: 543 bar days) and the day of ticks.
+    assert_eq!(st["ma_cross"]["daily_returns"], 544, "{}", st["ma_cross"]);
+    assert!(st["ma_cross"]["sharpe"].is_number(), "{}", st["ma_cross"]);
+}

@@ -16,6 +16,7 @@ async fn bars_are_published_as_four_ticks_each_keyed_by_symbol() {
         speed: Speed::Max,
         symbol: None,
         progress: false,
+        expect: None,
     };
     let stats = replay::publish_file(&p, &path, "live_prices", &opts)
         .await
@@ -72,6 +73,7 @@ async fn sentiment_files_replay_and_bad_rows_are_counted() {
         speed: Speed::Factor(1000.0),
         symbol: None,
         progress: false,
+        expect: None,
     };
     let stats = replay::publish_file(&p, &path, "news_sentiment", &opts)
         .await
@@ -83,4 +85,42 @@ async fn sentiment_files_replay_and_bad_rows_are_counted() {
     assert_eq!(msgs[0]["score"], 0.5);
     assert_eq!(msgs[1]["score"], -0.25);
     assert_eq!(msgs[1]["ts"], "1970-01-01T00:00:03Z");
+}
+
+/// Regression ("`replay` publishes a tick file into `news_sentiment` without a
+/// word"): a file of the other kind than its input topic is refused before
+/// anything is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_the_wrong_kind_for_an_input_topic_is_refused() {
+    let b = broker(1).await;
+    let bs = b.bootstrap();
+    let p = producer(&bs);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let opts = |expect| ReplayOptions {
+        speed: Speed::Max,
+        symbol: None,
+        progress: false,
+        expect: Some(expect),
+    };
+    let ticks = root.join("data/synthetic_ticks.csv");
+    let e = replay::publish_file(
+        &p,
+        &ticks,
+        "news_sentiment",
+        &opts(csvdata::FileKind::Sentiment),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("holds ticks") && e.contains("the sentiment topic"),
+        "{e}"
+    );
+    assert!(read_topic(&bs, "news_sentiment").is_empty());
+    // Bars go to the prices topic as ticks do.
+    let bars = root.join("data/aapl_msft_daily_2011_2013.csv");
+    let stats = replay::publish_file(&p, &bars, "live_prices", &opts(csvdata::FileKind::Ticks))
+        .await
+        .unwrap();
+    assert_eq!(stats.published, 1086 * 4);
 }

@@ -286,6 +286,17 @@ fn walk_forward_folds_step_through_time_and_each_test_matches_a_plain_backtest()
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Regression ("walk-forward prints \"(return ...)\" while ranking by
+    // Sharpe"): each fold names the metric it ranked by, and its value.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let folds: Vec<&str> = stdout.lines().filter(|l| l.starts_with("fold ")).collect();
+    assert!(!folds.is_empty(), "{stdout}");
+    assert!(
+        folds
+            .iter()
+            .all(|l| l.contains(" by sharpe (") && l.contains(": sharpe ")),
+        "{stdout}"
+    );
     let mut rdr = csv::Reader::from_path(out.join("walk_forward.csv")).unwrap();
     let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();

@@ -78,9 +78,34 @@ pub struct StrategyConfig {
 pub struct BarsConfig {
     /// `time`, `ticks` or `volume`.
     pub kind: BarKind,
-    /// A duration for time bars (`"5m"`), a count for tick bars (`"100"`), a
-    /// quantity for volume bars (`"5000"`).
+    /// A duration for time bars (`"5m"`), a count for tick bars (`"100"` or
+    /// `100`), a quantity for volume bars (`"5000"`, `5000` or `2.5`).
+    #[serde(deserialize_with = "string_or_number")]
     pub size: String,
+}
+
+/// A TOML string, or a number taken as its text (`size = 100` as `"100"`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string such as \"5m\" or \"100\", or a number such as 100")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Kinds of bars.
@@ -212,13 +237,29 @@ pub struct OrdersConfig {
 }
 
 impl OrdersConfig {
-    /// `post_only` and `limit_offset_ticks` only with limit orders.
+    /// `post_only`, `limit_offset_ticks` and a `tif` other than the default
+    /// only with limit orders.
     fn check(&self) -> Result<(), Problem> {
         if self.style == OrderStyle::Market && (self.post_only || self.limit_offset_ticks != 0) {
             return Err(problem(
                 "orders.type",
                 "post_only and limit_offset_ticks apply to limit orders only",
                 "set type = \"limit\", or remove those keys",
+            ));
+        }
+        if self.style == OrderStyle::Market && self.tif != TifConfig::default() {
+            return Err(problem(
+                "orders.tif",
+                format!(
+                    "tif = {:?} applies to limit orders only: a market order takes what the book holds and cancels the rest",
+                    match self.tif {
+                        TifConfig::Gtc => "gtc",
+                        TifConfig::Ioc => "ioc",
+                        TifConfig::Fok => "fok",
+                        TifConfig::Day => "day",
+                    }
+                ),
+                "set type = \"limit\" (e.g. tif = \"fok\" with limit_offset_ticks to cross the spread), or remove tif",
             ));
         }
         Ok(())
@@ -823,9 +864,32 @@ pub fn parse_strategy_with(
                 msg = m;
             }
         }
+        // toml appends where it was (`\nin `k``): the key says it already.
+        if let Some(cut) = msg.find("\nin `") {
+            msg.truncate(cut);
+        }
+        let msg = msg.trim().to_string();
+        if let Some(k) = nested_ensemble(text) {
+            return ConfigError::new(
+                file,
+                k,
+                "an ensemble cannot be a member of an ensemble (ensembles do not nest)",
+                "list the inner ensemble's members directly, or give the member a model or a rule of another kind",
+            );
+        }
+        let quoted_number = msg.starts_with("invalid type: string")
+            && ["f64", "i64", "u64", "usize", "u32", "integer", "number"]
+                .iter()
+                .any(|t| msg.contains(&format!("expected {t}")) || msg.contains(&format!("expected a {t}")) || msg.contains(&format!("expected an {t}")));
+        let number_fix;
         let fix = if key == "account.fee_bps" {
             "fees are set per symbol on the venue now: remove the key and set \
              venue.default.taker_fee_bps / maker_fee_bps (or venue.symbols.SYMBOL.*) in the app config"
+        } else if quoted_number {
+            let name = key.rsplit('.').next().unwrap_or(&key);
+            let value = msg.split('"').nth(1).unwrap_or("2");
+            number_fix = format!("write the number without quotes, e.g. {name} = {value}");
+            number_fix.as_str()
         } else if msg.contains("unknown field") {
             "remove or rename the key; see the examples in strategies/ and docs/strategies.md"
         } else if msg.contains("missing field") {
@@ -841,13 +905,32 @@ pub fn parse_strategy_with(
     Ok(s)
 }
 
+/// `rule.members[i].rule` of the first member whose rule is itself an
+/// ensemble, which the deserializer reports as a missing `members`.
+fn nested_ensemble(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    let members = table.get("rule")?.get("members")?.as_array()?;
+    members.iter().enumerate().find_map(|(i, m)| {
+        (m.get("rule")?.get("kind")?.as_str()? == "ensemble")
+            .then(|| format!("rule.members[{i}].rule"))
+    })
+}
+
 /// The key and message of an error inside `[rule]`, found by reading the table as
 /// the rule its `kind` names.
 fn diagnose_rule(text: &str) -> Option<(String, String)> {
     fn as_rule<T: serde::de::DeserializeOwned>(v: toml::Value) -> Option<(String, String)> {
-        serde_path_to_error::deserialize::<_, T>(v)
-            .err()
-            .map(|e| (format!("rule.{}", e.path()), e.into_inner().to_string()))
+        serde_path_to_error::deserialize::<_, T>(v).err().map(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            // A field missing from the rule itself has the path ".": name it.
+            let key = match (path.as_str(), msg.split('`').nth(1)) {
+                (".", Some(field)) if msg.starts_with("missing field") => format!("rule.{field}"),
+                (".", _) => "rule".to_string(),
+                _ => format!("rule.{path}"),
+            };
+            (key, msg)
+        })
     }
     let table: toml::Table = text.parse().ok()?;
     let mut rule = table.get("rule")?.as_table()?.clone();
@@ -1256,6 +1339,67 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "rule.k", "{e}");
+    }
+
+    /// Regression ("uneven configuration errors"): `[bars] size = 100` is
+    /// accepted like `fast = 20`; a quoted number says how to write it; a
+    /// nested ensemble says ensembles do not nest; an ensemble without members
+    /// names `rule.members`.
+    #[test]
+    fn rule_errors_name_the_key_and_give_a_fix() {
+        let strategy = |rule: &str, more: &str| {
+            format!(
+                "name='a'\nsymbols=['X']\n[rule]\n{rule}\n[sizing]\nmode='fixed_quantity'\nquantity='1'\n{more}"
+            )
+        };
+        let bars = strategy(
+            "kind='ma_crossover'\nfast=5\nslow=20",
+            "[bars]\nkind='ticks'\nsize=100\n",
+        );
+        let s = parse_strategy(&bars, "s.toml").unwrap();
+        assert_eq!(s.bars.unwrap().size, "100");
+
+        let e = parse_strategy(
+            &strategy("kind='bollinger_breakout'\nperiod=20\nk=\"2\"", ""),
+            "s.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "rule.k", "{e}");
+        assert!(!e.problem.contains("in `k`"), "{e}");
+        assert_eq!(e.fix, "write the number without quotes, e.g. k = 2", "{e}");
+
+        let nested = strategy(
+            "kind='ensemble'\nthreshold=0.5\n[[rule.members]]\nweight=1.0\n[rule.members.rule]\nkind='ensemble'\nthreshold=0.5",
+            "",
+        );
+        let e = parse_strategy(&nested, "s.toml").unwrap_err();
+        assert_eq!(e.key, "rule.members[0].rule", "{e}");
+        assert!(e.problem.contains("do not nest"), "{e}");
+
+        let e =
+            parse_strategy(&strategy("kind='ensemble'\nthreshold=0.5", ""), "s.toml").unwrap_err();
+        assert_eq!(e.key, "rule.members", "{e}");
+        assert!(e.problem.contains("missing field `members`"), "{e}");
+    }
+
+    /// Regression ("`[orders] type = \"market\"` with `tif = \"fok\"` is
+    /// accepted silently").
+    #[test]
+    fn a_market_order_with_a_time_in_force_is_refused() {
+        let text = |orders: &str| {
+            format!(
+                "name='a'\nsymbols=['X']\n[rule]\nkind='ma_crossover'\nfast=5\nslow=20\n\
+                 [sizing]\nmode='fixed_quantity'\nquantity='1'\n[orders]\n{orders}\n"
+            )
+        };
+        let e = parse_strategy(&text("type='market'\ntif='fok'"), "s.toml").unwrap_err();
+        assert_eq!(e.key, "orders.tif", "{e}");
+        assert!(
+            e.problem.contains("\"fok\"") && e.fix.contains("type = \"limit\""),
+            "{e}"
+        );
+        assert!(parse_strategy(&text("type='limit'\ntif='fok'"), "s.toml").is_ok());
+        assert!(parse_strategy(&text("type='market'"), "s.toml").is_ok());
     }
 
     #[test]

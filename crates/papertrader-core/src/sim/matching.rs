@@ -429,7 +429,10 @@ impl Venue {
                 (OrderKind::Market, _) => {
                     "market order: book exhausted, remainder cancelled".to_string()
                 }
-                (_, _) => format!("{:?}: unfilled remainder cancelled", w.order.tif).to_uppercase(),
+                (_, _) => format!(
+                    "{}: unfilled remainder cancelled",
+                    format!("{:?}", w.order.tif).to_uppercase()
+                ),
             };
             push(out, ts, &w.order, EventKind::Cancelled { reason });
         }

@@ -240,6 +240,21 @@ fn ioc_fills_what_it_can_and_cancels_the_rest() {
     assert!(s.venue("X").unwrap().open_orders().next().is_none());
 }
 
+/// Regression ("the IOC cancel reason is in capitals"): the TIF is named as
+/// users write it in reports, the sentence is lower case.
+#[test]
+fn ioc_cancel_reason_reads_as_a_sentence() {
+    let mut s = sim(0);
+    standard(&mut s, 0);
+    let mut out = Vec::new();
+    s.submit(
+        1,
+        limit("i2", Side::Buy, "10", "100.01", Tif::Ioc),
+        &mut out,
+    );
+    assert_eq!(reason(&out[4]), "IOC: unfilled remainder cancelled");
+}
+
 #[test]
 fn fok_rejected_for_lack_of_depth() {
     let mut s = sim(0);
