@@ -463,15 +463,11 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
+    let files = args.data.files();
     let started = std::time::Instant::now();
-    let (events, skipped) = papertrader::app::backtest_events(
-        cfg,
-        &args.data.files(),
-        range,
-        args.data.brokers.as_deref(),
-        true,
-    )
-    .await?;
+    let (events, skipped) =
+        papertrader::app::backtest_events(cfg, &files, range, args.data.brokers.as_deref(), true)
+            .await?;
     if skipped > 0 {
         print_out(&format!(
             "{skipped} CSV rows skipped (unreadable; each logged above)"
