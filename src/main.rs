@@ -67,6 +67,13 @@ struct PaperArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
+    /// After Ctrl-C or SIGTERM: how long the graceful stop may take (publishing
+    /// what is pending, the last checkpoint, the offset commit) before the
+    /// process exits with code 1. What the last checkpoint and committed
+    /// offsets cover stands, so a restart publishes the rest. A second Ctrl-C
+    /// exits at once (code 130).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    shutdown_timeout: f64,
 }
 
 // The data of a backtest or sweep: files or the cluster's topics, and the time range.
@@ -341,6 +348,29 @@ async fn stop_signal() {
     }
 }
 
+/// The first stop signal, for paper mode's graceful stop; from then on a
+/// watcher ends the process when the stop outlasts `timeout` (code 1) or at a
+/// second signal (code 130). A hard exit is as safe as a crash: what the last
+/// checkpoint and the committed offsets cover is durable, the rest is replayed.
+async fn bounded_stop(timeout: Duration) {
+    let (first, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = first.send(());
+        tokio::select! {
+            _ = stop_signal() => {
+                tracing::warn!("second stop signal: exiting now; the last checkpoint and committed offsets stand, and a restart continues from them");
+                std::process::exit(130);
+            }
+            _ = tokio::time::sleep(timeout) => {
+                tracing::error!(?timeout, "the graceful stop did not finish within --shutdown-timeout (is the broker unreachable?): exiting; the last checkpoint and committed offsets stand, and a restart publishes the rest");
+                std::process::exit(1);
+            }
+        }
+    });
+    let _ = stopped.await;
+}
+
 /// Print to stdout, ignoring a closed pipe (`papertrader ... | head`).
 fn print_out(text: &str) {
     use std::io::Write;
@@ -391,7 +421,8 @@ async fn paper(cfg: &Loaded, args: PaperArgs) -> anyhow::Result<()> {
         max_events: args.max_events,
         startup_grace: Some(Duration::from_secs_f64(args.startup_grace.max(0.0))),
     };
-    let summary_out = papertrader::app::paper(cfg, stop, stop_signal()).await?;
+    let timeout = Duration::from_secs_f64(args.shutdown_timeout.max(0.0));
+    let summary_out = papertrader::app::paper(cfg, stop, bounded_stop(timeout)).await?;
     print_out(&summary_out.render());
     if let Some(path) = args.summary {
         std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)

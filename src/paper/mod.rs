@@ -82,6 +82,11 @@ pub struct StopWhen {
 pub const STARTUP_GRACE: Duration = Duration::from_secs(30);
 
 /// Run paper mode against `bootstrap` until `stop` or `shutdown`, and return the summary.
+///
+/// A `shutdown` that comes while the broker is unreachable does not drop the
+/// outputs being published: they are retried until the broker takes them, so
+/// bound the wait from outside (the CLI's `--shutdown-timeout` and second
+/// Ctrl-C end the process; the last checkpoint and committed offsets stand).
 pub async fn run(
     cfg: &Loaded,
     bootstrap: &str,
@@ -122,6 +127,10 @@ pub async fn run_with(
             break;
         }
         session.checkpoint_and_commit(&batch).await?;
+        if session.stopping {
+            // The stop came while publishing; the shutdown future is spent.
+            break;
+        }
     }
     session.finish().await
 }
@@ -190,6 +199,9 @@ struct Session<'a> {
     last_input: Instant,
     /// The batch's outputs, alerts included.
     out: Vec<Output>,
+    /// A stop was requested while outputs were being retried: finish once they
+    /// are published.
+    stopping: bool,
     /// Receive times of the inputs that caused orders (tick-to-order latency).
     order_causes: Vec<Instant>,
     /// The batch's next offset per input partition.
@@ -303,6 +315,7 @@ impl<'a> Session<'a> {
             last_input: Instant::now(),
             out: Vec::new(),
             order_causes: Vec::new(),
+            stopping: false,
             offsets: BTreeMap::new(),
         })
     }
@@ -757,9 +770,10 @@ impl<'a> Session<'a> {
             .insert((origin.topic, origin.partition), origin.offset + 1);
     }
 
-    /// Publish the batch's outputs and wait for every acknowledgement, retrying
-    /// with backoff while the broker is unreachable; then the alerts. `false`:
-    /// shutdown came while retrying (the batch's offsets stay uncommitted, so
+    /// Publish the batch's outputs (alerts included) and wait for every
+    /// acknowledgement, retrying with backoff while the broker is unreachable,
+    /// also after a stop was requested (`stopping`): the caller bounds that
+    /// wait. `false`: not published (the batch's offsets stay uncommitted, so
     /// it is replayed by the next run).
     async fn publish<F: Future<Output = ()>>(
         &mut self,
@@ -820,10 +834,14 @@ impl<'a> Session<'a> {
                 tracing::warn!(error = %failed[0].1, unpublished = pending.len(), attempt, ?backoff,
                     "publishing outputs failed; keeping the state and retrying");
                 tokio::select! {
-                    _ = shutdown.as_mut() => {
+                    _ = shutdown.as_mut(), if !self.stopping => {
+                        // Keep trying: the outputs are published before the
+                        // stop, or the caller bounds the wait (the CLI's
+                        // --shutdown-timeout; a second Ctrl-C). Either way the
+                        // offsets of this batch stay uncommitted until then.
+                        self.stopping = true;
                         tracing::warn!(unpublished = pending.len(),
-                            "stopping with unpublished outputs; the offsets of this batch stay uncommitted and it will be replayed");
-                        return Ok(false);
+                            "stop requested while outputs are unpublished: still trying to publish them; the offsets of this batch stay uncommitted until they are");
                     }
                     _ = tokio::time::sleep(backoff) => {}
                 }

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::stream::{
-    app_config, compare, create_outputs, feed_with, reference, spawn, wait_for_line, RunOptions,
+    app_config, compare, create_outputs, feed_with, reference, spawn, wait_for_change,
+    wait_for_line, RunOptions,
 };
 use rand::{Rng, SeedableRng};
 
@@ -199,4 +200,105 @@ async fn seek_auto_knows_a_standalone_papertrader_broker_and_skips_nothing() {
         "seek = auto did not choose rescan on papertrader broker:\n{text}"
     );
     compare(&bs, "auto");
+}
+
+/// Send `sig` (e.g. "STOP", "CONT", "TERM", "INT") to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("running kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Wait up to `within` for `child` to exit; `None`: it is still running.
+fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Regression ("paper mode cannot be stopped while the broker is down"): with
+/// the broker frozen (SIGSTOP) as SIGTERM reaches paper mode, a second
+/// signal ends it at once (code 130), and otherwise `--shutdown-timeout` does
+/// (code 1); after each, with the broker back (SIGCONT), a restart publishes
+/// the rest: the outputs equal an uninterrupted run's, none missing, doubled
+/// or extra.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_broker_is_down_is_bounded_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let bs = broker.bootstrap.clone();
+    let inputs = feed_with(&bs, &[]).await;
+    reference(dir.path(), &bs, inputs).await;
+    create_outputs(&bs, "halt").await;
+    let config = app_config(dir.path(), &bs, "halt", &RunOptions::default());
+    let ckpt = dir.path().join("halt.ckpt");
+    let broker_pid = broker.child.id();
+    for (k, (timeout, second, want)) in [("120", true, 130), ("3", false, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        if k > 0 {
+            // The frozen run never left the group: its session (6 s) times out first.
+            std::thread::sleep(Duration::from_millis(6500));
+        }
+        let log = dir.path().join(format!("halt{k}.log"));
+        let mut child = spawn(
+            &config,
+            &log,
+            30,
+            &["--shutdown-timeout".as_ref(), timeout.as_ref()],
+        );
+        assert!(
+            wait_for_line(&log, "input partitions assigned", Duration::from_secs(60)),
+            "run {k} never got its partitions:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        if k == 0 {
+            assert!(
+                wait_for_change(&ckpt, Duration::from_secs(40)),
+                "run {k} wrote no checkpoint"
+            );
+        } else {
+            // What is left may be less than a checkpoint's worth.
+            assert!(
+                wait_for_line(
+                    &log,
+                    "continuing from the checkpoint",
+                    Duration::from_secs(30)
+                ),
+                "run {k} did not restore the checkpoint:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        signal(broker_pid, "STOP");
+        signal(child.id(), "TERM");
+        if second {
+            std::thread::sleep(Duration::from_millis(1500));
+            signal(child.id(), "INT");
+        }
+        let status = exit_within(&mut child, Duration::from_secs(60));
+        signal(broker_pid, "CONT");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let Some(status) = status else {
+            let _ = child.kill();
+            panic!("run {k} did not stop with the broker down:\n{text}");
+        };
+        assert_eq!(status.code(), Some(want), "run {k}:\n{text}");
+        assert!(text.contains("SIGTERM: stopping"), "run {k}:\n{text}");
+    }
+    std::thread::sleep(Duration::from_millis(6500));
+    let log = dir.path().join("halt_final.log");
+    let status = spawn(&config, &log, 6, &[]).wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the final run failed:\n{text}");
+    compare(&bs, "halt");
 }
