@@ -291,3 +291,15 @@ pub fn wait_for_line(log: &Path, needle: &str, within: Duration) -> bool {
     }
     false
 }
+
+/// Wait up to `within` for `child` to exit; `None`: it is still running.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::common::stream::exit_within;
+
 fn papertrader(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_papertrader"));
     c.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
@@ -203,7 +205,7 @@ fn backtest_into_a_closed_pipe_ends_quietly() {
 /// `--help` documents; here 1 s on topics with nothing in them.
 #[test]
 fn until_idle_waits_the_documented_startup_grace_for_a_first_input() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let (code, help) = {
         let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
             .args(["paper", "--help"])
@@ -233,16 +235,9 @@ fn until_idle_waits_the_documented_startup_grace_for_a_first_input() {
         .spawn()
         .unwrap();
     // The old hidden minimum was 30 s: a run still going at 25 s has it still.
-    let deadline = Instant::now() + Duration::from_secs(25);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("paper --until-idle 1 --startup-grace 1 still waiting after 25 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = exit_within(&mut child, Duration::from_secs(25)) else {
+        let _ = child.kill();
+        panic!("paper --until-idle 1 --startup-grace 1 still waiting after 25 s");
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
@@ -255,7 +250,7 @@ fn until_idle_waits_the_documented_startup_grace_for_a_first_input() {
 /// never says it is listening.
 #[test]
 fn broker_on_a_port_in_use_fails_and_says_why() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_papertrader"))
@@ -265,16 +260,9 @@ fn broker_on_a_port_in_use_fails_and_says_why() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("papertrader broker on a taken port {addr} kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = exit_within(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("papertrader broker on a taken port {addr} kept running");
     };
     let read = |r: &mut dyn std::io::Read| {
         let mut s = String::new();

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::stream::{
-    app_config, compare, create_outputs, feed_with, reference, spawn, wait_for_change,
+    app_config, compare, create_outputs, exit_within, feed_with, reference, spawn, wait_for_change,
     wait_for_line, RunOptions,
 };
 use rand::{Rng, SeedableRng};
@@ -210,18 +210,6 @@ fn signal(pid: u32, sig: &str) {
         .expect("running kill")
         .success();
     assert!(ok, "kill -{sig} {pid}");
-}
-
-/// Wait up to `within` for `child` to exit; `None`: it is still running.
-fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 /// Regression ("paper mode cannot be stopped while the broker is down"): with
