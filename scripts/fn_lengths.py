@@ -6,7 +6,8 @@ Usage: scripts/fn_lengths.py [--max N] DIR...   (default: --max 120, src crates)
 Counts the lines from a function's `fn` line to its closing brace at the same
 indentation, skipping `#[cfg(test)]` modules and `tests.rs` files. Prints
 every function over the limit (lines, place, name) and exits 1 if there is
-one; prints the five longest otherwise. `.ci/run` runs it.
+one; prints the five longest otherwise. `.ci/run` runs it. A directory with a
+PATCHED.md is a patched copy of someone else's crate and is not counted.
 """
 import os
 import re
@@ -16,7 +17,10 @@ FN = re.compile(r"^(\s*)(pub(\([a-z]+\))? )?(async )?(const )?(unsafe )?fn (\w+)
 
 
 def functions(root):
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        if "PATCHED.md" in files:
+            dirs.clear()
+            continue
         if "/target" in dirpath or dirpath.endswith("tests") or "/tests/" in dirpath + "/":
             continue
         for name in sorted(files):
