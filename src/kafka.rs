@@ -281,3 +281,55 @@ pub fn cached_watermarks<C: rdkafka::ClientContext>(
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low.max(0), high))
 }
+
+/// How many records the `partitions` of `topic` hold together (high minus low
+/// watermark, summed), from the high watermarks that fetch answers carry:
+/// tansu's ListOffsets (latest) undercounts (docs/broker.md, item 1). Reads each
+/// partition from its start until a fetch answer (a record or the partition's
+/// end) has come in, at most `wait`; `None` if one has not by then.
+pub fn held_records(
+    base: &ClientConfig,
+    topic: &str,
+    partitions: &[i32],
+    wait: Duration,
+) -> anyhow::Result<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = base
+        .clone()
+        .set("group.id", "papertrader-probe")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .context("creating a Kafka consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl).context("assigning partitions")?;
+    let mut answered = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + wait;
+    while answered.len() < partitions.len() && std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                answered.insert(m.partition());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                answered.insert(p);
+            }
+            _ => {}
+        }
+    }
+    if answered.len() < partitions.len() {
+        return Ok(None);
+    }
+    let mut held = 0;
+    for p in partitions {
+        let Some((low, high)) = cached_watermarks(consumer.client(), topic, *p) else {
+            return Ok(None);
+        };
+        held += (high - low).max(0);
+    }
+    Ok(Some(held))
+}

@@ -191,7 +191,12 @@ async fn refuse_used(base: &rdkafka::ClientConfig, names: Vec<String>) -> anyhow
                 held += (hi - lo).max(0);
             }
             if held > 0 {
-                used.push(format!("{name} (at least {held})"));
+                // ListOffsets can undercount (tansu); the fetch answers' count is exact.
+                let ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+                used.push(match crate::kafka::held_records(&base, name, &ids, t)? {
+                    Some(n) => format!("{name} ({n} messages)"),
+                    None => format!("{name} (at least {held} messages)"),
+                });
             }
         }
         anyhow::ensure!(
