@@ -5,7 +5,8 @@
 //! re-exported here under their own names (`papertrader::engine`, ...).
 
 pub use papertrader_core::{
-    account, bars, domain, engine, features, indicators, model, sim, step, strategy, summary, wire,
+    account, bars, domain, engine, expr, features, indicators, model, sim, step, strategy, summary,
+    wire,
 };
 
 pub mod alerts;

@@ -38,9 +38,9 @@ fn inputs() -> Vec<Input> {
     all.into_iter().map(|(_, k, o, b)| (k, o, b)).collect()
 }
 
-/// Every kind of state: the default rules, an ONNX model, resting limit
-/// orders (GTC, so open orders cross checkpoints), bars, and latency (so
-/// orders are in flight at some checkpoints).
+/// Every kind of state: the default rules, an ONNX model, an expression rule,
+/// resting limit orders (GTC, so open orders cross checkpoints), bars, and
+/// latency (so orders are in flight at some checkpoints).
 fn cfg(dir: &std::path::Path) -> config::Loaded {
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
     let limit = "name = \"limit_bars\"\nsymbols = [\"ACME\", \"GLOBEX\"]\n\
@@ -49,12 +49,22 @@ fn cfg(dir: &std::path::Path) -> config::Loaded {
         [orders]\ntype = \"limit\"\nlimit_offset_ticks = -3\ntif = \"gtc\"\n\
         [account]\nstarting_cash = \"100000\"\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"50\"\n";
     std::fs::write(dir.join("limit.toml"), limit).unwrap();
+    // An expression rule on bars: history, crosses, sentiment, all four conditions.
+    let expr = "name = \"expr_mix\"\nsymbols = [\"ACME\", \"GLOBEX\"]\n[rule]\nkind = \"expr\"\n\
+        long_entry = 'cross_above(ema(close, 5), sma(close, fast)) and highest(high, 4) > close[3] and rsi(close, 6) < 95'\n\
+        long_exit = 'cross_below(ema(close, 5), sma(close, fast)) or sentiment_ema(2) < -0.3'\n\
+        short_entry = 'close < bb_lower(close, 10, 1.5)'\n\
+        short_exit = 'change(close, 3) > 0'\n\
+        [rule.params]\nfast = 12\n[bars]\nkind = \"ticks\"\nsize = \"10\"\n\
+        [account]\nstarting_cash = \"100000\"\nallow_short = true\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"20\"\n";
+    std::fs::write(dir.join("expr.toml"), expr).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let app = format!(
         "strategies = [\"{root}/strategies/ma_crossover.toml\", \"{root}/strategies/rsi_mean_reversion.toml\", \
          \"{root}/strategies/bollinger_breakout.toml\", \"{root}/strategies/sentiment_momentum.toml\", \
-         \"{root}/strategies/model_trend.toml\", {:?}]\n[venue]\nlatency = \"250ms\"\n",
-        dir.join("limit.toml").display().to_string()
+         \"{root}/strategies/model_trend.toml\", {:?}, {:?}]\n[venue]\nlatency = \"250ms\"\n",
+        dir.join("limit.toml").display().to_string(),
+        dir.join("expr.toml").display().to_string()
     );
     std::fs::write(dir.join("app.toml"), app).unwrap();
     config::load_with_env(Some(&dir.join("app.toml")), &[]).unwrap_or_else(|e| panic!("{e}"))
@@ -113,6 +123,11 @@ fn restored_engine_continues_exactly_at_every_cut() {
         .filter(|o| matches!(o, Output::Fill(_)))
         .count();
     assert!(orders > 50 && fills > 20, "{orders} orders, {fills} fills");
+    let expr_fills = expected
+        .iter()
+        .filter(|o| matches!(o, Output::Fill(f) if f.strategy == "expr_mix"))
+        .count();
+    assert!(expr_fills >= 4, "the expression strategy filled {expr_fills} times");
 
     let cuts = [
         1,

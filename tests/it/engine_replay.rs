@@ -8,7 +8,7 @@ use papertrader::wire::{self, InputKind};
 
 /// The demo's inputs (synthetic ticks and sentiment, real daily bars) in event-time
 /// order, as wire-format bytes with their origins.
-fn inputs() -> Vec<(InputKind, Origin, Vec<u8>)> {
+pub(crate) fn inputs() -> Vec<(InputKind, Origin, Vec<u8>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut all = Vec::new();
     for (file, kind) in [

@@ -18,6 +18,7 @@ mod crash;
 mod dashboard;
 mod engine_replay;
 mod execution;
+mod expr_strategies;
 mod fuzz_inputs;
 mod indicators;
 mod kcat_client;

@@ -314,12 +314,82 @@ pub enum MaKind {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleConfig {
+    Expr(ExprRule),
     MaCrossover(MaCrossoverRule),
     RsiMeanReversion(RsiRule),
     BollingerBreakout(BollingerRule),
     SentimentMomentum(SentimentRule),
     Model(ModelRule),
     Ensemble(EnsembleRule),
+}
+
+/// A rule written in the rule language (`crate::expr`, docs/strategies.md):
+/// up to four conditions, named sub-expressions and named numbers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExprRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_entry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_exit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_entry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_exit: Option<String>,
+    /// `[rule.let]`: named sub-expressions the conditions (and other lets) use.
+    #[serde(default, rename = "let", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lets: std::collections::BTreeMap<String, String>,
+    /// `[rule.params]`: named numbers, usable wherever a number is.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, f64>,
+}
+
+impl ExprRule {
+    /// The four conditions in `crate::expr::CONDITIONS` order.
+    pub fn conditions(&self) -> [Option<&str>; 4] {
+        [
+            self.long_entry.as_deref(),
+            self.long_exit.as_deref(),
+            self.short_entry.as_deref(),
+            self.short_exit.as_deref(),
+        ]
+    }
+
+    /// Every condition compiles; `text` (the strategy file's TOML) places an
+    /// error at its line and column.
+    fn check(&self, file: &str, text: Option<&str>) -> Result<(), ConfigError> {
+        if self.conditions().iter().all(Option::is_none) {
+            return Err(ConfigError::new(
+                file,
+                "rule.long_entry",
+                "an expr rule has no condition",
+                "give at least one of long_entry, long_exit, short_entry, short_exit, e.g. \
+                 long_entry = \"cross_above(ema(close, 10), ema(close, 30))\"",
+            ));
+        }
+        for (name, x) in &self.params {
+            if !x.is_finite() {
+                return Err(ConfigError::new(
+                    file,
+                    format!("rule.params.{name}"),
+                    format!("{x} is not a finite number"),
+                    "give the parameter a number, e.g. fast = 10",
+                ));
+            }
+        }
+        crate::expr::compile(self).map(|_| ()).map_err(|e| {
+            let src = match e.key.strip_prefix("rule.let.") {
+                Some(name) => self.lets.get(name).map(String::as_str),
+                None => e
+                    .key
+                    .strip_prefix("rule.")
+                    .and_then(|c| crate::expr::CONDITIONS.iter().position(|k| *k == c))
+                    .and_then(|i| self.conditions()[i]),
+            }
+            .unwrap_or_default();
+            ConfigError::new(file, e.key.clone(), crate::expr::render(&e, src, text), e.error.fix.clone())
+        })
+    }
 }
 
 /// Buy when the fast average crosses above the slow one, sell on the cross below.
@@ -494,6 +564,7 @@ pub struct EnsembleMember {
 impl RuleConfig {
     pub fn kind(&self) -> &'static str {
         match self {
+            RuleConfig::Expr(_) => "expr",
             RuleConfig::MaCrossover(_) => "ma_crossover",
             RuleConfig::RsiMeanReversion(_) => "rsi_mean_reversion",
             RuleConfig::BollingerBreakout(_) => "bollinger_breakout",
@@ -901,6 +972,10 @@ pub fn parse_strategy_with(
         };
         ConfigError::new(file, key, msg, fix)
     })?;
+    // An expression error points at its line and column in the file.
+    if let RuleConfig::Expr(r) = &s.rule {
+        r.check(file, Some(text))?;
+    }
     check_strategy(&s, file, models)?;
     Ok(s)
 }
@@ -937,6 +1012,7 @@ fn diagnose_rule(text: &str) -> Option<(String, String)> {
     let kind = rule.remove("kind")?.as_str()?.to_string();
     let v = toml::Value::Table(rule);
     match kind.as_str() {
+        "expr" => as_rule::<ExprRule>(v),
         "ma_crossover" => as_rule::<MaCrossoverRule>(v),
         "rsi_mean_reversion" => as_rule::<RsiRule>(v),
         "bollinger_breakout" => as_rule::<BollingerRule>(v),
@@ -964,6 +1040,7 @@ fn check_strategy(s: &StrategyConfig, file: &str, models: &mut Models) -> Result
         )));
     }
     match &s.rule {
+        RuleConfig::Expr(r) => r.check(file, None)?,
         RuleConfig::MaCrossover(r) => r.check().map_err(err)?,
         RuleConfig::RsiMeanReversion(r) => r.check().map_err(err)?,
         RuleConfig::BollingerBreakout(r) => r.check().map_err(err)?,

@@ -405,11 +405,7 @@ impl Engine {
                 None => inst.rule.on_tick(t, price),
                 // On bars, the rule sees a completed bar as one tick at its
                 // close; the order still trades at this tick.
-                Some(b) => b.push(t).and_then(|bar| {
-                    let bt = bar.as_tick();
-                    let close = bt.price.to_f64().unwrap_or(f64::NAN);
-                    inst.rule.on_tick(&bt, close)
-                }),
+                Some(b) => b.push(t).and_then(|bar| inst.rule.on_bar(&bar)),
             };
             if let Some(d) = decision {
                 decide(
@@ -689,7 +685,7 @@ fn decide(
         }
         slot.working.remove(symbol);
     }
-    let qty = order_qty(slot, symbol, d.side, price);
+    let qty = order_qty(slot, symbol, d.side, price, d.close_only);
     if qty <= Decimal::ZERO {
         return;
     }
@@ -725,8 +721,9 @@ fn inst_counts<'a>(slot: &'a mut Slot, symbol: &str) -> &'a mut SymbolCounts {
 
 /// The quantity a signal on `side` orders: towards the target position
 /// (`[sizing]`, rounded down to the lot size), not past flat unless shorting
-/// is allowed, nothing when already positioned on that side.
-fn order_qty(slot: &Slot, symbol: &str, side: Side, price: Decimal) -> Decimal {
+/// is allowed, nothing when already positioned on that side. A close-only
+/// decision orders the opposite position back to flat, or nothing.
+fn order_qty(slot: &Slot, symbol: &str, side: Side, price: Decimal, close_only: bool) -> Decimal {
     let lot = slot
         .sim
         .venue(symbol)
@@ -738,6 +735,12 @@ fn order_qty(slot: &Slot, symbol: &str, side: Side, price: Decimal) -> Decimal {
     let target = target_qty(&slot.cfg, account, price);
     let target = (target / lot).floor() * lot;
     let allow_short = slot.cfg.account.allow_short;
+    if close_only {
+        return match side {
+            Side::Buy => (-position).max(Decimal::ZERO),
+            Side::Sell => position.max(Decimal::ZERO),
+        };
+    }
     match side {
         Side::Buy if position > Decimal::ZERO => Decimal::ZERO,
         Side::Buy => target - position,

@@ -59,6 +59,7 @@ pub mod bars;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod expr;
 pub mod features;
 pub mod indicators;
 pub mod model;

@@ -19,6 +19,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::bars::Bar;
 use crate::config::{
     BollingerRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule, RuleConfig,
     SentimentRule, Window,
@@ -40,15 +41,20 @@ pub struct Decision {
     /// The model behind a `model` decision: name and version (sha256 of the
     /// `.onnx` file). `None` for rule-based strategies and ensembles.
     pub model: Option<ModelInfo>,
+    /// Only close the position on the other side (an `expr` rule's
+    /// `long_exit` / `short_exit`): a sell that does not open a short, a buy
+    /// that does not open a long.
+    pub close_only: bool,
 }
 
 impl Decision {
-    fn new(side: Side, strength: f64, reason: &[(&str, f64)]) -> Self {
+    pub fn new(side: Side, strength: f64, reason: &[(&str, f64)]) -> Self {
         Decision {
             side,
             strength: strength.clamp(-1.0, 1.0),
             reason: reason.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             model: None,
+            close_only: false,
         }
     }
 }
@@ -57,6 +63,12 @@ impl Decision {
 pub trait Strategy: Send {
     /// A trade tick; `price` is the tick's price as `f64` (the statistics boundary).
     fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision>;
+    /// A completed bar (with `[bars]`); the default sees it as one tick at its close.
+    fn on_bar(&mut self, bar: &Bar) -> Option<Decision> {
+        let t = bar.as_tick();
+        let close = t.price.to_f64().unwrap_or(f64::NAN);
+        self.on_tick(&t, close)
+    }
     /// A news-sentiment reading.
     fn on_sentiment(&mut self, _s: &Sentiment) -> Option<Decision> {
         None
@@ -103,6 +115,13 @@ macro_rules! whole_state {
 /// A model the rule names is not in `models`, or cannot make a scorer.
 pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>, ModelError> {
     Ok(match *rule {
+        RuleConfig::Expr(ref r) => Box::new(crate::expr::ExprStrategy::new(r).map_err(|e| {
+            ModelError {
+                file: e.key.clone(),
+                problem: e.error.message,
+                fix: e.error.fix,
+            }
+        })?),
         RuleConfig::Model(ref r) => Box::new(ModelStrategy::new(r, models)?),
         RuleConfig::Ensemble(ref r) => Box::new(Ensemble::new(r, models)?),
         RuleConfig::MaCrossover(MaCrossoverRule {
@@ -482,6 +501,7 @@ impl Strategy for ModelStrategy {
             strength: m.strength(output),
             reason,
             model: Some(m.info()),
+            close_only: false,
         })
     }
 
@@ -646,6 +666,7 @@ impl Strategy for Ensemble {
             strength: combined.clamp(-1.0, 1.0),
             reason,
             model: None,
+            close_only: false,
         })
     }
 
