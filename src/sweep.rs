@@ -6,7 +6,8 @@
 //! exactly) or a comma list; a comma item without `=` adds a value to the key
 //! before it. A key names a `[rule]` parameter (`fast` or `rule.fast`) of every
 //! strategy whose rule has it, or of one strategy (`ma_cross.fast`,
-//! `ma_cross.rule.fast`). Sets are the cartesian product in the order the keys are
+//! `ma_cross.rule.fast`); of an expression rule (`kind = "expr"`), a key names
+//! one of its `[rule.params]`. Sets are the cartesian product in the order the keys are
 //! written (the first key varies slowest); that order numbers them and breaks
 //! ties in the ranking. A set the strategy checks refuse (e.g. `fast` not shorter
 //! than `slow`) is skipped with its reason.
@@ -28,7 +29,7 @@ use anyhow::Context;
 use rust_decimal::Decimal;
 
 use crate::backtest::{self, Backtest, Event};
-use crate::config::{self, Loaded, StrategyConfig};
+use crate::config::{self, Loaded, RuleConfig, StrategyConfig};
 use crate::domain::Ts;
 use crate::report::{drawdown_stats, return_stats, Report};
 
@@ -58,14 +59,17 @@ fn grid_err(item: &str, problem: impl Into<String>, fix: &str) -> SweepError {
 }
 
 /// The parameters of each rule kind, as its strategy files spell them.
-pub fn rule_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "ma_crossover" => &["fast", "slow", "average"],
-        "rsi_mean_reversion" => &["period", "oversold", "overbought"],
-        "bollinger_breakout" => &["period", "k"],
-        "sentiment_momentum" => &["smoothing", "enter", "exit", "trend"],
-        _ => &[],
-    }
+pub fn rule_keys(rule: &RuleConfig) -> Vec<&str> {
+    let fixed: &[&str] = match rule {
+        // An expression rule's parameters are its `[rule.params]` names.
+        RuleConfig::Expr(r) => return r.params.keys().map(String::as_str).collect(),
+        RuleConfig::MaCrossover(_) => &["fast", "slow", "average"],
+        RuleConfig::RsiMeanReversion(_) => &["period", "oversold", "overbought"],
+        RuleConfig::BollingerBreakout(_) => &["period", "k"],
+        RuleConfig::SentimentMomentum(_) => &["smoothing", "enter", "exit", "trend"],
+        RuleConfig::Model(_) | RuleConfig::Ensemble(_) => &[],
+    };
+    fixed.to_vec()
 }
 
 /// One grid value: the TOML value given to the strategy file, and its text.
@@ -330,10 +334,17 @@ impl Sweep {
         for ((axis, targets), value) in self.axes.iter().zip(&self.targets).zip(&set.values) {
             for &i in targets {
                 let t = tables[i].get_or_insert_with(|| self.files[i].1.clone());
-                let rule = t
+                let mut rule = t
                     .get_mut("rule")
                     .and_then(toml::Value::as_table_mut)
                     .ok_or_else(|| format!("{} has no [rule] table", self.files[i].0))?;
+                // An expression rule takes its parameters from [rule.params].
+                if matches!(self.base.strategies[i].rule, RuleConfig::Expr(_)) {
+                    rule = rule
+                        .get_mut("params")
+                        .and_then(toml::Value::as_table_mut)
+                        .ok_or_else(|| format!("{} has no [rule.params] table", self.files[i].0))?;
+                }
                 rule.insert(axis.param.clone(), value.toml.clone());
             }
         }
@@ -361,7 +372,7 @@ fn resolve(strategies: &[StrategyConfig], a: &Axis) -> Result<Vec<usize>, SweepE
                     "{} ({}): {}",
                     s.name,
                     s.rule.kind(),
-                    rule_keys(s.rule.kind()).join(", ")
+                    rule_keys(&s.rule).join(", ")
                 )
             })
             .collect::<Vec<_>>()
@@ -383,7 +394,7 @@ fn resolve(strategies: &[StrategyConfig], a: &Axis) -> Result<Vec<usize>, SweepE
                     ),
                 });
             };
-            if !rule_keys(strategies[i].rule.kind()).contains(&a.param.as_str()) {
+            if !rule_keys(&strategies[i].rule).contains(&a.param.as_str()) {
                 return Err(SweepError::Key {
                     key: a.key.clone(),
                     problem: format!("the [rule] of {name} has no parameter {:?}", a.param),
@@ -396,7 +407,7 @@ fn resolve(strategies: &[StrategyConfig], a: &Axis) -> Result<Vec<usize>, SweepE
             let hit: Vec<usize> = strategies
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| rule_keys(s.rule.kind()).contains(&a.param.as_str()))
+                .filter(|(_, s)| rule_keys(&s.rule).contains(&a.param.as_str()))
                 .map(|(i, _)| i)
                 .collect();
             if hit.is_empty() {
@@ -941,17 +952,25 @@ mod tests {
             "rsi_mean_reversion",
             "bollinger_breakout",
             "sentiment_momentum",
+            "expr/ma_crossover",
+            "expr/rsi_mean_reversion",
         ] {
             let path = format!("{root}/strategies/{f}.toml");
             let text = std::fs::read_to_string(&path).unwrap();
             let s = config::parse_strategy(&text, &path).unwrap();
-            let keys = rule_keys(s.rule.kind());
+            let keys = rule_keys(&s.rule);
             assert!(!keys.is_empty());
             let ser = toml::Value::try_from(&s.rule).unwrap();
-            for k in ser.as_table().unwrap().keys().filter(|k| *k != "kind") {
+            let mut table = ser.as_table().unwrap().clone();
+            // An expression rule's keys are its parameters.
+            if let Some(toml::Value::Table(params)) = table.get("params") {
+                table = params.clone();
+            }
+            for k in table.keys().filter(|k| *k != "kind") {
                 assert!(keys.contains(&k.as_str()), "{f}: {k} is not listed");
             }
-            // An unlisted key is refused by the strategy checks.
+            // An unlisted key is refused by the strategy checks (an unknown
+            // parameter of an expression rule is one no expression uses: allowed).
             let mut t: toml::Table = text.parse().unwrap();
             t["rule"]
                 .as_table_mut()
