@@ -60,6 +60,9 @@ pub fn compile(rule: &ExprRule) -> Result<(Program, Roots), KeyedError> {
 /// A strategy instance of an `expr` rule.
 pub struct ExprStrategy {
     program: Program,
+    /// Whether an expression reads `volume`, `bid`, `ask`: a tick's decimals
+    /// are converted to `f64` only then.
+    reads: [bool; 3],
     roots: Roots,
     /// Each condition's truth at the previous update.
     held: [bool; 4],
@@ -80,6 +83,7 @@ impl ExprStrategy {
         let (program, roots) = compile(rule)?;
         let reasons = roots.map(|r| r.map(|r| program.inputs_of(r)).unwrap_or_default());
         Ok(ExprStrategy {
+            reads: ["volume", "bid", "ask"].map(|s| program.reads(s)),
             program,
             roots,
             held: [false; 4],
@@ -135,9 +139,9 @@ impl Strategy for ExprStrategy {
             high: price,
             low: price,
             close: price,
-            volume: f(tick.size),
-            bid: tick.bid.map_or(f64::NAN, f),
-            ask: tick.ask.map_or(f64::NAN, f),
+            volume: if self.reads[0] { f(tick.size) } else { f64::NAN },
+            bid: tick.bid.filter(|_| self.reads[1]).map_or(f64::NAN, f),
+            ask: tick.ask.filter(|_| self.reads[2]).map_or(f64::NAN, f),
         }));
         self.decide(Some(price))
     }

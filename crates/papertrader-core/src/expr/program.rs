@@ -95,10 +95,9 @@ fn series(name: &str) -> Option<(Series, &'static str)> {
 impl Series {
     /// The value this event gives the series, `None` if the event does not carry it.
     fn read(self, ev: &Input) -> Option<f64> {
-        let day_ns = ev.ts().rem_euclid(86_400 * NANOS_PER_SEC);
         match (self, ev) {
-            (Series::Hour, _) => Some((day_ns / (3_600 * NANOS_PER_SEC)) as f64),
-            (Series::Minute, _) => Some(((day_ns / (60 * NANOS_PER_SEC)) % 60) as f64),
+            (Series::Hour, _) => Some(time_of_day(ev.ts(), 3_600, 24)),
+            (Series::Minute, _) => Some(time_of_day(ev.ts(), 60, 60)),
             (Series::Sentiment, Input::Sentiment { score, .. }) => Some(*score),
             (_, Input::Sentiment { .. }) | (Series::Sentiment, _) => None,
             (s, Input::Price(p)) => Some(match s {
@@ -112,6 +111,14 @@ impl Series {
             }),
         }
     }
+}
+
+/// Whole `unit_s` seconds of the UTC day, modulo `modulo`. Not inlined: the
+/// division is then not computed speculatively for every other series.
+#[inline(never)]
+fn time_of_day(ts: Ts, unit_s: i64, modulo: i64) -> f64 {
+    let day_ns = ts.rem_euclid(86_400 * NANOS_PER_SEC);
+    ((day_ns / (unit_s * NANOS_PER_SEC)) % modulo) as f64
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +292,8 @@ pub struct Program {
     ops: Vec<Op>,
     values: Vec<f64>,
     ticked: Vec<bool>,
+    /// The nodes that are not constants, in graph order: those an update visits.
+    active: Vec<usize>,
     /// Each node's text, canonical (`ema(close, 10)`): the key that shares
     /// identical sub-expressions, and the name a signal's reason uses.
     names: Vec<String>,
@@ -310,7 +319,7 @@ impl Program {
     /// Evaluate every node for one event.
     pub fn update(&mut self, ev: &Input) {
         let ts = ev.ts();
-        for i in 0..self.ops.len() {
+        for &i in &self.active {
             let op = &mut self.ops[i];
             let v = &mut self.values;
             let mut ticked = op.input_ticked(&self.ticked);
@@ -378,6 +387,15 @@ impl Program {
             }
             self.ticked[i] = ticked;
         }
+    }
+
+    /// Does any expression read the series `name` (`volume`, `bid`, ...)? A
+    /// caller can skip converting what no expression reads.
+    pub fn reads(&self, name: &str) -> bool {
+        let Some((s, _)) = series(name) else {
+            return false;
+        };
+        self.ops.iter().any(|op| matches!(op, Op::Series(x) if *x == s))
     }
 
     /// The value of node `id` after the last update (NaN: not known yet).
@@ -582,7 +600,9 @@ impl<'a> Builder<'a> {
 
     pub fn finish(self) -> Program {
         let n = self.ops.len();
+        let active = (0..n).filter(|&i| !matches!(self.ops[i], Op::Const)).collect();
         Program {
+            active,
             ops: self.ops,
             values: self.values,
             ticked: vec![false; n],
