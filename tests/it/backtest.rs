@@ -55,7 +55,7 @@ fn file_backtests_of_the_bundled_data_are_byte_identical() {
         serde_json::from_slice(&std::fs::read(a.path().join("report.json")).unwrap()).unwrap();
     // 12000 ticks + 275 sentiment + 1086 bars * 4 ticks.
     assert_eq!(r["events"], 12000 + 275 + 1086 * 4);
-    assert_eq!(r["strategies"].as_object().unwrap().len(), 4);
+    assert_eq!(r["strategies"].as_object().unwrap().len(), 5);
     let fills = r["total"]["fills"].as_u64().unwrap();
     let trades = std::fs::read_to_string(a.path().join("trades.csv")).unwrap();
     assert_eq!(trades.lines().count() as u64, fills + 1);

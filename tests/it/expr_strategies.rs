@@ -53,3 +53,39 @@ fn builtin_rules_and_their_expressions_trade_identically() {
         }
     }
 }
+
+/// The fifth example: three entry conditions (trend, RSI, news sentiment) and
+/// exits on the cross back, a trailing stop and a stop loss. On the demo data
+/// every entry has positive smoothed sentiment and RSI below 70, and the
+/// trailing stop is among the exits that fire.
+#[test]
+fn trend_news_enters_on_three_conditions_and_exits_on_its_trailing_stop() {
+    let cfg = load(&["strategies/trend_news.toml"]);
+    let mut engine = Engine::new(&cfg.engine_spec()).unwrap();
+    let mut out = Vec::new();
+    for (kind, origin, bytes) in &inputs() {
+        engine.on_message(*kind, origin, None, bytes, &mut out);
+    }
+    let signals: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Signal(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let entries: Vec<_> = signals.iter().filter(|s| s.reason.contains_key("long_entry")).collect();
+    assert!(entries.len() >= 5, "{} entries", entries.len());
+    for s in &entries {
+        assert!(s.reason["ema(sentiment, 3)"] > 0.0, "{:?}", s.reason);
+        assert!(s.reason["rsi(close, 14)"] < 70.0, "{:?}", s.reason);
+        assert!(s.reason["ema(close, 20)"] > s.reason["ema(close, 60)"], "{:?}", s.reason);
+    }
+    let trailed = signals
+        .iter()
+        .filter(|s| s.reason.contains_key("long_exit"))
+        .filter(|s| s.reason.get("from_best_pct").is_some_and(|v| *v > 0.25))
+        .count();
+    assert!(trailed >= 1, "the trailing stop never fired");
+    let fills = out.iter().filter(|o| matches!(o, Output::Fill(_))).count();
+    assert!(fills >= 10, "{fills} fills");
+}

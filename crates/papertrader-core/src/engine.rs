@@ -301,6 +301,8 @@ impl Engine {
                         .get_mut(&s.symbol)
                         .expect("instance per symbol");
                     inst.counts.sentiment += 1;
+                    let (qty, cost) = position_of(slot.sim.account(), &s.symbol);
+                    inst.rule.set_position(qty, cost);
                     if let Some(d) = inst.rule.on_sentiment(&s) {
                         let price = self.last_price.get(&s.symbol).copied();
                         decide(slot, &s.symbol, s.ts, price, d, origin, &mut evs, out);
@@ -401,6 +403,8 @@ impl Engine {
                 .expect("instance per symbol");
             inst.counts.ticks += 1;
             let ticks = inst.counts.ticks;
+            let (qty, cost) = position_of(slot.sim.account(), &t.symbol);
+            inst.rule.set_position(qty, cost);
             let decision = match &mut inst.bars {
                 None => inst.rule.on_tick(t, price),
                 // On bars, the rule sees a completed bar as one tick at its
@@ -709,6 +713,14 @@ fn decide(
     slot.working.insert(symbol.to_string(), order_id);
     inst_counts(slot, symbol).orders += 1;
     slot.sim.submit(ts, order, evs);
+}
+
+/// A symbol's position in an account: signed quantity and average entry price.
+fn position_of(account: &Account, symbol: &str) -> (Decimal, Decimal) {
+    account
+        .positions
+        .get(symbol)
+        .map_or((Decimal::ZERO, Decimal::ZERO), |p| (p.qty, p.avg_cost))
 }
 
 fn inst_counts<'a>(slot: &'a mut Slot, symbol: &str) -> &'a mut SymbolCounts {

@@ -69,6 +69,10 @@ pub trait Strategy: Send {
         let close = t.price.to_f64().unwrap_or(f64::NAN);
         self.on_tick(&t, close)
     }
+    /// The strategy's position in the symbol (signed quantity, average entry
+    /// price; both zero when flat), given before each event. Rules that do not
+    /// read it ignore it.
+    fn set_position(&mut self, _qty: rust_decimal::Decimal, _avg_cost: rust_decimal::Decimal) {}
     /// A news-sentiment reading.
     fn on_sentiment(&mut self, _s: &Sentiment) -> Option<Decision> {
         None

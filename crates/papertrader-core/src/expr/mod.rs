@@ -63,6 +63,14 @@ pub struct ExprStrategy {
     /// Whether an expression reads `volume`, `bid`, `ask`: a tick's decimals
     /// are converted to `f64` only then.
     reads: [bool; 3],
+    /// Whether an expression reads a position series.
+    reads_position: bool,
+    /// The position as the engine last gave it: quantity and entry price.
+    position: (rust_decimal::Decimal, rust_decimal::Decimal),
+    /// Price updates since the position was opened (None when flat), and the
+    /// side it was opened on.
+    entry: EntryClock,
+    last_close: f64,
     roots: Roots,
     /// Each condition's truth at the previous update.
     held: [bool; 4],
@@ -74,6 +82,18 @@ pub struct ExprStrategy {
 struct ExprState {
     program: program::ProgramState,
     held: [bool; 4],
+    entry: EntryClock,
+    last_close: f64,
+}
+
+/// `bars_since_entry`: price updates since the position was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct EntryClock {
+    /// 1 long, -1 short, 0 flat.
+    side: i8,
+    bars: u64,
+    /// The best close since entry: the highest for a long, the lowest for a short.
+    best: f64,
 }
 
 impl ExprStrategy {
@@ -84,11 +104,60 @@ impl ExprStrategy {
         let reasons = roots.map(|r| r.map(|r| program.inputs_of(r)).unwrap_or_default());
         Ok(ExprStrategy {
             reads: ["volume", "bid", "ask"].map(|s| program.reads(s)),
+            reads_position: program::POSITION_SERIES.iter().any(|s| program.reads(s)),
+            position: Default::default(),
+            entry: EntryClock::default(),
+            last_close: f64::NAN,
             program,
             roots,
             held: [false; 4],
             reasons,
         })
+    }
+
+    /// Before an update: the position series from the engine's position and,
+    /// on a price update (`close`), the entry clock.
+    fn position_series(&mut self, close: Option<f64>) {
+        if !self.reads_position {
+            return;
+        }
+        let (qty, cost) = self.position;
+        let side = if qty.is_sign_positive() && !qty.is_zero() {
+            1
+        } else if qty.is_zero() {
+            0
+        } else {
+            -1
+        };
+        if let Some(c) = close {
+            self.last_close = c;
+            let better = |a: f64, b: f64| if side > 0 { a.max(b) } else { a.min(b) };
+            self.entry = match (self.entry.side == side, side) {
+                (_, 0) => EntryClock::default(),
+                (true, _) => EntryClock {
+                    side,
+                    bars: self.entry.bars + 1,
+                    best: better(self.entry.best, c),
+                },
+                (false, _) => EntryClock { side, bars: 0, best: c },
+            };
+        }
+        let values = if side == 0 {
+            [0.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN]
+        } else {
+            let entry = f(cost);
+            let s = f64::from(side);
+            let pct = (self.last_close - entry) / entry * 100.0 * s;
+            // Opened since the last price update: no entry clock yet.
+            let (bars, from_best) = if self.entry.side == side {
+                let best = self.entry.best;
+                (self.entry.bars as f64, (best - self.last_close) / best * 100.0 * s)
+            } else {
+                (f64::NAN, f64::NAN)
+            };
+            [f(qty), entry, bars, pct, from_best]
+        };
+        self.program.set_position(values);
     }
 
     fn decide(&mut self, price: Option<f64>) -> Option<Decision> {
@@ -132,7 +201,12 @@ fn f(d: rust_decimal::Decimal) -> f64 {
 }
 
 impl Strategy for ExprStrategy {
+    fn set_position(&mut self, qty: rust_decimal::Decimal, avg_cost: rust_decimal::Decimal) {
+        self.position = (qty, avg_cost);
+    }
+
     fn on_tick(&mut self, tick: &Tick, price: f64) -> Option<Decision> {
+        self.position_series(Some(price));
         self.program.update(&Input::Price(PriceInput {
             ts: tick.ts,
             open: price,
@@ -148,6 +222,7 @@ impl Strategy for ExprStrategy {
 
     fn on_bar(&mut self, bar: &Bar) -> Option<Decision> {
         let close = f(bar.close);
+        self.position_series(Some(close));
         self.program.update(&Input::Price(PriceInput {
             ts: bar.last_ts,
             open: f(bar.open),
@@ -162,6 +237,7 @@ impl Strategy for ExprStrategy {
     }
 
     fn on_sentiment(&mut self, s: &Sentiment) -> Option<Decision> {
+        self.position_series(None);
         self.program.update(&Input::Sentiment {
             ts: s.ts,
             score: s.score,
@@ -173,6 +249,8 @@ impl Strategy for ExprStrategy {
         StateValue::serialized(&ExprState {
             program: self.program.save(),
             held: self.held,
+            entry: self.entry,
+            last_close: self.last_close,
         })
         .expect("expression state is plain data")
     }
@@ -181,6 +259,8 @@ impl Strategy for ExprStrategy {
         let st: ExprState = state.deserialized().map_err(|e| e.to_string())?;
         self.program.restore(st.program)?;
         self.held = st.held;
+        self.entry = st.entry;
+        self.last_close = st.last_close;
         Ok(())
     }
 }

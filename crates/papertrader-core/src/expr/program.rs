@@ -67,13 +67,28 @@ enum Series {
     Sentiment,
     Hour,
     Minute,
+    Position,
+    EntryPrice,
+    BarsSinceEntry,
+    UnrealizedPct,
+    FromBestPct,
 }
 
 /// The series, by the names an expression uses (`price` is `close`, `size` is
 /// `volume`).
-pub const SERIES: [&str; 12] = [
+pub const SERIES: [&str; 17] = [
     "open", "high", "low", "close", "volume", "price", "size", "bid", "ask", "sentiment",
-    "hour", "minute",
+    "hour", "minute", "position", "entry_price", "bars_since_entry", "unrealized_pct",
+    "from_best_pct",
+];
+
+/// The position series, in the order of [`Program::set_position`].
+pub const POSITION_SERIES: [&str; 5] = [
+    "position",
+    "entry_price",
+    "bars_since_entry",
+    "unrealized_pct",
+    "from_best_pct",
 ];
 
 fn series(name: &str) -> Option<(Series, &'static str)> {
@@ -88,14 +103,24 @@ fn series(name: &str) -> Option<(Series, &'static str)> {
         "sentiment" => (Series::Sentiment, "sentiment"),
         "hour" => (Series::Hour, "hour"),
         "minute" => (Series::Minute, "minute"),
+        "position" => (Series::Position, "position"),
+        "entry_price" => (Series::EntryPrice, "entry_price"),
+        "bars_since_entry" => (Series::BarsSinceEntry, "bars_since_entry"),
+        "unrealized_pct" => (Series::UnrealizedPct, "unrealized_pct"),
+        "from_best_pct" => (Series::FromBestPct, "from_best_pct"),
         _ => return None,
     })
 }
 
 impl Series {
     /// The value this event gives the series, `None` if the event does not carry it.
-    fn read(self, ev: &Input) -> Option<f64> {
+    fn read(self, ev: &Input, pos: &[f64; 5]) -> Option<f64> {
         match (self, ev) {
+            (Series::Position, _) => Some(pos[0]),
+            (Series::EntryPrice, _) => Some(pos[1]),
+            (Series::BarsSinceEntry, _) => Some(pos[2]),
+            (Series::UnrealizedPct, _) => Some(pos[3]),
+            (Series::FromBestPct, _) => Some(pos[4]),
             (Series::Hour, _) => Some(time_of_day(ev.ts(), 3_600, 24)),
             (Series::Minute, _) => Some(time_of_day(ev.ts(), 60, 60)),
             (Series::Sentiment, Input::Sentiment { score, .. }) => Some(*score),
@@ -294,6 +319,8 @@ pub struct Program {
     ticked: Vec<bool>,
     /// The nodes that are not constants, in graph order: those an update visits.
     active: Vec<usize>,
+    /// The position series' values for the next update ([`Program::set_position`]).
+    position: [f64; 5],
     /// Each node's text, canonical (`ema(close, 10)`): the key that shares
     /// identical sub-expressions, and the name a signal's reason uses.
     names: Vec<String>,
@@ -325,7 +352,7 @@ impl Program {
             let mut ticked = op.input_ticked(&self.ticked);
             match op {
                 Op::Const => {}
-                Op::Series(s) => match s.read(ev) {
+                Op::Series(s) => match s.read(ev, &self.position) {
                     Some(x) => {
                         v[i] = x;
                         ticked = true;
@@ -387,6 +414,12 @@ impl Program {
             }
             self.ticked[i] = ticked;
         }
+    }
+
+    /// The values of [`POSITION_SERIES`] for the next updates (NaN: unknown,
+    /// e.g. flat).
+    pub fn set_position(&mut self, values: [f64; 5]) {
+        self.position = values;
     }
 
     /// Does any expression read the series `name` (`volume`, `bid`, ...)? A
@@ -603,6 +636,7 @@ impl<'a> Builder<'a> {
         let active = (0..n).filter(|&i| !matches!(self.ops[i], Op::Const)).collect();
         Program {
             active,
+            position: [0.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN],
             ops: self.ops,
             values: self.values,
             ticked: vec![false; n],

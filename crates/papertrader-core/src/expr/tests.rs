@@ -414,3 +414,40 @@ fn an_expr_rule_needs_a_condition() {
     let e = crate::config::parse_strategy(&text, "x.toml").unwrap_err();
     assert!(e.key.contains("long_entri") || e.problem.contains("long_entri"), "{e}");
 }
+
+#[test]
+fn position_series_follow_the_engine_position() {
+    let d = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    let mut r = rule("close > 1000");
+    // A stop loss at -2 %, a time stop after 3 updates, a 1 % trailing stop.
+    r.long_exit = Some("unrealized_pct < -2 or bars_since_entry >= 3 or from_best_pct > 1".into());
+    let mut s = ExprStrategy::new(&r).unwrap();
+    let mut step = |qty: &str, cost: &str, p: &str, i: i64| {
+        s.set_position(d(qty), d(cost));
+        s.on_tick(&tick(i, p), p.parse().unwrap())
+            .map(|x| (x.side, x.close_only, x.reason.get("unrealized_pct").copied()))
+    };
+    // Flat: the exit is unknown (no entry), so nothing.
+    assert_eq!(step("0", "0", "100", 0), None);
+    // Long 10 at 100: bars 0, 1 at 101 (best 101), then 99.5: -0.5 %, but 1.49 % below the best.
+    assert_eq!(step("10", "100", "100", 1), None);
+    assert_eq!(step("10", "100", "101", 2), None);
+    let x = step("10", "100", "99.5", 3).expect("the trailing stop");
+    assert_eq!((x.0, x.1), (Side::Sell, true));
+    assert!((x.2.unwrap() + 0.5).abs() < 1e-9, "{x:?}");
+    // Flat again, then a new long: the clock restarts; the time stop after 3 updates.
+    assert_eq!(step("0", "0", "100", 4), None);
+    assert_eq!(step("5", "100", "100", 5), None);
+    assert_eq!(step("5", "100", "100.1", 6), None);
+    assert_eq!(step("5", "100", "100.2", 7), None);
+    assert_eq!(step("5", "100", "100.3", 8).map(|x| (x.0, x.1)), Some((Side::Sell, true)));
+    // A short's unrealized P&L has the other sign: short at 100, price 103 -> -3 %.
+    let mut r = rule("close > 1000");
+    r.short_exit = Some("unrealized_pct < -2".into());
+    let mut s = ExprStrategy::new(&r).unwrap();
+    s.set_position(d("-10"), d("100"));
+    assert!(s.on_tick(&tick(0, "101"), 101.0).is_none());
+    s.set_position(d("-10"), d("100"));
+    let x = s.on_tick(&tick(1, "103"), 103.0).expect("the short's stop");
+    assert_eq!((x.side, x.close_only), (Side::Buy, true));
+}
