@@ -891,6 +891,15 @@ impl<'a> Builder<'a> {
         };
         Self::arity(name, args, span, key, usage.0, usage.1)?;
         match name {
+            "cross_above" | "cross_below" | "highest" | "lowest" | "change" | "abs" | "min"
+            | "max" | "if" => self.combinator(name, args, key),
+            _ => self.indicator(name, args, span, key),
+        }
+    }
+
+    /// The indicator functions of [`FUNCTIONS`].
+    fn indicator(&mut self, name: &str, args: &[Ast], span: Span, key: &str) -> R<usize> {
+        match name {
             "sma" | "ema" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
                 let w = self.window(&args[1], key)?;
@@ -963,6 +972,13 @@ impl<'a> Builder<'a> {
                 };
                 Ok(self.push(label, Ty::Num, Op::Vwap([p, q], vw), f64::NAN))
             }
+            _ => unreachable!("every function with a usage line is handled"),
+        }
+    }
+
+    /// Crosses, history and arithmetic functions of [`FUNCTIONS`].
+    fn combinator(&mut self, name: &str, args: &[Ast], key: &str) -> R<usize> {
+        match name {
             "cross_above" | "cross_below" => {
                 let a = self.series_arg(&args[0], key, name, 0)?;
                 let b = self.series_arg(&args[1], key, name, 1)?;
@@ -997,7 +1013,7 @@ impl<'a> Builder<'a> {
                 let label = format!("if({}, {}, {})", self.names[c], self.names[a], self.names[b]);
                 Ok(self.push(label, ty, Op::If(c, a, b), f64::NAN))
             }
-            _ => unreachable!("every function with a usage line is handled above"),
+            _ => unreachable!("every function with a usage line is handled"),
         }
     }
 }
