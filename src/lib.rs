@@ -12,6 +12,7 @@ pub use papertrader_core::{
 pub mod alerts;
 pub mod app;
 pub mod backtest;
+pub mod cli;
 pub mod config;
 pub mod csvdata;
 #[cfg(feature = "embedded")]

@@ -6,8 +6,8 @@
 //! exactly) or a comma list; a comma item without `=` adds a value to the key
 //! before it. A key names a `[rule]` parameter (`fast` or `rule.fast`) of every
 //! strategy whose rule has it, or of one strategy (`ma_cross.fast`,
-//! `ma_cross.rule.fast`); of an expression rule (`kind = "expr"`), a key names
-//! one of its `[rule.params]`. Sets are the cartesian product in the order the keys are
+//! `ma_cross.rule.fast`); of an expression rule (`kind = "expr"`) or a custom
+//! kind, a key names one of its `[rule.params]`. Sets are the cartesian product in the order the keys are
 //! written (the first key varies slowest); that order numbers them and breaks
 //! ties in the ranking. A set the strategy checks refuse (e.g. `fast` not shorter
 //! than `slow`) is skipped with its reason.
@@ -63,6 +63,8 @@ pub fn rule_keys(rule: &RuleConfig) -> Vec<&str> {
     let fixed: &[&str] = match rule {
         // An expression rule's parameters are its `[rule.params]` names.
         RuleConfig::Expr(r) => return r.params.keys().map(String::as_str).collect(),
+        // A custom kind's parameters are the `[rule.params]` its file gives.
+        RuleConfig::Custom(r) => return r.params.keys().map(String::as_str).collect(),
         RuleConfig::MaCrossover(_) => &["fast", "slow", "average"],
         RuleConfig::RsiMeanReversion(_) => &["period", "oversold", "overbought"],
         RuleConfig::BollingerBreakout(_) => &["period", "k"],
@@ -339,7 +341,10 @@ impl Sweep {
                     .and_then(toml::Value::as_table_mut)
                     .ok_or_else(|| format!("{} has no [rule] table", self.files[i].0))?;
                 // An expression rule takes its parameters from [rule.params].
-                if matches!(self.base.strategies[i].rule, RuleConfig::Expr(_)) {
+                if matches!(
+                    self.base.strategies[i].rule,
+                    RuleConfig::Expr(_) | RuleConfig::Custom(_)
+                ) {
                     rule = rule
                         .get_mut("params")
                         .and_then(toml::Value::as_table_mut)

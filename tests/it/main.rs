@@ -15,6 +15,7 @@ mod broker_restart;
 mod checkpoint;
 mod cli;
 mod crash;
+mod custom_strategy;
 mod dashboard;
 mod engine_replay;
 mod execution;

@@ -315,6 +315,7 @@ pub enum MaKind {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleConfig {
     Expr(ExprRule),
+    Custom(CustomRule),
     MaCrossover(MaCrossoverRule),
     RsiMeanReversion(RsiRule),
     BollingerBreakout(BollingerRule),
@@ -337,7 +338,11 @@ pub struct ExprRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_exit: Option<String>,
     /// `[rule.let]`: named sub-expressions the conditions (and other lets) use.
-    #[serde(default, rename = "let", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(
+        default,
+        rename = "let",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
     pub lets: std::collections::BTreeMap<String, String>,
     /// `[rule.params]`: named numbers, usable wherever a number is.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -387,8 +392,59 @@ impl ExprRule {
                     .and_then(|i| self.conditions()[i]),
             }
             .unwrap_or_default();
-            ConfigError::new(file, e.key.clone(), crate::expr::render(&e, src, text), e.error.fix.clone())
+            ConfigError::new(
+                file,
+                e.key.clone(),
+                crate::expr::render(&e, src, text),
+                e.error.fix.clone(),
+            )
         })
+    }
+}
+
+/// A strategy kind written in Rust and registered by the program
+/// (`crate::strategy::register`; `examples/custom_strategy.rs`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRule {
+    /// The registered name.
+    pub name: String,
+    /// `[rule.params]`, given to the kind's factory as they are.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+impl CustomRule {
+    fn check(&self, file: &str) -> Result<(), ConfigError> {
+        use crate::strategy::{build_custom, registered, CustomError};
+        match build_custom(self) {
+            Ok(_) => Ok(()),
+            Err(CustomError::Unknown(name)) => {
+                let known = registered();
+                Err(ConfigError::new(
+                    file,
+                    "rule.name",
+                    format!(
+                        "no strategy kind {name:?} is registered in this program{}",
+                        if known.is_empty() {
+                            " (it registers none)".to_string()
+                        } else {
+                            format!(" (it registers: {})", known.join(", "))
+                        }
+                    ),
+                    "a custom kind runs in a program that registers it with \
+                     papertrader::strategy::register before papertrader::cli::main \
+                     (examples/custom_strategy.rs); the papertrader binary has the built-in \
+                     kinds and kind = \"expr\"",
+                ))
+            }
+            Err(CustomError::Params(why)) => Err(ConfigError::new(
+                file,
+                "rule.params",
+                why,
+                format!("give [rule.params] that the {:?} kind accepts", self.name),
+            )),
+        }
     }
 }
 
@@ -565,6 +621,7 @@ impl RuleConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             RuleConfig::Expr(_) => "expr",
+            RuleConfig::Custom(_) => "custom",
             RuleConfig::MaCrossover(_) => "ma_crossover",
             RuleConfig::RsiMeanReversion(_) => "rsi_mean_reversion",
             RuleConfig::BollingerBreakout(_) => "bollinger_breakout",
@@ -1013,6 +1070,7 @@ fn diagnose_rule(text: &str) -> Option<(String, String)> {
     let v = toml::Value::Table(rule);
     match kind.as_str() {
         "expr" => as_rule::<ExprRule>(v),
+        "custom" => as_rule::<CustomRule>(v),
         "ma_crossover" => as_rule::<MaCrossoverRule>(v),
         "rsi_mean_reversion" => as_rule::<RsiRule>(v),
         "bollinger_breakout" => as_rule::<BollingerRule>(v),
@@ -1041,6 +1099,7 @@ fn check_strategy(s: &StrategyConfig, file: &str, models: &mut Models) -> Result
     }
     match &s.rule {
         RuleConfig::Expr(r) => r.check(file, None)?,
+        RuleConfig::Custom(r) => r.check(file)?,
         RuleConfig::MaCrossover(r) => r.check().map_err(err)?,
         RuleConfig::RsiMeanReversion(r) => r.check().map_err(err)?,
         RuleConfig::BollingerBreakout(r) => r.check().map_err(err)?,

@@ -13,7 +13,7 @@
 //! `ensemble` combines the scores of models and rules with weights.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rust_decimal::prelude::ToPrimitive;
 use serde::de::DeserializeOwned;
@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bars::Bar;
 use crate::config::{
-    BollingerRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule, RuleConfig,
-    SentimentRule, Window,
+    BollingerRule, CustomRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule,
+    RuleConfig, SentimentRule, Window,
 };
 use crate::domain::{Sentiment, Side, Tick, Ts};
 use crate::features::FeaturePipeline;
@@ -119,13 +119,21 @@ macro_rules! whole_state {
 /// A model the rule names is not in `models`, or cannot make a scorer.
 pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>, ModelError> {
     Ok(match *rule {
-        RuleConfig::Expr(ref r) => Box::new(crate::expr::ExprStrategy::new(r).map_err(|e| {
-            ModelError {
+        RuleConfig::Expr(ref r) => {
+            Box::new(crate::expr::ExprStrategy::new(r).map_err(|e| ModelError {
                 file: e.key.clone(),
                 problem: e.error.message,
                 fix: e.error.fix,
-            }
-        })?),
+            })?)
+        }
+        RuleConfig::Custom(ref r) => build_custom(r).map_err(|e| ModelError {
+            file: format!("custom strategy {}", r.name),
+            problem: match e {
+                CustomError::Unknown(n) => format!("{n:?} is not registered"),
+                CustomError::Params(why) => why,
+            },
+            fix: "register the kind before loading (examples/custom_strategy.rs)".into(),
+        })?,
         RuleConfig::Model(ref r) => Box::new(ModelStrategy::new(r, models)?),
         RuleConfig::Ensemble(ref r) => Box::new(Ensemble::new(r, models)?),
         RuleConfig::MaCrossover(MaCrossoverRule {
@@ -169,6 +177,63 @@ pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>
             last: None,
         }),
     })
+}
+
+/// Builds an instance of a strategy kind written in Rust from its
+/// `[rule.params]` (one instance per symbol); `Err` says what is wrong with them.
+pub type Factory = dyn Fn(&toml::Table) -> Result<Box<dyn Strategy>, String> + Send + Sync;
+
+fn registry() -> &'static RwLock<BTreeMap<String, Arc<Factory>>> {
+    static REGISTRY: OnceLock<RwLock<BTreeMap<String, Arc<Factory>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Register a strategy kind written in Rust under `name`: strategy files use it
+/// with `kind = "custom"`, `name = "NAME"` and its parameters in `[rule.params]`.
+/// Register before loading the configuration (before `papertrader::cli::main`):
+/// `examples/custom_strategy.rs`. A second registration of a name replaces the first.
+pub fn register(
+    name: &str,
+    factory: impl Fn(&toml::Table) -> Result<Box<dyn Strategy>, String> + Send + Sync + 'static,
+) {
+    registry()
+        .write()
+        .expect("strategy registry")
+        .insert(name.to_string(), Arc::new(factory));
+}
+
+/// The names registered with [`register`].
+pub fn registered() -> Vec<String> {
+    registry()
+        .read()
+        .expect("strategy registry")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// An instance of the registered kind a `custom` rule names.
+///
+/// # Errors
+/// The kind is not registered (`Ok(Err(..))` is not used: the outer error
+/// names the problem), or its factory refuses the parameters.
+pub fn build_custom(rule: &CustomRule) -> Result<Box<dyn Strategy>, CustomError> {
+    let factory = registry()
+        .read()
+        .expect("strategy registry")
+        .get(&rule.name)
+        .cloned()
+        .ok_or_else(|| CustomError::Unknown(rule.name.clone()))?;
+    factory(&rule.params).map_err(CustomError::Params)
+}
+
+/// Why a `custom` rule cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomError {
+    /// No kind of that name is registered in this program.
+    Unknown(String),
+    /// The kind's factory refused the parameters.
+    Params(String),
 }
 
 /// A moving average over a count of events or over an event-time window.

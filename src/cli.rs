@@ -1,0 +1,703 @@
+//! The `papertrader` command line: a thin layer over the library.
+//!
+//! [`main`] is the whole program; `src/main.rs` calls it, and so can a program
+//! that registers strategy kinds of its own first
+//! (`papertrader::strategy::register`, `examples/custom_strategy.rs`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Loaded};
+use crate::replay::Speed;
+
+#[derive(Parser)]
+#[command(
+    name = "papertrader",
+    version,
+    about = "Kafka-native paper trading: strategies, simulated fills and P&L over Kafka topics"
+)]
+struct Cli {
+    /// Application config layered over config/default.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trade the configured strategies live against the input topics.
+    Paper(PaperArgs),
+    /// Run the strategies over recorded data (CSV files or the input topics) and
+    /// write a report: report.json, trades.csv, equity.csv, report.html.
+    Backtest(BacktestArgs),
+    /// Backtest every point of a grid over the strategies' [rule] parameters, in
+    /// parallel over one read of the events, and rank them: sweep.csv and a table.
+    Sweep(SweepArgs),
+    /// Run the embedded Kafka broker (tansu, in memory) alone, until Ctrl-C.
+    Broker(BrokerArgs),
+    /// Publish historical data (CSV of ticks, OHLCV bars or sentiment) into a topic.
+    Replay(ReplayArgs),
+    /// Generate the synthetic sample data (ticks and correlated sentiment).
+    Generate(GenerateArgs),
+    /// Inspect the ONNX models.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
+}
+
+// The arguments of `papertrader paper` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct PaperArgs {
+    /// Stop after this many seconds without input. Before the first input
+    /// arrives, at least --startup-grace is waited.
+    #[arg(long, value_name = "SECS")]
+    until_idle: Option<f64>,
+    /// With --until-idle: the least wait for the first input (joining the
+    /// consumer group and getting partitions can take this long; a restart
+    /// waits for the session of a killed process to time out).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    startup_grace: f64,
+    /// Stop after this many input messages.
+    #[arg(long, value_name = "N")]
+    max_events: Option<u64>,
+    /// Write the final summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// After Ctrl-C or SIGTERM: how long the graceful stop may take (publishing
+    /// what is pending, the last checkpoint, the offset commit) before the
+    /// process exits with code 1. What the last checkpoint and committed
+    /// offsets cover stands, so a restart publishes the rest. A second Ctrl-C
+    /// exits at once (code 130).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    shutdown_timeout: f64,
+}
+
+// The data of a backtest or sweep: files or the cluster's topics, and the time range.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// A CSV of ticks, OHLCV bars or sentiment (repeatable). Without it, the
+    /// input topics of the cluster are read.
+    #[arg(long, value_name = "FILE")]
+    input: Vec<PathBuf>,
+    /// The symbol of input files that have no symbol (or ticker) column.
+    #[arg(long)]
+    symbol: Option<String>,
+    /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
+    #[arg(long, default_value = "earliest", value_name = "TIME")]
+    from: String,
+    /// Last event time to include: `latest` or a time; a date (yyyy-mm-dd)
+    /// includes that whole day.
+    #[arg(long, default_value = "latest", value_name = "TIME")]
+    to: String,
+    /// bootstrap.servers for the Kafka path (default: kafka.brokers; with
+    /// "embedded" the demo data is published to an embedded broker first).
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+impl DataArgs {
+    /// The input files and the symbol of those without one.
+    fn files(&self) -> crate::app::Files {
+        crate::app::Files {
+            paths: self.input.clone(),
+            symbol: self.symbol.clone(),
+        }
+    }
+
+    /// `--from` and `--to` as an event-time range.
+    fn range(&self) -> anyhow::Result<crate::backtest::TimeRange> {
+        crate::backtest::TimeRange::parse(&self.from, &self.to).map_err(anyhow::Error::msg)
+    }
+}
+
+// The arguments of `papertrader backtest` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct BacktestArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Directory for report.json, trades.csv, equity.csv, report.html (and
+    /// alerts.csv when the config has alert rules); created if missing.
+    #[arg(long, value_name = "DIR")]
+    report: PathBuf,
+    /// Also publish the run's signals, orders, fills, pnl, dead letters and alerts,
+    /// as paper mode does, to the topics RUN_ID.TOPIC (e.g. bt-1.orders) of
+    /// --brokers (or kafka.brokers; not "embedded"). RUN_ID: ASCII letters,
+    /// digits, '.', '_', '-'; its topics must not hold messages yet.
+    #[arg(long, value_name = "RUN_ID")]
+    publish: Option<String>,
+}
+
+// The arguments of `papertrader sweep` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The grid: `KEY=VALUES` items, comma-separated; values a range
+    /// `a..b:step` (inclusive) or a comma list, e.g. 'fast=5..20:5,slow=50,100'.
+    /// KEY is a [rule] parameter (`fast`, `rule.fast`) or one strategy's
+    /// (`ma_cross.fast`). Repeatable.
+    #[arg(long, required = true, value_name = "GRID")]
+    grid: Vec<String>,
+    /// The metric that ranks the sets.
+    #[arg(long, value_enum, default_value = "sharpe")]
+    metric: crate::sweep::Metric,
+    /// Directory for sweep.csv.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    report: PathBuf,
+    /// Backtests run at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Walk-forward analysis instead of one sweep: `train=30d,test=10d`.
+    /// Each fold sweeps the train window, then runs its best set on the test
+    /// window after it; writes walk_forward.csv.
+    #[arg(long, value_name = "WINDOWS")]
+    walk_forward: Option<String>,
+}
+
+// The arguments of `papertrader broker` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: std::net::SocketAddr,
+    /// Also create papertrader's topics.
+    #[arg(long)]
+    create_topics: bool,
+}
+
+// The arguments of `papertrader replay` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The CSV file.
+    #[arg(long)]
+    input: PathBuf,
+    /// The topic to publish to.
+    #[arg(long)]
+    topic: String,
+    /// `max` (as fast as possible) or a multiple of the recorded pace, e.g. 60.
+    #[arg(long, default_value = "max")]
+    speed: Speed,
+    /// Symbol for files without a symbol column.
+    #[arg(long)]
+    symbol: Option<String>,
+    /// bootstrap.servers (default: kafka.brokers from the config).
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+// The arguments of `papertrader generate` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Where to write the ticks (CSV: ts, symbol, price, size, bid, ask).
+    #[arg(long, default_value = "data/synthetic_ticks.csv")]
+    ticks: PathBuf,
+    /// Where to write the sentiment readings (CSV: ts, symbol, score, source, headline).
+    #[arg(long, default_value = "data/synthetic_sentiment.csv")]
+    sentiment: PathBuf,
+    /// Ticks per symbol (default: as the bundled files).
+    #[arg(long)]
+    per_symbol: Option<usize>,
+    /// Random seed (default: as the bundled files).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Load every model of a directory, print its spec, shapes and hash, and
+    /// check it against its reference outputs; exit non-zero on a mismatch.
+    Check {
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
+}
+
+/// Parse the command line and run the command; exits the process with 2 on
+/// a configuration error and 1 on a failed command.
+pub fn main() {
+    let cli = Cli::parse();
+    // Only paper mode and backtests run strategies; the other commands need no strategy files.
+    let loaded = match cli.command {
+        Command::Paper(_) | Command::Backtest(_) | Command::Sweep(_) => {
+            config::load(cli.config.as_deref())
+        }
+        _ => config::load_app(cli.config.as_deref()),
+    };
+    let cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("papertrader: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_tracing(&cfg, cli.log_json);
+    for var in config::ignored_env_vars() {
+        tracing::warn!(%var, "ignored: settings take a double underscore, e.g. PAPERTRADER__KAFKA__BROKERS");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(try_main(cli.command, cfg)) {
+        eprintln!("papertrader: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// `papertrader models check`: every model of `dir`, its spec, shapes, hash,
+/// reference parity and time per event.
+fn models_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    use crate::model;
+    let files = model::spec_files(dir)?;
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no model specs (*.toml) in {}",
+        dir.display()
+    );
+    let mut failed = Vec::new();
+    for spec_path in &files {
+        let m = match model::load(spec_path) {
+            Ok(m) => std::sync::Arc::new(m),
+            Err(e) => {
+                print_out(&format!("{}: FAILED to load\n  {e}\n", spec_path.display()));
+                failed.push(spec_path.display().to_string());
+                continue;
+            }
+        };
+        let s = &m.spec;
+        let features: Vec<String> = s.features.iter().map(|f| f.name()).collect();
+        print_out(&format!(
+            "{name} ({spec})\n  {desc}\n  graph:   {onnx}\n  version: sha256 {sha}\n  input:   {in_name} {in_fact} (spec {in_spec})\n  output:  {out_name} {out_fact} (spec {out_spec}), {sem}\n  signal:  buy above {buy}, sell below {sell}\n  normalization: {norm}\n  features ({n}): {features}",
+            name = s.name,
+            spec = spec_path.display(),
+            desc = s.description,
+            onnx = m.onnx_path.display(),
+            sha = m.sha256,
+            in_name = s.input.name,
+            in_fact = m.input_fact,
+            in_spec = model::shape_string(&s.input.shape),
+            out_name = s.output.name,
+            out_fact = m.output_fact,
+            out_spec = model::shape_string(&s.output.shape),
+            sem = s.output.semantics.as_str(),
+            buy = s.signal.buy_above,
+            sell = s.signal.sell_below,
+            norm = s.normalization.mode.as_str(),
+            n = features.len(),
+            features = features.join(", "),
+        ));
+        let ref_path = model::reference_path(spec_path);
+        match model::read_reference(&ref_path).and_then(|r| Ok((model::parity(&m, &r)?, r))) {
+            Ok((p, r)) => {
+                let verdict = if p.ok() { "ok" } else { "MISMATCH" };
+                print_out(&format!(
+                    "  parity:  {verdict}: {rows} reference rows from {producer}, max abs diff {diff:.3e} (tolerance {tol:e}), inputs max diff {idiff:.3e}, hash {hash}",
+                    rows = p.rows,
+                    producer = r.producer,
+                    diff = p.max_abs_diff,
+                    tol = model::PARITY_TOLERANCE,
+                    idiff = p.max_input_diff,
+                    hash = if p.same_hash { "matches" } else { "DIFFERS (reference is for another version)" },
+                ));
+                if !p.ok() {
+                    failed.push(spec_path.display().to_string());
+                }
+                if let (Some(row), Ok(mut scorer)) = (r.features.first(), m.scorer()) {
+                    let per_event = model::time_per_event(&mut scorer, row, 20_000);
+                    print_out(&format!(
+                        "  latency: {:.2} us per event (per-event scorer, mean of 20000 runs)",
+                        per_event.as_secs_f64() * 1e6
+                    ));
+                }
+            }
+            Err(e) => {
+                print_out(&format!("  parity:  FAILED\n  {e}"));
+                failed.push(spec_path.display().to_string());
+            }
+        }
+        print_out("");
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} models failed the check: {}",
+        failed.len(),
+        files.len(),
+        failed.join(", ")
+    );
+    print_out(&format!("{} models ok", files.len()));
+    Ok(())
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: stopping");
+    }
+}
+
+/// The first stop signal, for paper mode's graceful stop; from then on a
+/// watcher ends the process when the stop outlasts `timeout` (code 1) or at a
+/// second signal (code 130). A hard exit is as safe as a crash: what the last
+/// checkpoint and the committed offsets cover is durable, the rest is replayed.
+async fn bounded_stop(timeout: Duration) {
+    let (first, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = first.send(());
+        tokio::select! {
+            _ = stop_signal() => {
+                tracing::warn!("second stop signal: exiting now; the last checkpoint and committed offsets stand, and a restart continues from them");
+                std::process::exit(130);
+            }
+            _ = tokio::time::sleep(timeout) => {
+                tracing::error!(?timeout, "the graceful stop did not finish within --shutdown-timeout (is the broker unreachable?): exiting; the last checkpoint and committed offsets stand, and a restart publishes the rest");
+                std::process::exit(1);
+            }
+        }
+    });
+    let _ = stopped.await;
+}
+
+/// Print to stdout, ignoring a closed pipe (`papertrader ... | head`).
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+fn init_tracing(cfg: &Loaded, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        format!(
+            "{},tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_service=warn,tansu_schema=warn,rdkafka=warn",
+            cfg.app.log.level
+        )
+    });
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json || cfg.app.log.format == crate::config::LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
+    match command {
+        Command::Paper(args) => paper(&cfg, args).await,
+        Command::Backtest(args) => backtest(&cfg, args).await,
+        Command::Sweep(args) => sweep(&cfg, args).await,
+        Command::Broker(args) => broker(&cfg, args).await,
+        Command::Replay(args) => replay(&cfg, args).await,
+        Command::Models {
+            action: ModelsCommand::Check { dir },
+        } => models_check(&dir),
+        Command::Generate(args) => generate(args),
+    }
+}
+
+/// `papertrader paper`: paper mode until idle, a message count or a signal.
+async fn paper(cfg: &Loaded, args: PaperArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.summary {
+        check_writable(path)?;
+    }
+    let stop = crate::paper::StopWhen {
+        idle: args.until_idle.map(Duration::from_secs_f64),
+        max_events: args.max_events,
+        startup_grace: Some(Duration::from_secs_f64(args.startup_grace.max(0.0))),
+    };
+    let timeout = Duration::from_secs_f64(args.shutdown_timeout.max(0.0));
+    let summary_out = crate::app::paper(cfg, stop, bounded_stop(timeout)).await?;
+    print_out(&summary_out.render());
+    if let Some(path) = args.summary {
+        std::fs::write(&path, serde_json::to_vec_pretty(&summary_out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("summary written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Refuse at start an output file whose directory does not exist, rather
+/// than after a whole run.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    anyhow::ensure!(
+        dir.is_dir(),
+        "--summary {}: the directory {} does not exist; create it first (mkdir -p {}) or name another file",
+        path.display(),
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `papertrader backtest`: the engine over files or topics, and its report.
+async fn backtest(cfg: &Loaded, args: BacktestArgs) -> anyhow::Result<()> {
+    let range = args.data.range()?;
+    let started = std::time::Instant::now();
+    let (bt, published) = crate::app::backtest(
+        cfg,
+        &args.data.files(),
+        range,
+        args.data.brokers.as_deref(),
+        args.publish.as_deref(),
+        true,
+    )
+    .await?;
+    let total = started.elapsed();
+    crate::report_files::write(&args.report, &bt)?;
+    print_out(&bt.summary.render());
+    if let Some(p) = published {
+        print_out(&p.render());
+    }
+    print_out(&format!(
+        "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
+        bt.events,
+        bt.elapsed.as_secs_f64(),
+        bt.events_per_sec(),
+        total.as_secs_f64(),
+        args.report.display()
+    ));
+    Ok(())
+}
+
+/// `papertrader sweep`: a grid of parameter sets, or a walk-forward analysis.
+async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
+    let axes = crate::sweep::parse_grid(&args.grid)?;
+    let windows = args
+        .walk_forward
+        .as_deref()
+        .map(crate::sweep::parse_walk_forward)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
+    let sweep = crate::sweep::Sweep::new(cfg, axes)?;
+    let range = args.data.range()?;
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
+    let files = args.data.files();
+    let started = std::time::Instant::now();
+    let (events, skipped) =
+        crate::app::backtest_events(cfg, &files, range, args.data.brokers.as_deref(), true).await?;
+    if skipped > 0 {
+        print_out(&format!(
+            "{skipped} CSV rows skipped (unreadable; each logged above)"
+        ));
+    }
+    let read = started.elapsed();
+    let create_report_dir = || {
+        std::fs::create_dir_all(&args.report)
+            .with_context(|| format!("creating {}", args.report.display()))
+    };
+    if let Some((train, test)) = windows {
+        let folds = tokio::task::block_in_place(|| {
+            crate::sweep::walk_forward(&sweep, &events, args.metric, jobs, train, test)
+        });
+        anyhow::ensure!(
+            !folds.is_empty(),
+            "no walk-forward fold fits: the data is shorter than the train window"
+        );
+        create_report_dir()?;
+        let csv = args.report.join("walk_forward.csv");
+        crate::sweep::write_walk_forward(&sweep.axes, &folds, &csv)?;
+        print_folds(&sweep, &folds, args.metric);
+        print_out(&format!(
+            "{} folds over {} events on {jobs} threads in {:.3} s: {}",
+            folds.len(),
+            events.len(),
+            started.elapsed().as_secs_f64(),
+            csv.display()
+        ));
+        return Ok(());
+    }
+    let outcome =
+        tokio::task::block_in_place(|| crate::sweep::run(&sweep, &events, args.metric, jobs));
+    anyhow::ensure!(
+        !outcome.rows.is_empty(),
+        "no parameter set passed the strategy checks:\n{}",
+        outcome.render()
+    );
+    create_report_dir()?;
+    let csv = args.report.join("sweep.csv");
+    outcome.write_csv(&csv)?;
+    print_out(outcome.render().trim_end());
+    print_out(&format!(
+        "{} sets ({} skipped) over {} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {} in {}",
+        outcome.rows.len(),
+        outcome.skipped.len(),
+        events.len(),
+        read.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        clap::ValueEnum::to_possible_value(&args.metric)
+            .map_or_else(|| format!("{:?}", args.metric), |v| v.get_name().to_string()),
+        csv.display()
+    ));
+    Ok(())
+}
+
+/// One line per walk-forward fold: its windows, best set and test result.
+fn print_folds(
+    sweep: &crate::sweep::Sweep,
+    folds: &[crate::sweep::Fold],
+    metric: crate::sweep::Metric,
+) {
+    use crate::wire::format_ts;
+    for f in folds {
+        let params: Vec<String> = sweep
+            .axes
+            .iter()
+            .zip(&f.best.set.values)
+            .map(|(a, v)| format!("{}={}", a.key, v.text))
+            .collect();
+        print_out(&format!(
+            "fold {}: train {} .. {} best {} by {} ({}; return {}); test {} .. {}: {} {}, return {}, {} fills",
+            f.index,
+            format_ts(f.train.0),
+            format_ts(f.train.1),
+            params.join(" "),
+            metric.name(),
+            f.best.shown(metric),
+            f.best.total_return.round_dp(4),
+            format_ts(f.test.0),
+            format_ts(f.test.1),
+            metric.name(),
+            f.test_row.shown(metric),
+            f.test_row.total_return.round_dp(4),
+            f.test_row.fills
+        ));
+    }
+}
+
+/// `papertrader broker`: the embedded broker alone, until a signal.
+async fn broker(cfg: &Loaded, args: BrokerArgs) -> anyhow::Result<()> {
+    // The broker's own listener fails later, inside its task: a port another
+    // process holds is refused here, with the reason.
+    drop(std::net::TcpListener::bind(args.listen).with_context(|| {
+        format!(
+            "--listen {}: cannot listen there (another process holds the port?); pick a free port",
+            args.listen
+        )
+    })?);
+    let broker = crate::embedded::EmbeddedBroker::start_on(args.listen).await?;
+    anyhow::ensure!(
+        broker.is_running(),
+        "--listen {}: the broker stopped at start (see the log above)",
+        args.listen
+    );
+    if args.create_topics {
+        let base = crate::kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
+        let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
+        names.extend(cfg.app.topics.outputs());
+        crate::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+    }
+    print_out(&format!(
+        "tansu broker listening on {} (in memory); Ctrl-C stops it",
+        broker.bootstrap()
+    ));
+    tokio::select! {
+        _ = stop_signal() => {}
+        _ = broker.wait() => {}
+    }
+    Ok(())
+}
+
+/// `papertrader replay`: a CSV file into a topic.
+async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
+    let bootstrap = args
+        .brokers
+        .unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+    anyhow::ensure!(
+        bootstrap != "embedded",
+        "replay needs a running broker: pass --brokers HOST:PORT (start one with `papertrader broker`)"
+    );
+    anyhow::ensure!(
+        args.input.is_file(),
+        "--input {}: no such file",
+        args.input.display()
+    );
+    let base = crate::kafka::client_config(&cfg.app.kafka, &bootstrap);
+    crate::kafka::check_reachable_from(
+        &base,
+        &bootstrap,
+        "--brokers or kafka.brokers",
+        "start the broker (`papertrader broker --listen HOST:PORT` for a local one) or correct --brokers",
+    )
+    .await?;
+    if cfg.app.kafka.create_topics {
+        crate::kafka::ensure_topics(&base, &[args.topic.as_str()], cfg.app.kafka.partitions)
+            .await?;
+    }
+    let producer = crate::kafka::producer(&base)?;
+    let topics = &cfg.app.topics;
+    let expect = if args.topic == topics.live_prices {
+        Some(crate::csvdata::FileKind::Ticks)
+    } else if args.topic == topics.news_sentiment {
+        Some(crate::csvdata::FileKind::Sentiment)
+    } else {
+        None
+    };
+    let opts = crate::replay::ReplayOptions {
+        speed: args.speed,
+        symbol: args.symbol,
+        progress: true,
+        expect,
+    };
+    let stats = crate::replay::publish_file(&producer, &args.input, &args.topic, &opts).await?;
+    print_out(&format!(
+        "published {} messages from {} to {} ({} rows skipped)",
+        stats.published,
+        args.input.display(),
+        args.topic,
+        stats.skipped
+    ));
+    Ok(())
+}
+
+/// `papertrader generate`: the synthetic sample data.
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let mut spec = crate::sample::SampleSpec::default();
+    spec.ticks_per_symbol = args.per_symbol.unwrap_or(spec.ticks_per_symbol);
+    spec.seed = args.seed.unwrap_or(spec.seed);
+    let seed = spec.seed;
+    let (t, s) = crate::sample::generate(&spec);
+    let create = |p: &PathBuf| {
+        std::fs::File::create(p)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("creating {}", p.display()))
+    };
+    crate::csvdata::write_ticks_csv(create(&args.ticks)?, &t)?;
+    crate::csvdata::write_sentiment_csv(create(&args.sentiment)?, &s)?;
+    print_out(&format!(
+        "wrote {} ticks to {} and {} sentiment readings to {} (synthetic, seed {seed})",
+        t.len(),
+        args.ticks.display(),
+        s.len(),
+        args.sentiment.display()
+    ));
+    Ok(())
+}
