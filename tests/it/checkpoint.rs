@@ -127,7 +127,10 @@ fn restored_engine_continues_exactly_at_every_cut() {
         .iter()
         .filter(|o| matches!(o, Output::Fill(f) if f.strategy == "expr_mix"))
         .count();
-    assert!(expr_fills >= 4, "the expression strategy filled {expr_fills} times");
+    assert!(
+        expr_fills >= 4,
+        "the expression strategy filled {expr_fills} times"
+    );
 
     let cuts = [
         1,

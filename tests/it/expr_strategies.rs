@@ -45,8 +45,13 @@ fn builtin_rules_and_their_expressions_trade_identically() {
     ] {
         let builtin = outputs(&load(&[&format!("strategies/{name}.toml")]));
         let expr = outputs(&load(&[&format!("strategies/expr/{name}.toml")]));
-        let fills = |o: &[serde_json::Value]| o.iter().filter(|v| v.get("fill_id").is_some()).count();
-        assert!(fills(&builtin) >= 2, "{name}: too few fills to compare ({})", fills(&builtin));
+        let fills =
+            |o: &[serde_json::Value]| o.iter().filter(|v| v.get("fill_id").is_some()).count();
+        assert!(
+            fills(&builtin) >= 2,
+            "{name}: too few fills to compare ({})",
+            fills(&builtin)
+        );
         assert_eq!(builtin.len(), expr.len(), "{name}: output counts differ");
         for (i, (b, e)) in builtin.iter().zip(&expr).enumerate() {
             assert_eq!(b, e, "{name}: output {i} differs");
@@ -73,12 +78,19 @@ fn trend_news_enters_on_three_conditions_and_exits_on_its_trailing_stop() {
             _ => None,
         })
         .collect();
-    let entries: Vec<_> = signals.iter().filter(|s| s.reason.contains_key("long_entry")).collect();
+    let entries: Vec<_> = signals
+        .iter()
+        .filter(|s| s.reason.contains_key("long_entry"))
+        .collect();
     assert!(entries.len() >= 5, "{} entries", entries.len());
     for s in &entries {
         assert!(s.reason["ema(sentiment, 3)"] > 0.0, "{:?}", s.reason);
         assert!(s.reason["rsi(close, 14)"] < 70.0, "{:?}", s.reason);
-        assert!(s.reason["ema(close, 20)"] > s.reason["ema(close, 60)"], "{:?}", s.reason);
+        assert!(
+            s.reason["ema(close, 20)"] > s.reason["ema(close, 60)"],
+            "{:?}",
+            s.reason
+        );
     }
     let trailed = signals
         .iter()

@@ -379,7 +379,10 @@ fn sweep_over_rule_params_ranks_as_the_builtin_rule() {
     let expr = expr_dir.join("app.toml");
     std::fs::write(
         &expr,
-        format!("strategies = [{:?}]\n", expr_dir.join("cross.toml").display().to_string()),
+        format!(
+            "strategies = [{:?}]\n",
+            expr_dir.join("cross.toml").display().to_string()
+        ),
     )
     .unwrap();
     let mut csvs = Vec::new();
@@ -405,5 +408,8 @@ fn sweep_over_rule_params_ranks_as_the_builtin_rule() {
     // An expression rule's unknown parameter is refused with its parameters.
     let o = papertrader(&expr, &["sweep", "--input", DATA, "--grid", "fsat=5"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("\"fsat\"") && err.contains("cross (expr): fast, slow"), "{err}");
+    assert!(
+        err.contains("\"fsat\"") && err.contains("cross (expr): fast, slow"),
+        "{err}"
+    );
 }

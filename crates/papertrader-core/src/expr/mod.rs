@@ -139,7 +139,11 @@ impl ExprStrategy {
                     bars: self.entry.bars + 1,
                     best: better(self.entry.best, c),
                 },
-                (false, _) => EntryClock { side, bars: 0, best: c },
+                (false, _) => EntryClock {
+                    side,
+                    bars: 0,
+                    best: c,
+                },
             };
         }
         let values = if side == 0 {
@@ -151,7 +155,10 @@ impl ExprStrategy {
             // Opened since the last price update: no entry clock yet.
             let (bars, from_best) = if self.entry.side == side {
                 let best = self.entry.best;
-                (self.entry.bars as f64, (best - self.last_close) / best * 100.0 * s)
+                (
+                    self.entry.bars as f64,
+                    (best - self.last_close) / best * 100.0 * s,
+                )
             } else {
                 (f64::NAN, f64::NAN)
             };
@@ -213,7 +220,11 @@ impl Strategy for ExprStrategy {
             high: price,
             low: price,
             close: price,
-            volume: if self.reads[0] { f(tick.size) } else { f64::NAN },
+            volume: if self.reads[0] {
+                f(tick.size)
+            } else {
+                f64::NAN
+            },
             bid: tick.bid.filter(|_| self.reads[1]).map_or(f64::NAN, f),
             ask: tick.ask.filter(|_| self.reads[2]).map_or(f64::NAN, f),
         }));
@@ -289,11 +300,18 @@ pub fn locate(text: &str, key: &str) -> Option<(usize, String, Vec<usize>)> {
         };
         let value = value.trim_start();
         let quote = value.chars().next()?;
-        if !(quote == '"' || quote == '\'') || value.starts_with("\"\"\"") || value.starts_with("'''") {
+        if !(quote == '"' || quote == '\'')
+            || value.starts_with("\"\"\"")
+            || value.starts_with("'''")
+        {
             return None;
         }
         let start = line.len() - value.len() + 1;
-        return Some((n + 1, line.to_string(), columns(&line[start..], quote, start)));
+        return Some((
+            n + 1,
+            line.to_string(),
+            columns(&line[start..], quote, start),
+        ));
     }
     None
 }
@@ -341,7 +359,11 @@ pub fn render(e: &KeyedError, src: &str, text: Option<&str>) -> String {
         // The fault's last column is the one before the column of its end
         // (`cols` ends with the closing quote's column).
         let c0 = col(s);
-        let width = if s >= src.len() { 1 } else { (col(end.min(src.len())) - 1).max(c0) - c0 + 1 };
+        let width = if s >= src.len() {
+            1
+        } else {
+            (col(end.min(src.len())) - 1).max(c0) - c0 + 1
+        };
         return format!(
             "line {line}, column {c0}: {}\n    {line_text}\n    {}{}",
             e.error.message,

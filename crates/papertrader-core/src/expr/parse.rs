@@ -470,7 +470,10 @@ mod tests {
         assert_eq!(p("1 + 2 * 3 - 4"), "((1 + (2 * 3)) - 4)");
         assert_eq!(p("a or b and not c"), "(a or (b and (not c)))");
         assert_eq!(p("-x[2] < 3 / y"), "((-x[2]) < (3 / y))");
-        assert_eq!(p("sma(close, \"50d\") > close[1]"), "(sma(close,\"50d\") > close[1])");
+        assert_eq!(
+            p("sma(close, \"50d\") > close[1]"),
+            "(sma(close,\"50d\") > close[1])"
+        );
         assert_eq!(p("(a + b) * c"), "((a + b) * c)");
         assert_eq!(p("f()"), "f()");
         assert_eq!(p("1_000 + 2.5e-1"), "(1000 + 0.25)");
@@ -481,7 +484,10 @@ mod tests {
         let src = "cross_above(ema(close, 10), ema(close, 30))";
         let a = parse(src).unwrap();
         assert_eq!(a.span, (0, src.len()));
-        let AstKind::Call { args, name_span, .. } = &a.kind else {
+        let AstKind::Call {
+            args, name_span, ..
+        } = &a.kind
+        else {
             panic!()
         };
         assert_eq!(&src[name_span.0..name_span.1], "cross_above");

@@ -77,8 +77,22 @@ enum Series {
 /// The series, by the names an expression uses (`price` is `close`, `size` is
 /// `volume`).
 pub const SERIES: [&str; 17] = [
-    "open", "high", "low", "close", "volume", "price", "size", "bid", "ask", "sentiment",
-    "hour", "minute", "position", "entry_price", "bars_since_entry", "unrealized_pct",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "price",
+    "size",
+    "bid",
+    "ask",
+    "sentiment",
+    "hour",
+    "minute",
+    "position",
+    "entry_price",
+    "bars_since_entry",
+    "unrealized_pct",
     "from_best_pct",
 ];
 
@@ -366,7 +380,13 @@ impl Program {
                     }
                 }
                 Op::Neg(a) => v[i] = -v[*a],
-                Op::Not(a) => v[i] = if v[*a].is_nan() { f64::NAN } else { truth(v[*a] == 0.0) },
+                Op::Not(a) => {
+                    v[i] = if v[*a].is_nan() {
+                        f64::NAN
+                    } else {
+                        truth(v[*a] == 0.0)
+                    }
+                }
                 Op::Abs(a) => v[i] = v[*a].abs(),
                 Op::Bin(b, x, y) => v[i] = b.apply(v[*x], v[*y]),
                 Op::Min(x, y) => v[i] = nan_or(v[*x], v[*y], f64::min),
@@ -428,7 +448,9 @@ impl Program {
         let Some((s, _)) = series(name) else {
             return false;
         };
-        self.ops.iter().any(|op| matches!(op, Op::Series(x) if *x == s))
+        self.ops
+            .iter()
+            .any(|op| matches!(op, Op::Series(x) if *x == s))
     }
 
     /// The value of node `id` after the last update (NaN: not known yet).
@@ -540,7 +562,11 @@ fn history(kind: HistKind, n: usize, ring: &VecDeque<f64>) -> f64 {
                 if x.is_nan() {
                     return f64::NAN;
                 }
-                acc = if kind == HistKind::Highest { acc.max(x) } else { acc.min(x) };
+                acc = if kind == HistKind::Highest {
+                    acc.max(x)
+                } else {
+                    acc.min(x)
+                };
             }
             acc
         }
@@ -633,7 +659,9 @@ impl<'a> Builder<'a> {
 
     pub fn finish(self) -> Program {
         let n = self.ops.len();
-        let active = (0..n).filter(|&i| !matches!(self.ops[i], Op::Const)).collect();
+        let active = (0..n)
+            .filter(|&i| !matches!(self.ops[i], Op::Const))
+            .collect();
         Program {
             active,
             position: [0.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN],
@@ -664,7 +692,12 @@ impl<'a> Builder<'a> {
         Self::err(
             key,
             span,
-            format!("{what} must be {}, but `{}` is {}", want.name(), self.names[id], got.name()),
+            format!(
+                "{what} must be {}, but `{}` is {}",
+                want.name(),
+                self.names[id],
+                got.name()
+            ),
             fix,
         )
     }
@@ -696,7 +729,10 @@ impl<'a> Builder<'a> {
             return Self::err(
                 key,
                 span,
-                format!("`{name}` is defined through itself ({} -> {name})", self.compiling.join(" -> ")),
+                format!(
+                    "`{name}` is defined through itself ({} -> {name})",
+                    self.compiling.join(" -> ")
+                ),
                 "break the cycle: a let may use only lets that do not use it",
             );
         }
@@ -740,7 +776,10 @@ impl<'a> Builder<'a> {
         Self::err(
             key,
             span,
-            format!("`{name}` is not a series, a parameter or a let{}", did_you_mean(name, &known)),
+            format!(
+                "`{name}` is not a series, a parameter or a let{}",
+                did_you_mean(name, &known)
+            ),
             format!(
                 "use one of the series ({}), or define it under [rule.params] or [rule.let]",
                 SERIES.join(", ")
@@ -784,7 +823,12 @@ impl<'a> Builder<'a> {
                     return Ok(a);
                 }
                 let name = format!("{}[{n}]", self.paren(a));
-                Ok(self.push(name, Ty::Num, Op::Hist(a, HistKind::Lag, n, VecDeque::with_capacity(n + 1)), f64::NAN))
+                Ok(self.push(
+                    name,
+                    Ty::Num,
+                    Op::Hist(a, HistKind::Lag, n, VecDeque::with_capacity(n + 1)),
+                    f64::NAN,
+                ))
             }
             AstKind::Call {
                 name,
@@ -818,7 +862,11 @@ impl<'a> Builder<'a> {
         let bin = Bin::from(op);
         if matches!(self.ops[a], Op::Const) && matches!(self.ops[b], Op::Const) {
             let x = bin.apply(self.values[a], self.values[b]);
-            let name = if result == Ty::Bool { format!("{}", x != 0.0) } else { format!("{x}") };
+            let name = if result == Ty::Bool {
+                format!("{}", x != 0.0)
+            } else {
+                format!("{x}")
+            };
             return Ok(self.push(name, result, Op::Const, x));
         }
         let name = format!("{} {} {}", self.paren(a), op.symbol(), self.paren(b));
@@ -827,19 +875,35 @@ impl<'a> Builder<'a> {
 
     /// A whole-number constant argument of at least `min`.
     fn count(&mut self, ast: &Ast, key: &str, what: &str, min: usize) -> R<usize> {
-        let fix = format!("write a whole number of at least {min}, e.g. 14, or a [rule.params] name");
+        let fix =
+            format!("write a whole number of at least {min}, e.g. 14, or a [rule.params] name");
         let id = match &ast.kind {
             AstKind::Str(_) => {
-                return Self::err(key, ast.span, format!("{what} must be a count of updates, not a duration"), fix)
+                return Self::err(
+                    key,
+                    ast.span,
+                    format!("{what} must be a count of updates, not a duration"),
+                    fix,
+                )
             }
             _ => self.node(ast, key)?,
         };
         let x = self.values[id];
         if !matches!(self.ops[id], Op::Const) || self.types[id] != Ty::Num {
-            return Self::err(key, ast.span, format!("{what} must be a constant number"), fix);
+            return Self::err(
+                key,
+                ast.span,
+                format!("{what} must be a constant number"),
+                fix,
+            );
         }
         if x.fract() != 0.0 || x < min as f64 || x > 1e7 {
-            return Self::err(key, ast.span, format!("{what} must be a whole number of at least {min}, not {x}"), fix);
+            return Self::err(
+                key,
+                ast.span,
+                format!("{what} must be a whole number of at least {min}, not {x}"),
+                fix,
+            );
         }
         Ok(x as usize)
     }
@@ -848,7 +912,12 @@ impl<'a> Builder<'a> {
     fn number(&mut self, ast: &Ast, key: &str, what: &str) -> R<f64> {
         let id = self.node(ast, key)?;
         if !matches!(self.ops[id], Op::Const) || self.types[id] != Ty::Num {
-            return Self::err(key, ast.span, format!("{what} must be a constant number"), "write a number, e.g. 2, or a [rule.params] name");
+            return Self::err(
+                key,
+                ast.span,
+                format!("{what} must be a constant number"),
+                "write a number, e.g. 2, or a [rule.params] name",
+            );
         }
         Ok(self.values[id])
     }
@@ -858,7 +927,12 @@ impl<'a> Builder<'a> {
         if let AstKind::Str(s) = &ast.kind {
             return match parse_duration(s) {
                 Ok(ns) => Ok(Err((ns, s.clone()))),
-                Err(e) => Self::err(key, ast.span, format!("\"{s}\" is not a duration: {e}"), "write a duration such as \"15m\", \"4h\" or \"50d\""),
+                Err(e) => Self::err(
+                    key,
+                    ast.span,
+                    format!("\"{s}\" is not a duration: {e}"),
+                    "write a duration such as \"15m\", \"4h\" or \"50d\"",
+                ),
             };
         }
         self.count(ast, key, "the window", 1).map(Ok)
@@ -867,7 +941,13 @@ impl<'a> Builder<'a> {
     /// A numeric series argument.
     fn series_arg(&mut self, ast: &Ast, key: &str, fname: &str, i: usize) -> R<usize> {
         let id = self.node(ast, key)?;
-        self.expect(id, Ty::Num, ast.span, key, &format!("argument {} of `{fname}`", i + 1))?;
+        self.expect(
+            id,
+            Ty::Num,
+            ast.span,
+            key,
+            &format!("argument {} of `{fname}`", i + 1),
+        )?;
         Ok(id)
     }
 
@@ -875,19 +955,46 @@ impl<'a> Builder<'a> {
         if ok.contains(&args.len()) {
             return Ok(());
         }
-        Self::err(key, span, format!("`{name}` takes {} arguments, not {}", ok.iter().map(usize::to_string).collect::<Vec<_>>().join(" or "), args.len()), format!("call it as {usage}"))
+        Self::err(
+            key,
+            span,
+            format!(
+                "`{name}` takes {} arguments, not {}",
+                ok.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                args.len()
+            ),
+            format!("call it as {usage}"),
+        )
     }
 
-    fn call(&mut self, name: &str, name_span: Span, args: &[Ast], span: Span, key: &str) -> R<usize> {
+    fn call(
+        &mut self,
+        name: &str,
+        name_span: Span,
+        args: &[Ast],
+        span: Span,
+        key: &str,
+    ) -> R<usize> {
         let usage = usage(name);
         let Some(usage) = usage else {
             let hint = did_you_mean(name, &FUNCTIONS);
-            let fix = if series(name).is_some() || self.params.contains_key(name) || self.lets.contains_key(name) {
+            let fix = if series(name).is_some()
+                || self.params.contains_key(name)
+                || self.lets.contains_key(name)
+            {
                 format!("`{name}` is a value: write it without parentheses")
             } else {
                 "see docs/strategies.md for the functions".to_string()
             };
-            return Self::err(key, name_span, format!("`{name}` is not a function{hint}"), fix);
+            return Self::err(
+                key,
+                name_span,
+                format!("`{name}` is not a function{hint}"),
+                fix,
+            );
         };
         Self::arity(name, args, span, key, usage.0, usage.1)?;
         match name {
@@ -906,7 +1013,9 @@ impl<'a> Builder<'a> {
                 let (ind, wtext) = match (name, w) {
                     ("sma", Ok(n)) => (Indicator::Sma(Sma::new(n)), n.to_string()),
                     (_, Ok(n)) => (Indicator::Ema(Ema::new(n)), n.to_string()),
-                    ("sma", Err((ns, s))) => (Indicator::TimeSma(TimeSma::new(ns)), format!("\"{s}\"")),
+                    ("sma", Err((ns, s))) => {
+                        (Indicator::TimeSma(TimeSma::new(ns)), format!("\"{s}\""))
+                    }
                     (_, Err((ns, s))) => (Indicator::TimeEma(TimeEma::new(ns)), format!("\"{s}\"")),
                 };
                 let label = format!("{name}({}, {wtext})", self.names[x]);
@@ -919,46 +1028,102 @@ impl<'a> Builder<'a> {
                     Ok(n) => (Indicator::Ema(Ema::new(n)), n.to_string()),
                     Err((ns, s)) => (Indicator::TimeEma(TimeEma::new(ns)), format!("\"{s}\"")),
                 };
-                Ok(self.push(format!("ema(sentiment, {wtext})"), Ty::Num, Op::Ind(x, ind), f64::NAN))
+                Ok(self.push(
+                    format!("ema(sentiment, {wtext})"),
+                    Ty::Num,
+                    Op::Ind(x, ind),
+                    f64::NAN,
+                ))
             }
             "rsi" | "zscore" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
-                let n = self.count(&args[1], key, "the period", if name == "rsi" { 1 } else { 2 })?;
-                let ind = if name == "rsi" { Indicator::Rsi(Rsi::new(n)) } else { Indicator::ZScore(ZScore::new(n)) };
+                let n = self.count(
+                    &args[1],
+                    key,
+                    "the period",
+                    if name == "rsi" { 1 } else { 2 },
+                )?;
+                let ind = if name == "rsi" {
+                    Indicator::Rsi(Rsi::new(n))
+                } else {
+                    Indicator::ZScore(ZScore::new(n))
+                };
                 let label = format!("{name}({}, {n})", self.names[x]);
                 Ok(self.push(label, Ty::Num, Op::Ind(x, ind), f64::NAN))
             }
             "macd" | "macd_signal" | "macd_hist" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
                 let (f, s, g) = if args.len() == 4 {
-                    (self.count(&args[1], key, "the fast period", 1)?, self.count(&args[2], key, "the slow period", 2)?, self.count(&args[3], key, "the signal period", 1)?)
+                    (
+                        self.count(&args[1], key, "the fast period", 1)?,
+                        self.count(&args[2], key, "the slow period", 2)?,
+                        self.count(&args[3], key, "the signal period", 1)?,
+                    )
                 } else {
                     (12, 26, 9)
                 };
                 if f >= s {
-                    return Self::err(key, span, format!("the fast period ({f}) must be shorter than the slow one ({s})"), "e.g. macd(close, 12, 26, 9)");
+                    return Self::err(
+                        key,
+                        span,
+                        format!("the fast period ({f}) must be shorter than the slow one ({s})"),
+                        "e.g. macd(close, 12, 26, 9)",
+                    );
                 }
-                let part = match name { "macd" => 0, "macd_signal" => 1, _ => 2 };
+                let part = match name {
+                    "macd" => 0,
+                    "macd_signal" => 1,
+                    _ => 2,
+                };
                 let label = format!("{name}({}, {f}, {s}, {g})", self.names[x]);
-                Ok(self.push(label, Ty::Num, Op::Ind(x, Indicator::Macd(Macd::new(f, s, g), part)), f64::NAN))
+                Ok(self.push(
+                    label,
+                    Ty::Num,
+                    Op::Ind(x, Indicator::Macd(Macd::new(f, s, g), part)),
+                    f64::NAN,
+                ))
             }
             "bb_upper" | "bb_middle" | "bb_lower" | "bb_percent_b" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
                 let n = self.count(&args[1], key, "the period", 2)?;
-                let k = if args.len() == 3 { self.number(&args[2], key, "k")? } else { 2.0 };
+                let k = if args.len() == 3 {
+                    self.number(&args[2], key, "k")?
+                } else {
+                    2.0
+                };
                 if !(k > 0.0 && k.is_finite()) {
-                    return Self::err(key, args[2].span, format!("k must be positive, not {k}"), "e.g. bb_upper(close, 20, 2)");
+                    return Self::err(
+                        key,
+                        args[2].span,
+                        format!("k must be positive, not {k}"),
+                        "e.g. bb_upper(close, 20, 2)",
+                    );
                 }
-                let part = match name { "bb_upper" => 0, "bb_middle" => 1, "bb_lower" => 2, _ => 3 };
+                let part = match name {
+                    "bb_upper" => 0,
+                    "bb_middle" => 1,
+                    "bb_lower" => 2,
+                    _ => 3,
+                };
                 let label = format!("{name}({}, {n}, {k})", self.names[x]);
-                Ok(self.push(label, Ty::Num, Op::Ind(x, Indicator::Bollinger(Bollinger::new(n, k), part)), f64::NAN))
+                Ok(self.push(
+                    label,
+                    Ty::Num,
+                    Op::Ind(x, Indicator::Bollinger(Bollinger::new(n, k), part)),
+                    f64::NAN,
+                ))
             }
             "atr" => {
                 let n = self.count(&args[0], key, "the period", 1)?;
                 let h = self.name_node("high", span, key)?;
                 let l = self.name_node("low", span, key)?;
                 let c = self.name_node("close", span, key)?;
-                Ok(self.push(format!("atr({n})"), Ty::Num, Op::Atr([h, l, c], Atr::new(n)), f64::NAN))
+                Ok(self.push(
+                    format!("atr({n})"),
+                    Ty::Num,
+                    Op::Atr([h, l, c], Atr::new(n)),
+                    f64::NAN,
+                ))
             }
             "vwap" => {
                 let p = self.name_node("close", span, key)?;
@@ -967,7 +1132,14 @@ impl<'a> Builder<'a> {
                     None => (Vwap::new(), "vwap()".to_string()),
                     Some(a) => match self.window(a, key)? {
                         Err((ns, s)) => (Vwap::windowed(ns), format!("vwap(\"{s}\")")),
-                        Ok(_) => return Self::err(key, a.span, "vwap's window is a duration", "e.g. vwap(\"1d\"), or vwap() since the start"),
+                        Ok(_) => {
+                            return Self::err(
+                                key,
+                                a.span,
+                                "vwap's window is a duration",
+                                "e.g. vwap(\"1d\"), or vwap() since the start",
+                            )
+                        }
                     },
                 };
                 Ok(self.push(label, Ty::Num, Op::Vwap([p, q], vw), f64::NAN))
@@ -983,24 +1155,47 @@ impl<'a> Builder<'a> {
                 let a = self.series_arg(&args[0], key, name, 0)?;
                 let b = self.series_arg(&args[1], key, name, 1)?;
                 let label = format!("{name}({}, {})", self.names[a], self.names[b]);
-                Ok(self.push(label, Ty::Bool, Op::Cross(a, b, name == "cross_above", None), f64::NAN))
+                Ok(self.push(
+                    label,
+                    Ty::Bool,
+                    Op::Cross(a, b, name == "cross_above", None),
+                    f64::NAN,
+                ))
             }
             "highest" | "lowest" | "change" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
                 let n = self.count(&args[1], key, "the count", 1)?;
-                let kind = match name { "highest" => HistKind::Highest, "lowest" => HistKind::Lowest, _ => HistKind::Change };
+                let kind = match name {
+                    "highest" => HistKind::Highest,
+                    "lowest" => HistKind::Lowest,
+                    _ => HistKind::Change,
+                };
                 let label = format!("{name}({}, {n})", self.names[x]);
-                Ok(self.push(label, Ty::Num, Op::Hist(x, kind, n, VecDeque::with_capacity(n + 1)), f64::NAN))
+                Ok(self.push(
+                    label,
+                    Ty::Num,
+                    Op::Hist(x, kind, n, VecDeque::with_capacity(n + 1)),
+                    f64::NAN,
+                ))
             }
             "abs" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
-                Ok(self.push(format!("abs({})", self.names[x]), Ty::Num, Op::Abs(x), f64::NAN))
+                Ok(self.push(
+                    format!("abs({})", self.names[x]),
+                    Ty::Num,
+                    Op::Abs(x),
+                    f64::NAN,
+                ))
             }
             "min" | "max" => {
                 let a = self.series_arg(&args[0], key, name, 0)?;
                 let b = self.series_arg(&args[1], key, name, 1)?;
                 let label = format!("{name}({}, {})", self.names[a], self.names[b]);
-                let op = if name == "min" { Op::Min(a, b) } else { Op::Max(a, b) };
+                let op = if name == "min" {
+                    Op::Min(a, b)
+                } else {
+                    Op::Max(a, b)
+                };
                 Ok(self.push(label, Ty::Num, op, f64::NAN))
             }
             "if" => {
@@ -1009,8 +1204,17 @@ impl<'a> Builder<'a> {
                 let a = self.node(&args[1], key)?;
                 let b = self.node(&args[2], key)?;
                 let ty = self.types[a];
-                self.expect(b, ty, args[2].span, key, "the third argument of `if` (like the second)")?;
-                let label = format!("if({}, {}, {})", self.names[c], self.names[a], self.names[b]);
+                self.expect(
+                    b,
+                    ty,
+                    args[2].span,
+                    key,
+                    "the third argument of `if` (like the second)",
+                )?;
+                let label = format!(
+                    "if({}, {}, {})",
+                    self.names[c], self.names[a], self.names[b]
+                );
                 Ok(self.push(label, ty, Op::If(c, a, b), f64::NAN))
             }
             _ => unreachable!("every function with a usage line is handled"),
@@ -1057,7 +1261,8 @@ pub fn did_you_mean(name: &str, known: &[&str]) -> String {
             best = Some((d, k));
         }
     }
-    best.map(|(_, k)| format!("; did you mean `{k}`?")).unwrap_or_default()
+    best.map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

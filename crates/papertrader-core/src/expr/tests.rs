@@ -28,11 +28,22 @@ fn sentiment(ts_s: i64, score: f64) -> Input {
 }
 
 /// The values of `src` (a number or a condition) over `events`; NaN prints as None.
-fn run_with(src: &str, ty: Ty, params: &[(&str, f64)], lets: &[(&str, &str)], events: &[Input]) -> Vec<Option<f64>> {
+fn run_with(
+    src: &str,
+    ty: Ty,
+    params: &[(&str, f64)],
+    lets: &[(&str, &str)],
+    events: &[Input],
+) -> Vec<Option<f64>> {
     let params: BTreeMap<String, f64> = params.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let lets: BTreeMap<String, String> = lets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lets: BTreeMap<String, String> = lets
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut b = program::Builder::new(&params, &lets);
-    let root = b.add("rule.long_entry", src, ty).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+    let root = b
+        .add("rule.long_entry", src, ty)
+        .unwrap_or_else(|e| panic!("{src}: {e:?}"));
     let mut p = b.finish();
     events
         .iter()
@@ -45,12 +56,20 @@ fn run_with(src: &str, ty: Ty, params: &[(&str, f64)], lets: &[(&str, &str)], ev
 }
 
 fn num(src: &str, closes: &[f64]) -> Vec<Option<f64>> {
-    let evs: Vec<Input> = closes.iter().enumerate().map(|(i, &c)| price(i as i64, c)).collect();
+    let evs: Vec<Input> = closes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| price(i as i64, c))
+        .collect();
     run_with(src, Ty::Num, &[], &[], &evs)
 }
 
 fn cond(src: &str, closes: &[f64]) -> Vec<Option<bool>> {
-    let evs: Vec<Input> = closes.iter().enumerate().map(|(i, &c)| price(i as i64, c)).collect();
+    let evs: Vec<Input> = closes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| price(i as i64, c))
+        .collect();
     run_with(src, Ty::Bool, &[], &[], &evs)
         .into_iter()
         .map(|v| v.map(|x| x != 0.0))
@@ -61,8 +80,14 @@ const N: Option<f64> = None;
 
 #[test]
 fn arithmetic_follows_precedence() {
-    assert_eq!(num("close * 2 + 1", &[1.0, 3.0]), vec![Some(3.0), Some(7.0)]);
-    assert_eq!(num("(close - 1) / 2", &[1.0, 5.0]), vec![Some(0.0), Some(2.0)]);
+    assert_eq!(
+        num("close * 2 + 1", &[1.0, 3.0]),
+        vec![Some(3.0), Some(7.0)]
+    );
+    assert_eq!(
+        num("(close - 1) / 2", &[1.0, 5.0]),
+        vec![Some(0.0), Some(2.0)]
+    );
     assert_eq!(num("-close + 10", &[4.0]), vec![Some(6.0)]);
     assert_eq!(num("2 * 3 + close", &[1.0]), vec![Some(7.0)]);
 }
@@ -75,9 +100,18 @@ fn comparisons_and_logic() {
         cond("close * 2 + 1 > 7 and not (close == 4)", &closes),
         vec![Some(false), Some(false), Some(false), Some(true)]
     );
-    assert_eq!(cond("close <= 3 or close >= 5", &closes), vec![Some(true), Some(true), Some(false), Some(true)]);
-    assert_eq!(cond("close != 3", &closes), vec![Some(true), Some(false), Some(true), Some(true)]);
-    assert_eq!(cond("close < 3", &closes), vec![Some(true), Some(false), Some(false), Some(false)]);
+    assert_eq!(
+        cond("close <= 3 or close >= 5", &closes),
+        vec![Some(true), Some(true), Some(false), Some(true)]
+    );
+    assert_eq!(
+        cond("close != 3", &closes),
+        vec![Some(true), Some(false), Some(true), Some(true)]
+    );
+    assert_eq!(
+        cond("close < 3", &closes),
+        vec![Some(true), Some(false), Some(false), Some(false)]
+    );
     assert_eq!(cond("true and close > 0", &[1.0]), vec![Some(true)]);
 }
 
@@ -85,10 +119,19 @@ fn comparisons_and_logic() {
 fn index_is_the_value_n_updates_ago() {
     let closes = [1.0, 3.0, 4.0, 5.0];
     assert_eq!(num("close[2]", &closes), vec![N, N, Some(1.0), Some(3.0)]);
-    assert_eq!(num("close[1]", &closes), vec![N, Some(1.0), Some(3.0), Some(4.0)]);
-    assert_eq!(num("close[0]", &closes), vec![Some(1.0), Some(3.0), Some(4.0), Some(5.0)]);
+    assert_eq!(
+        num("close[1]", &closes),
+        vec![N, Some(1.0), Some(3.0), Some(4.0)]
+    );
+    assert_eq!(
+        num("close[0]", &closes),
+        vec![Some(1.0), Some(3.0), Some(4.0), Some(5.0)]
+    );
     // Of an expression: (c - 1)[1].
-    assert_eq!(num("(close - 1)[1]", &closes), vec![N, Some(0.0), Some(2.0), Some(3.0)]);
+    assert_eq!(
+        num("(close - 1)[1]", &closes),
+        vec![N, Some(0.0), Some(2.0), Some(3.0)]
+    );
 }
 
 #[test]
@@ -109,7 +152,10 @@ fn crosses_fire_on_the_update_where_they_happen() {
     // closes 5 4 3 4 6: sma2 = -, 4.5, 3.5, 3.5, 5; sma3 = -, -, 4, 3.667, 4.333.
     // Both known from the third; at the fifth: 3.5 <= 3.667 and 5 > 4.333.
     assert_eq!(
-        cond("cross_above(sma(close, 2), sma(close, 3))", &[5.0, 4.0, 3.0, 4.0, 6.0]),
+        cond(
+            "cross_above(sma(close, 2), sma(close, 3))",
+            &[5.0, 4.0, 3.0, 4.0, 6.0]
+        ),
         vec![None, None, None, Some(false), Some(true)]
     );
 }
@@ -121,7 +167,10 @@ fn a_condition_is_unknown_until_every_indicator_in_it_is_warm() {
         cond("close > 0 or sma(close, 3) > 100", &[1.0, 2.0, 3.0]),
         vec![None, None, Some(true)]
     );
-    assert_eq!(num("sma(close, 2)", &[1.0, 3.0, 5.0]), vec![N, Some(2.0), Some(4.0)]);
+    assert_eq!(
+        num("sma(close, 2)", &[1.0, 3.0, 5.0]),
+        vec![N, Some(2.0), Some(4.0)]
+    );
     // rsi(2) by hand (Wilder, seeded with the mean of the first two changes):
     // changes +2, +2 -> rsi 100 at the third price; then -4: avg gain
     // (2*1 + 0)/2 = 1, avg loss (0*1 + 4)/2 = 2, rsi = 100 - 100/(1 + 0.5) = 33.33.
@@ -133,10 +182,19 @@ fn a_condition_is_unknown_until_every_indicator_in_it_is_warm() {
 #[test]
 fn history_functions() {
     let closes = [1.0, 5.0, 3.0, 2.0];
-    assert_eq!(num("highest(close, 3)", &closes), vec![N, N, Some(5.0), Some(5.0)]);
-    assert_eq!(num("lowest(close, 3)", &closes), vec![N, N, Some(1.0), Some(2.0)]);
+    assert_eq!(
+        num("highest(close, 3)", &closes),
+        vec![N, N, Some(5.0), Some(5.0)]
+    );
+    assert_eq!(
+        num("lowest(close, 3)", &closes),
+        vec![N, N, Some(1.0), Some(2.0)]
+    );
     // change(c, 2) = c - c[2]: 3 - 1, 2 - 5.
-    assert_eq!(num("change(close, 2)", &closes), vec![N, N, Some(2.0), Some(-3.0)]);
+    assert_eq!(
+        num("change(close, 2)", &closes),
+        vec![N, N, Some(2.0), Some(-3.0)]
+    );
 }
 
 #[test]
@@ -147,18 +205,36 @@ fn math_functions() {
         num("if(close > 2, max(close, 4), min(close, -1))", &closes),
         vec![Some(-1.0), Some(4.0), Some(5.0)]
     );
-    assert_eq!(num("abs(2 - close)", &closes), vec![Some(1.0), Some(1.0), Some(3.0)]);
+    assert_eq!(
+        num("abs(2 - close)", &closes),
+        vec![Some(1.0), Some(1.0), Some(3.0)]
+    );
 }
 
 #[test]
 fn indicators_of_the_module() {
     // bb(2, k=1) of 1, 3: middle 2, sigma 1 (population), upper 3, lower 1, %b of 3 = 1.
-    assert_eq!(num("bb_upper(close, 2, 1)", &[1.0, 3.0]), vec![N, Some(3.0)]);
-    assert_eq!(num("bb_lower(close, 2, 1)", &[1.0, 3.0]), vec![N, Some(1.0)]);
-    assert_eq!(num("bb_middle(close, 2, 1)", &[1.0, 3.0]), vec![N, Some(2.0)]);
-    assert_eq!(num("bb_percent_b(close, 2, 1)", &[1.0, 3.0]), vec![N, Some(1.0)]);
+    assert_eq!(
+        num("bb_upper(close, 2, 1)", &[1.0, 3.0]),
+        vec![N, Some(3.0)]
+    );
+    assert_eq!(
+        num("bb_lower(close, 2, 1)", &[1.0, 3.0]),
+        vec![N, Some(1.0)]
+    );
+    assert_eq!(
+        num("bb_middle(close, 2, 1)", &[1.0, 3.0]),
+        vec![N, Some(2.0)]
+    );
+    assert_eq!(
+        num("bb_percent_b(close, 2, 1)", &[1.0, 3.0]),
+        vec![N, Some(1.0)]
+    );
     // ema(3) seeds with the mean of the first three (2), then alpha 0.5: (6 + 2) / 2 = 4.
-    assert_eq!(num("ema(close, 3)", &[1.0, 2.0, 3.0, 6.0]), vec![N, N, Some(2.0), Some(4.0)]);
+    assert_eq!(
+        num("ema(close, 3)", &[1.0, 2.0, 3.0, 6.0]),
+        vec![N, N, Some(2.0), Some(4.0)]
+    );
     // vwap() with volume 1: the running mean of prices.
     assert_eq!(num("vwap()", &[1.0, 3.0]), vec![Some(1.0), Some(2.0)]);
     // A duration window: sma over the last 2 s of event time (ticks 1 s apart).
@@ -166,7 +242,10 @@ fn indicators_of_the_module() {
     assert!(t.iter().flatten().count() >= 2, "{t:?}");
     // macd and its parts are known once the slow EMA and the signal are.
     let m = num("macd_hist(close, 2, 3, 2)", &[1.0, 2.0, 4.0, 8.0, 16.0]);
-    assert!(m[..3].iter().all(Option::is_none) && m[4].is_some(), "{m:?}");
+    assert!(
+        m[..3].iter().all(Option::is_none) && m[4].is_some(),
+        "{m:?}"
+    );
     assert!(num("zscore(close, 3)", &[1.0, 2.0, 3.0])[2].is_some());
 }
 
@@ -181,7 +260,13 @@ fn time_of_day_series() {
 fn sentiment_and_prices_keep_their_own_clocks() {
     // ema(sentiment, 1) is the reading itself. Ticks between two readings do
     // not count as readings: the cross compares -0.5 with 0.5.
-    let evs = [sentiment(0, -0.5), price(1, 10.0), price(2, 11.0), sentiment(3, 0.5), price(4, 12.0)];
+    let evs = [
+        sentiment(0, -0.5),
+        price(1, 10.0),
+        price(2, 11.0),
+        sentiment(3, 0.5),
+        price(4, 12.0),
+    ];
     let v = run_with("cross_above(sentiment_ema(1), 0)", Ty::Bool, &[], &[], &evs);
     assert_eq!(v, vec![None, None, None, Some(1.0), Some(0.0)]);
     // A price condition keeps its value through a sentiment reading.
@@ -189,15 +274,34 @@ fn sentiment_and_prices_keep_their_own_clocks() {
     assert_eq!(v, vec![None, Some(0.0), Some(1.0), Some(1.0), Some(1.0)]);
     // sentiment itself is the latest score.
     let v = run_with("sentiment", Ty::Num, &[], &[], &evs);
-    assert_eq!(v, vec![Some(-0.5), Some(-0.5), Some(-0.5), Some(0.5), Some(0.5)]);
+    assert_eq!(
+        v,
+        vec![Some(-0.5), Some(-0.5), Some(-0.5), Some(0.5), Some(0.5)]
+    );
 }
 
 #[test]
 fn params_and_lets() {
-    let evs: Vec<Input> = [1.0, 3.0, 5.0].iter().enumerate().map(|(i, &c)| price(i as i64, c)).collect();
-    let v = run_with("sma(close, fast) > level", Ty::Bool, &[("fast", 2.0), ("level", 3.0)], &[], &evs);
+    let evs: Vec<Input> = [1.0, 3.0, 5.0]
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| price(i as i64, c))
+        .collect();
+    let v = run_with(
+        "sma(close, fast) > level",
+        Ty::Bool,
+        &[("fast", 2.0), ("level", 3.0)],
+        &[],
+        &evs,
+    );
     assert_eq!(v, vec![None, Some(0.0), Some(1.0)]);
-    let v = run_with("up and close > 2", Ty::Bool, &[], &[("up", "close > close[1]")], &evs);
+    let v = run_with(
+        "up and close > 2",
+        Ty::Bool,
+        &[],
+        &[("up", "close > close[1]")],
+        &evs,
+    );
     assert_eq!(v, vec![None, Some(1.0), Some(1.0)]);
 }
 
@@ -233,7 +337,10 @@ fn errors_name_the_fault() {
     let e = error(&rule("cross_above(emaa(close, 10), ema(close, 30))"));
     assert_eq!(e.key, "rule.long_entry");
     assert_eq!(e.error.span, (12, 16));
-    assert_eq!(e.error.message, "`emaa` is not a function; did you mean `ema`?");
+    assert_eq!(
+        e.error.message,
+        "`emaa` is not a function; did you mean `ema`?"
+    );
 
     let e = error(&rule("clsoe > 3"));
     assert_eq!(e.error.span, (0, 5));
@@ -242,11 +349,19 @@ fn errors_name_the_fault() {
     // A wrong argument type: a condition where a series goes.
     let e = error(&rule("sma(close > 1, 3) > 2"));
     assert_eq!(e.error.span, (4, 13));
-    assert!(e.error.message.contains("argument 1 of `sma` must be a number"), "{e:?}");
+    assert!(
+        e.error
+            .message
+            .contains("argument 1 of `sma` must be a number"),
+        "{e:?}"
+    );
 
     // A count where a duration was given.
     let e = error(&rule("rsi(close, \"5m\") < 30"));
-    assert!(e.error.message.contains("count of updates, not a duration"), "{e:?}");
+    assert!(
+        e.error.message.contains("count of updates, not a duration"),
+        "{e:?}"
+    );
 
     // A condition that is a number.
     let e = error(&rule("ema(close, 10)"));
@@ -259,7 +374,10 @@ fn errors_name_the_fault() {
 
     // Arity, and an error inside a let names the let.
     let e = error(&rule("sma(close) > 1"));
-    assert!(e.error.message.contains("takes 2 arguments, not 1"), "{e:?}");
+    assert!(
+        e.error.message.contains("takes 2 arguments, not 1"),
+        "{e:?}"
+    );
     let mut r = rule("up");
     r.lets.insert("up".into(), "close > sma(close, 0)".into());
     let e = error(&r);
@@ -288,7 +406,10 @@ fn errors_render_with_line_column_and_caret() {
     let e = error(&r);
     let shown = render(&e, r.long_entry.as_deref().unwrap(), Some(text));
     assert!(shown.starts_with("line 2, column 26:"), "{shown}");
-    assert!(shown.ends_with(&format!("\n    {}^^^^^^", " ".repeat(25))), "{shown}");
+    assert!(
+        shown.ends_with(&format!("\n    {}^^^^^^", " ".repeat(25))),
+        "{shown}"
+    );
 }
 
 fn tick(ts_s: i64, p: &str) -> crate::domain::Tick {
@@ -308,7 +429,8 @@ fn decisions(s: &mut ExprStrategy, prices: &[&str], from: i64) -> Vec<Option<(Si
         .enumerate()
         .map(|(i, p)| {
             let t = tick(from + i as i64, p);
-            s.on_tick(&t, p.parse().unwrap()).map(|d| (d.side, d.close_only))
+            s.on_tick(&t, p.parse().unwrap())
+                .map(|d| (d.side, d.close_only))
         })
         .collect()
 }
@@ -326,7 +448,10 @@ fn conditions_signal_when_they_become_true() {
     // close, so the engine orders nothing); 4: entry (once, not again at 5);
     // 3 ends it; 4 again: a new entry; 1.5: long exit; 0.5: the short entry
     // (and still the exit condition, which does not rise again).
-    assert_eq!(d, vec![exit, b, None, None, b, exit, Some((Side::Sell, false))]);
+    assert_eq!(
+        d,
+        vec![exit, b, None, None, b, exit, Some((Side::Sell, false))]
+    );
     // A buy and a sell on the same update cancel out.
     let mut r = rule("close > 3");
     r.short_entry = Some("close > 3".into());
@@ -341,7 +466,16 @@ fn a_decision_carries_its_conditions_and_their_values() {
     s.on_tick(&tick(1, "2"), 2.0);
     let d = s.on_tick(&tick(2, "4"), 4.0).expect("a buy");
     let keys: Vec<&str> = d.reason.keys().map(String::as_str).collect();
-    assert_eq!(keys, vec!["close", "long_entry", "price", "rsi(close, 2)", "sma(close, 2)"]);
+    assert_eq!(
+        keys,
+        vec![
+            "close",
+            "long_entry",
+            "price",
+            "rsi(close, 2)",
+            "sma(close, 2)"
+        ]
+    );
     assert_eq!(d.reason["sma(close, 2)"], 3.0);
     assert_eq!(d.reason["long_entry"], 1.0);
 }
@@ -350,7 +484,9 @@ fn a_decision_carries_its_conditions_and_their_values() {
 fn state_is_checkpointed_and_restored_exactly() {
     let mut r = rule("cross_above(ema(close, 3), sma(close, 4)) and highest(close, 3) > close[2]");
     r.long_exit = Some("cross_below(sentiment_ema(2), 0) or rsi(close, 3) > 80".into());
-    let prices = ["10", "11", "9", "12", "13", "11", "10", "14", "15", "9", "8", "12", "16", "11"];
+    let prices = [
+        "10", "11", "9", "12", "13", "11", "10", "14", "15", "9", "8", "12", "16", "11",
+    ];
     let mut whole = ExprStrategy::new(&r).unwrap();
     let all = decisions(&mut whole, &prices, 0);
     let mut first = ExprStrategy::new(&r).unwrap();
@@ -360,14 +496,19 @@ fn state_is_checkpointed_and_restored_exactly() {
     resumed.restore(saved).unwrap();
     let tail = decisions(&mut resumed, &prices[6..], 6);
     assert_eq!([head, tail].concat(), all);
-    assert!(all.iter().flatten().count() >= 2, "too few decisions to compare: {all:?}");
+    assert!(
+        all.iter().flatten().count() >= 2,
+        "too few decisions to compare: {all:?}"
+    );
     // A state of another rule is refused.
     let mut other = ExprStrategy::new(&rule("close > 1")).unwrap();
     assert!(other.restore(whole.save()).is_err());
 }
 
 fn repo_file(path: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -382,11 +523,18 @@ fn the_docs_examples_and_the_shipped_expression_strategies_load() {
         .collect();
     assert!(!blocks.is_empty(), "no expr example in docs/strategies.md");
     for b in blocks {
-        crate::config::parse_strategy(b, "docs/strategies.md").unwrap_or_else(|e| panic!("{e}\n{b}"));
+        crate::config::parse_strategy(b, "docs/strategies.md")
+            .unwrap_or_else(|e| panic!("{e}\n{b}"));
     }
-    for name in ["ma_crossover", "rsi_mean_reversion", "bollinger_breakout", "sentiment_momentum"] {
+    for name in [
+        "ma_crossover",
+        "rsi_mean_reversion",
+        "bollinger_breakout",
+        "sentiment_momentum",
+    ] {
         let file = format!("strategies/expr/{name}.toml");
-        let s = crate::config::parse_strategy(&repo_file(&file), &file).unwrap_or_else(|e| panic!("{e}"));
+        let s = crate::config::parse_strategy(&repo_file(&file), &file)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.rule.kind(), "expr");
     }
 }
@@ -399,7 +547,10 @@ fn a_strategy_file_error_is_shown_as_the_docs_show_it() {
     let e = crate::config::parse_strategy(text, "strategies/mine.toml").unwrap_err();
     let shown = e.to_string();
     let doc = repo_file("docs/strategies.md");
-    assert!(doc.contains(&shown), "docs/strategies.md does not show:\n{shown}");
+    assert!(
+        doc.contains(&shown),
+        "docs/strategies.md does not show:\n{shown}"
+    );
     assert!(shown.contains("line 6, column 27"), "{shown}");
 }
 
@@ -410,9 +561,15 @@ fn an_expr_rule_needs_a_condition() {
     assert_eq!(e.key, "rule.long_entry");
     assert!(e.problem.contains("no condition"), "{e}");
     // An unknown key in [rule] is named.
-    let text = text.replace("kind = \"expr\"\n", "kind = \"expr\"\nlong_entri = \"close > 1\"\n");
+    let text = text.replace(
+        "kind = \"expr\"\n",
+        "kind = \"expr\"\nlong_entri = \"close > 1\"\n",
+    );
     let e = crate::config::parse_strategy(&text, "x.toml").unwrap_err();
-    assert!(e.key.contains("long_entri") || e.problem.contains("long_entri"), "{e}");
+    assert!(
+        e.key.contains("long_entri") || e.problem.contains("long_entri"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -424,8 +581,13 @@ fn position_series_follow_the_engine_position() {
     let mut s = ExprStrategy::new(&r).unwrap();
     let mut step = |qty: &str, cost: &str, p: &str, i: i64| {
         s.set_position(d(qty), d(cost));
-        s.on_tick(&tick(i, p), p.parse().unwrap())
-            .map(|x| (x.side, x.close_only, x.reason.get("unrealized_pct").copied()))
+        s.on_tick(&tick(i, p), p.parse().unwrap()).map(|x| {
+            (
+                x.side,
+                x.close_only,
+                x.reason.get("unrealized_pct").copied(),
+            )
+        })
     };
     // Flat: the exit is unknown (no entry), so nothing.
     assert_eq!(step("0", "0", "100", 0), None);
@@ -440,7 +602,10 @@ fn position_series_follow_the_engine_position() {
     assert_eq!(step("5", "100", "100", 5), None);
     assert_eq!(step("5", "100", "100.1", 6), None);
     assert_eq!(step("5", "100", "100.2", 7), None);
-    assert_eq!(step("5", "100", "100.3", 8).map(|x| (x.0, x.1)), Some((Side::Sell, true)));
+    assert_eq!(
+        step("5", "100", "100.3", 8).map(|x| (x.0, x.1)),
+        Some((Side::Sell, true))
+    );
     // A short's unrealized P&L has the other sign: short at 100, price 103 -> -3 %.
     let mut r = rule("close > 1000");
     r.short_exit = Some("unrealized_pct < -2".into());
