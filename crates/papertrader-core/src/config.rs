@@ -362,7 +362,12 @@ impl ExprRule {
 
     /// Every condition compiles; `text` (the strategy file's TOML) places an
     /// error at its line and column.
-    fn check(&self, file: &str, text: Option<&str>) -> Result<(), ConfigError> {
+    fn check(
+        &self,
+        file: &str,
+        text: Option<&str>,
+        models: &mut Models,
+    ) -> Result<(), ConfigError> {
         if self.conditions().iter().all(Option::is_none) {
             return Err(ConfigError::new(
                 file,
@@ -382,23 +387,25 @@ impl ExprRule {
                 ));
             }
         }
-        crate::expr::compile(self).map(|_| ()).map_err(|e| {
-            let src = match e.key.strip_prefix("rule.let.") {
-                Some(name) => self.lets.get(name).map(String::as_str),
-                None => e
-                    .key
-                    .strip_prefix("rule.")
-                    .and_then(|c| crate::expr::CONDITIONS.iter().position(|k| *k == c))
-                    .and_then(|i| self.conditions()[i]),
-            }
-            .unwrap_or_default();
-            ConfigError::new(
-                file,
-                e.key.clone(),
-                crate::expr::render(&e, src, text),
-                e.error.fix.clone(),
-            )
-        })
+        crate::expr::compile(self, &mut |p| models.load(p))
+            .map(|_| ())
+            .map_err(|e| {
+                let src = match e.key.strip_prefix("rule.let.") {
+                    Some(name) => self.lets.get(name).map(String::as_str),
+                    None => e
+                        .key
+                        .strip_prefix("rule.")
+                        .and_then(|c| crate::expr::CONDITIONS.iter().position(|k| *k == c))
+                        .and_then(|i| self.conditions()[i]),
+                }
+                .unwrap_or_default();
+                ConfigError::new(
+                    file,
+                    e.key.clone(),
+                    crate::expr::render(&e, src, text),
+                    e.error.fix.clone(),
+                )
+            })
     }
 }
 
@@ -1031,7 +1038,7 @@ pub fn parse_strategy_with(
     })?;
     // An expression error points at its line and column in the file.
     if let RuleConfig::Expr(r) = &s.rule {
-        r.check(file, Some(text))?;
+        r.check(file, Some(text), models)?;
     }
     check_strategy(&s, file, models)?;
     Ok(s)
@@ -1098,7 +1105,7 @@ fn check_strategy(s: &StrategyConfig, file: &str, models: &mut Models) -> Result
         )));
     }
     match &s.rule {
-        RuleConfig::Expr(r) => r.check(file, None)?,
+        RuleConfig::Expr(r) => r.check(file, None, models)?,
         RuleConfig::Custom(r) => r.check(file)?,
         RuleConfig::MaCrossover(r) => r.check().map_err(err)?,
         RuleConfig::RsiMeanReversion(r) => r.check().map_err(err)?,

@@ -526,6 +526,10 @@ impl Models {
             RuleConfig::Model(r) => {
                 self.load(&r.model)?;
             }
+            RuleConfig::Expr(r) => {
+                crate::expr::compile(r, &mut |p| self.load(p))
+                    .map_err(|e| ModelError::new(e.key, e.error.message, e.error.fix))?;
+            }
             RuleConfig::Ensemble(r) => {
                 for m in &r.members {
                     if let Some(path) = &m.model {

@@ -119,13 +119,13 @@ macro_rules! whole_state {
 /// A model the rule names is not in `models`, or cannot make a scorer.
 pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>, ModelError> {
     Ok(match *rule {
-        RuleConfig::Expr(ref r) => {
-            Box::new(crate::expr::ExprStrategy::new(r).map_err(|e| ModelError {
+        RuleConfig::Expr(ref r) => Box::new(crate::expr::ExprStrategy::new(r, models).map_err(
+            |e| ModelError {
                 file: e.key.clone(),
                 problem: e.error.message,
                 fix: e.error.fix,
-            })?)
-        }
+            },
+        )?),
         RuleConfig::Custom(ref r) => build_custom(r).map_err(|e| ModelError {
             file: format!("custom strategy {}", r.name),
             problem: match e {

@@ -33,7 +33,7 @@ use crate::config::ExprRule;
 use crate::domain::{Sentiment, Side, Tick};
 use crate::strategy::{Decision, StateValue, Strategy};
 pub use parse::{ExprError, Span};
-pub use program::{Input, KeyedError, PriceInput, Program, Ty};
+pub use program::{Input, KeyedError, ModelLoader, PriceInput, Program, Ty};
 
 /// The conditions of an `expr` rule, in the order of [`Roots`].
 pub const CONDITIONS: [&str; 4] = ["long_entry", "long_exit", "short_entry", "short_exit"];
@@ -41,12 +41,16 @@ pub const CONDITIONS: [&str; 4] = ["long_entry", "long_exit", "short_entry", "sh
 /// The node of each condition the rule gives, in [`CONDITIONS`] order.
 pub type Roots = [Option<usize>; 4];
 
-/// Compile a rule's conditions (and every `let`, used or not) into one program.
+/// Compile a rule's conditions (and every `let`, used or not) into one program;
+/// `models` finds the model of each `model("...")` by its spec path.
 ///
 /// # Errors
 /// The first error, with the key it is in: `rule.long_entry`, `rule.let.NAME`, ...
-pub fn compile(rule: &ExprRule) -> Result<(Program, Roots), KeyedError> {
-    let mut b = program::Builder::new(&rule.params, &rule.lets);
+pub fn compile<'a>(
+    rule: &'a ExprRule,
+    models: &'a mut program::ModelLoader<'a>,
+) -> Result<(Program, Roots), KeyedError> {
+    let mut b = program::Builder::new(&rule.params, &rule.lets, models);
     let mut roots = [None; 4];
     for (i, src) in rule.conditions().into_iter().enumerate() {
         if let Some(src) = src {
@@ -99,8 +103,8 @@ struct EntryClock {
 impl ExprStrategy {
     /// # Errors
     /// The rule does not compile (a rule that passed the configuration check does).
-    pub fn new(rule: &ExprRule) -> Result<Self, KeyedError> {
-        let (program, roots) = compile(rule)?;
+    pub fn new(rule: &ExprRule, models: &crate::model::Models) -> Result<Self, KeyedError> {
+        let (program, roots) = compile(rule, &mut |p| models.get(p))?;
         let reasons = roots.map(|r| r.map(|r| program.inputs_of(r)).unwrap_or_default());
         Ok(ExprStrategy {
             reads: ["volume", "bid", "ask"].map(|s| program.reads(s)),

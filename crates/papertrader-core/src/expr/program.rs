@@ -22,7 +22,13 @@ use serde::{Deserialize, Serialize};
 use super::parse::{parse, Ast, AstKind, BinOp, ExprError, Span, UnOp};
 use crate::config::parse_duration;
 use crate::domain::{Ts, NANOS_PER_SEC};
+use crate::features::FeaturePipeline;
 use crate::indicators::{Atr, Bollinger, Ema, Macd, Rsi, Sma, TimeEma, TimeSma, Vwap, ZScore};
+use crate::model::{Model, ModelError, Scorer};
+use std::sync::Arc;
+
+/// Finds a loaded model by its spec path (`model("models/trend.toml")`).
+pub type ModelLoader<'a> = dyn FnMut(&str) -> Result<Arc<Model>, ModelError> + 'a;
 
 /// A price update: a trade tick (open = high = low = close = its price, volume
 /// its size) or a completed bar.
@@ -226,6 +232,8 @@ enum Op {
     Hist(usize, HistKind, usize, VecDeque<f64>),
     /// `above`, and the inputs at the previous update where both were known.
     Cross(usize, usize, bool, Option<(f64, f64)>),
+    /// A model's score: the index of its [`ModelNode`].
+    Model(usize),
 }
 
 /// [`BinOp`] with serde, for checkpoints.
@@ -299,7 +307,7 @@ impl Op {
     /// answers of the nodes before it)?
     fn input_ticked(&self, t: &[bool]) -> bool {
         match *self {
-            Op::Const | Op::Series(_) => false,
+            Op::Const | Op::Series(_) | Op::Model(_) => false,
             Op::Neg(a) | Op::Not(a) | Op::Abs(a) | Op::Ind(a, _) | Op::Hist(a, ..) => t[a],
             Op::Bin(_, a, b) | Op::Min(a, b) | Op::Max(a, b) | Op::Cross(a, b, ..) => t[a] || t[b],
             Op::If(c, a, b) => t[c] || t[a] || t[b],
@@ -326,9 +334,12 @@ impl Ty {
 }
 
 /// A compiled set of expressions: the shared graph and its state.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Program {
     ops: Vec<Op>,
+    /// The features every `model(...)` of the program reads, computed once.
+    features: FeaturePipeline,
+    models: Vec<ModelNode>,
     values: Vec<f64>,
     ticked: Vec<bool>,
     /// The nodes that are not constants, in graph order: those an update visits.
@@ -341,11 +352,33 @@ pub struct Program {
     types: Vec<Ty>,
 }
 
+/// A model scored by the program: its scorer and the slots of its features.
+#[derive(Debug)]
+struct ModelNode {
+    scorer: Scorer,
+    slots: Vec<usize>,
+    row: Vec<f64>,
+}
+
+impl ModelNode {
+    /// The model's output once its features are warm; NaN before (or if tract fails).
+    fn score(&mut self, features: &FeaturePipeline) -> f64 {
+        if !features.gather(&self.slots, &mut self.row) {
+            return f64::NAN;
+        }
+        self.scorer.score(&self.row).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            f64::NAN
+        })
+    }
+}
+
 /// The checkpointed part of a [`Program`].
 #[derive(Serialize, Deserialize)]
 pub struct ProgramState {
     ops: Vec<Op>,
     values: Vec<f64>,
+    features: FeaturePipeline,
 }
 
 /// An expression error in a key of the rule: which key, and what and where.
@@ -360,6 +393,12 @@ impl Program {
     /// Evaluate every node for one event.
     pub fn update(&mut self, ev: &Input) {
         let ts = ev.ts();
+        if !self.models.is_empty() {
+            match ev {
+                Input::Price(p) => self.features.on_tick(p.ts, p.close, p.volume),
+                Input::Sentiment { score, .. } => self.features.on_sentiment(*score),
+            }
+        }
         for &i in &self.active {
             let op = &mut self.ops[i];
             let v = &mut self.values;
@@ -373,6 +412,10 @@ impl Program {
                     }
                     None => ticked = false,
                 },
+                Op::Model(m) => {
+                    v[i] = self.models[*m].score(&self.features);
+                    ticked = true;
+                }
                 _ if !ticked => {
                     // A cross is an event: false on updates that are not its own.
                     if matches!(op, Op::Cross(..)) && !v[i].is_nan() {
@@ -448,6 +491,10 @@ impl Program {
         let Some((s, _)) = series(name) else {
             return false;
         };
+        // Model features read prices and sizes.
+        if s == Series::Volume && !self.models.is_empty() {
+            return true;
+        }
         self.ops
             .iter()
             .any(|op| matches!(op, Op::Series(x) if *x == s))
@@ -487,7 +534,7 @@ impl Program {
                 continue;
             }
             match &self.ops[i] {
-                Op::Const => {}
+                Op::Const | Op::Model(_) => {}
                 Op::Series(_) | Op::Atr(..) | Op::Vwap(..) => {}
                 Op::Neg(a) | Op::Not(a) | Op::Abs(a) | Op::Hist(a, ..) => stack.push(*a),
                 Op::Ind(a, _) => stack.push(*a),
@@ -503,7 +550,12 @@ impl Program {
                     && self.types[i] == Ty::Num
                     && matches!(
                         self.ops[i],
-                        Op::Series(_) | Op::Ind(..) | Op::Atr(..) | Op::Vwap(..) | Op::Hist(..)
+                        Op::Series(_)
+                            | Op::Ind(..)
+                            | Op::Atr(..)
+                            | Op::Vwap(..)
+                            | Op::Hist(..)
+                            | Op::Model(_)
                     )
             })
             .collect()
@@ -513,6 +565,7 @@ impl Program {
         ProgramState {
             ops: self.ops.clone(),
             values: self.values.clone(),
+            features: self.features.clone(),
         }
     }
 
@@ -532,6 +585,7 @@ impl Program {
         if !same {
             return Err("the expression state was saved by a different rule".into());
         }
+        self.features.restore(st.features)?;
         self.ops = st.ops;
         self.values = st.values;
         Ok(())
@@ -575,7 +629,7 @@ fn history(kind: HistKind, n: usize, ring: &VecDeque<f64>) -> f64 {
 }
 
 /// Every function of the language, for "did you mean" and the docs' check.
-pub const FUNCTIONS: [&str; 23] = [
+pub const FUNCTIONS: [&str; 24] = [
     "sma",
     "ema",
     "rsi",
@@ -599,6 +653,7 @@ pub const FUNCTIONS: [&str; 23] = [
     "min",
     "max",
     "if",
+    "model",
 ];
 
 /// Builds a [`Program`] from the expressions of a rule.
@@ -613,13 +668,23 @@ pub struct Builder<'a> {
     /// `let` names compiled (to their node) and being compiled (cycle check).
     let_nodes: HashMap<String, usize>,
     compiling: Vec<String>,
+    loader: &'a mut ModelLoader<'a>,
+    features: FeaturePipeline,
+    models: Vec<ModelNode>,
 }
 
 type R<T> = Result<T, KeyedError>;
 
 impl<'a> Builder<'a> {
-    pub fn new(params: &'a BTreeMap<String, f64>, lets: &'a BTreeMap<String, String>) -> Self {
+    pub fn new(
+        params: &'a BTreeMap<String, f64>,
+        lets: &'a BTreeMap<String, String>,
+        loader: &'a mut ModelLoader<'a>,
+    ) -> Self {
         Builder {
+            loader,
+            features: FeaturePipeline::new(),
+            models: Vec::new(),
             ops: Vec::new(),
             values: Vec::new(),
             names: Vec::new(),
@@ -663,6 +728,8 @@ impl<'a> Builder<'a> {
             .filter(|&i| !matches!(self.ops[i], Op::Const))
             .collect();
         Program {
+            features: self.features,
+            models: self.models,
             active,
             position: [0.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN],
             ops: self.ops,
@@ -1000,8 +1067,50 @@ impl<'a> Builder<'a> {
         match name {
             "cross_above" | "cross_below" | "highest" | "lowest" | "change" | "abs" | "min"
             | "max" | "if" => self.combinator(name, args, key),
+            "model" => self.model(&args[0], key),
             _ => self.indicator(name, args, span, key),
         }
+    }
+
+    /// `model("spec.toml")`: the model's score, over features shared by every
+    /// model of the program.
+    fn model(&mut self, arg: &Ast, key: &str) -> R<usize> {
+        let AstKind::Str(path) = &arg.kind else {
+            return Self::err(
+                key,
+                arg.span,
+                "model takes the path of a model spec as a string",
+                "e.g. model(\"models/trend_sentiment.toml\")",
+            );
+        };
+        let label = format!("model(\"{path}\")");
+        if let Some(&i) = self.shared.get(&label) {
+            return Ok(i);
+        }
+        let model = (self.loader)(path).map_err(|e| KeyedError {
+            key: key.to_string(),
+            error: ExprError::new(
+                arg.span,
+                format!("model {}: {}", e.file, e.problem),
+                e.fix.clone(),
+            ),
+        })?;
+        let slots = self.features.register_all(&model.spec.features);
+        let scorer = model.scorer().map_err(|e| KeyedError {
+            key: key.to_string(),
+            error: ExprError::new(
+                arg.span,
+                format!("model {}: {}", e.file, e.problem),
+                e.fix.clone(),
+            ),
+        })?;
+        self.models.push(ModelNode {
+            scorer,
+            row: Vec::with_capacity(slots.len()),
+            slots,
+        });
+        let m = self.models.len() - 1;
+        Ok(self.push(label, Ty::Num, Op::Model(m), f64::NAN))
     }
 
     /// The indicator functions of [`FUNCTIONS`].
@@ -1051,6 +1160,13 @@ impl<'a> Builder<'a> {
                 let label = format!("{name}({}, {n})", self.names[x]);
                 Ok(self.push(label, Ty::Num, Op::Ind(x, ind), f64::NAN))
             }
+            _ => self.band_indicator(name, args, span, key),
+        }
+    }
+
+    /// MACD, Bollinger bands, ATR and VWAP.
+    fn band_indicator(&mut self, name: &str, args: &[Ast], span: Span, key: &str) -> R<usize> {
+        match name {
             "macd" | "macd_signal" | "macd_hist" => {
                 let x = self.series_arg(&args[0], key, name, 0)?;
                 let (f, s, g) = if args.len() == 4 {
@@ -1248,6 +1364,7 @@ fn usage(name: &str) -> Option<(&'static [usize], &'static str)> {
         "min" => (&[2], "min(open, close)"),
         "max" => (&[2], "max(open, close)"),
         "if" => (&[3], "if(close > open, high, low)"),
+        "model" => (&[1], "model(\"models/trend_sentiment.toml\")"),
         _ => return None,
     })
 }

@@ -5,6 +5,28 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::config::ExprRule;
+use crate::model::{Model, ModelError, Models};
+
+fn no_models() -> impl FnMut(&str) -> Result<std::sync::Arc<Model>, ModelError> {
+    |p: &str| {
+        Err(ModelError {
+            file: p.into(),
+            problem: "no models here".into(),
+            fix: String::new(),
+        })
+    }
+}
+
+fn compile_plain(r: &ExprRule) -> Result<(Program, Roots), KeyedError> {
+    let mut m = no_models();
+    compile(r, &mut m)
+}
+
+impl ExprStrategy {
+    fn new_plain(r: &ExprRule) -> Result<Self, KeyedError> {
+        ExprStrategy::new(r, &Models::new())
+    }
+}
 use crate::domain::NANOS_PER_SEC;
 
 fn price(ts_s: i64, close: f64) -> Input {
@@ -40,7 +62,8 @@ fn run_with(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut b = program::Builder::new(&params, &lets);
+    let mut no_models = no_models();
+    let mut b = program::Builder::new(&params, &lets, &mut no_models);
     let root = b
         .add("rule.long_entry", src, ty)
         .unwrap_or_else(|e| panic!("{src}: {e:?}"));
@@ -314,22 +337,22 @@ fn rule(entry: &str) -> ExprRule {
 
 #[test]
 fn identical_sub_expressions_are_one_node() {
-    let (one, _) = compile(&rule("ema(close, 10) > 1")).unwrap();
+    let (one, _) = compile_plain(&rule("ema(close, 10) > 1")).unwrap();
     let mut two = rule("ema(close, 10) > 1");
     two.long_exit = Some("ema(close, 10) < 5".into());
-    let (both, roots) = compile(&two).unwrap();
+    let (both, roots) = compile_plain(&two).unwrap();
     // close, ema, 1, > ; then 5 and < are new: two more nodes, not three.
     assert_eq!(both.len(), one.len() + 2, "{roots:?}");
     // A parameter is its value: ema(close, fast) with fast = 10 is ema(close, 10).
     two.params.insert("fast".into(), 10.0);
     two.long_exit = Some("ema(close, fast) > 1".into());
-    let (same, roots) = compile(&two).unwrap();
+    let (same, roots) = compile_plain(&two).unwrap();
     assert_eq!(same.len(), one.len());
     assert_eq!(roots[0], roots[1]);
 }
 
 fn error(r: &ExprRule) -> KeyedError {
-    compile(r).err().expect("an error")
+    compile_plain(r).err().expect("an error")
 }
 
 #[test]
@@ -440,7 +463,7 @@ fn conditions_signal_when_they_become_true() {
     let mut r = rule("close > 3");
     r.long_exit = Some("close < 2".into());
     r.short_entry = Some("close < 1".into());
-    let mut s = ExprStrategy::new(&r).unwrap();
+    let mut s = ExprStrategy::new(&r, &Models::new()).unwrap();
     let d = decisions(&mut s, &["1.5", "4", "5", "3", "4", "1.5", "0.5"], 0);
     let b = Some((Side::Buy, false));
     let exit = Some((Side::Sell, true));
@@ -455,13 +478,14 @@ fn conditions_signal_when_they_become_true() {
     // A buy and a sell on the same update cancel out.
     let mut r = rule("close > 3");
     r.short_entry = Some("close > 3".into());
-    let mut s = ExprStrategy::new(&r).unwrap();
+    let mut s = ExprStrategy::new(&r, &Models::new()).unwrap();
     assert_eq!(decisions(&mut s, &["1", "4"], 0), vec![None, None]);
 }
 
 #[test]
 fn a_decision_carries_its_conditions_and_their_values() {
-    let mut s = ExprStrategy::new(&rule("close > sma(close, 2) and rsi(close, 2) >= 0")).unwrap();
+    let mut s =
+        ExprStrategy::new_plain(&rule("close > sma(close, 2) and rsi(close, 2) >= 0")).unwrap();
     s.on_tick(&tick(0, "1"), 1.0);
     s.on_tick(&tick(1, "2"), 2.0);
     let d = s.on_tick(&tick(2, "4"), 4.0).expect("a buy");
@@ -487,12 +511,12 @@ fn state_is_checkpointed_and_restored_exactly() {
     let prices = [
         "10", "11", "9", "12", "13", "11", "10", "14", "15", "9", "8", "12", "16", "11",
     ];
-    let mut whole = ExprStrategy::new(&r).unwrap();
+    let mut whole = ExprStrategy::new(&r, &Models::new()).unwrap();
     let all = decisions(&mut whole, &prices, 0);
-    let mut first = ExprStrategy::new(&r).unwrap();
+    let mut first = ExprStrategy::new(&r, &Models::new()).unwrap();
     let head = decisions(&mut first, &prices[..6], 0);
     let saved = first.save();
-    let mut resumed = ExprStrategy::new(&r).unwrap();
+    let mut resumed = ExprStrategy::new(&r, &Models::new()).unwrap();
     resumed.restore(saved).unwrap();
     let tail = decisions(&mut resumed, &prices[6..], 6);
     assert_eq!([head, tail].concat(), all);
@@ -501,7 +525,7 @@ fn state_is_checkpointed_and_restored_exactly() {
         "too few decisions to compare: {all:?}"
     );
     // A state of another rule is refused.
-    let mut other = ExprStrategy::new(&rule("close > 1")).unwrap();
+    let mut other = ExprStrategy::new_plain(&rule("close > 1")).unwrap();
     assert!(other.restore(whole.save()).is_err());
 }
 
@@ -578,7 +602,7 @@ fn position_series_follow_the_engine_position() {
     let mut r = rule("close > 1000");
     // A stop loss at -2 %, a time stop after 3 updates, a 1 % trailing stop.
     r.long_exit = Some("unrealized_pct < -2 or bars_since_entry >= 3 or from_best_pct > 1".into());
-    let mut s = ExprStrategy::new(&r).unwrap();
+    let mut s = ExprStrategy::new(&r, &Models::new()).unwrap();
     let mut step = |qty: &str, cost: &str, p: &str, i: i64| {
         s.set_position(d(qty), d(cost));
         s.on_tick(&tick(i, p), p.parse().unwrap()).map(|x| {
@@ -609,10 +633,88 @@ fn position_series_follow_the_engine_position() {
     // A short's unrealized P&L has the other sign: short at 100, price 103 -> -3 %.
     let mut r = rule("close > 1000");
     r.short_exit = Some("unrealized_pct < -2".into());
-    let mut s = ExprStrategy::new(&r).unwrap();
+    let mut s = ExprStrategy::new(&r, &Models::new()).unwrap();
     s.set_position(d("-10"), d("100"));
     assert!(s.on_tick(&tick(0, "101"), 101.0).is_none());
     s.set_position(d("-10"), d("100"));
     let x = s.on_tick(&tick(1, "103"), 103.0).expect("the short's stop");
     assert_eq!((x.side, x.close_only), (Side::Buy, true));
+}
+
+#[test]
+fn model_scores_are_the_models_own_over_the_same_features() {
+    let spec = format!(
+        "{}/../../models/trend_sentiment.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut models = Models::new();
+    let r = rule(&format!("model(\"{spec}\") > 0.6"));
+    let (mut p, roots) =
+        compile(&r, &mut |path| models.load(path)).unwrap_or_else(|e| panic!("{e:?}"));
+    let model = models.get(&spec).unwrap();
+    // The reference: a pipeline of the spec's features and Model::score.
+    let mut features = crate::features::FeaturePipeline::new();
+    let slots = features.register_all(&model.spec.features);
+    let mut row = Vec::new();
+    let text = repo_file("data/synthetic_ticks.csv");
+    let mut scored = 0;
+    for (i, line) in text
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(",ACME,"))
+        .take(800)
+        .enumerate()
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        let (ts, price, size): (i64, f64, f64) = (
+            f[0].parse::<i64>().unwrap() * 1_000_000,
+            f[2].parse().unwrap(),
+            f[3].parse().unwrap(),
+        );
+        let ev = if i % 7 == 3 {
+            let score = ((i as f64) * 0.37).sin();
+            features.on_sentiment(score);
+            Input::Sentiment { ts, score }
+        } else {
+            features.on_tick(ts, price, size);
+            Input::Price(PriceInput {
+                ts,
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume: size,
+                bid: f64::NAN,
+                ask: f64::NAN,
+            })
+        };
+        p.update(&ev);
+        // Nodes: the model, 0.6, the comparison.
+        let got = p.value(0);
+        let want = features
+            .gather(&slots, &mut row)
+            .then(|| model.score(&row).unwrap());
+        match want {
+            Some(w) => {
+                // The program scores with a stateful tract plan (`Scorer`), the
+                // reference with `Model::score`: equal to f32 precision.
+                assert!(
+                    (got - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "event {i}: {got} vs {w}"
+                );
+                scored += 1;
+            }
+            None => assert!(got.is_nan(), "event {i}: {got}"),
+        }
+    }
+    assert!(scored > 100, "only {scored} scored events");
+    assert!(roots[0].is_some());
+    // A spec that does not load names the key and the file.
+    let e = compile(&rule("model(\"models/nope.toml\") > 0.5"), &mut |path| {
+        models.load(path)
+    })
+    .unwrap_err();
+    assert_eq!(e.key, "rule.long_entry");
+    assert_eq!(e.error.span, (6, 24));
+    assert!(e.error.message.contains("models/nope.toml"), "{e:?}");
 }
