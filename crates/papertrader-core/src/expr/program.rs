@@ -234,6 +234,8 @@ enum Op {
     Cross(usize, usize, bool, Option<(f64, f64)>),
     /// A model's score: the index of its [`ModelNode`].
     Model(usize),
+    /// A model feature: its slot in the program's feature pipeline.
+    Feature(usize),
 }
 
 /// [`BinOp`] with serde, for checkpoints.
@@ -307,7 +309,7 @@ impl Op {
     /// answers of the nodes before it)?
     fn input_ticked(&self, t: &[bool]) -> bool {
         match *self {
-            Op::Const | Op::Series(_) | Op::Model(_) => false,
+            Op::Const | Op::Series(_) | Op::Model(_) | Op::Feature(_) => false,
             Op::Neg(a) | Op::Not(a) | Op::Abs(a) | Op::Ind(a, _) | Op::Hist(a, ..) => t[a],
             Op::Bin(_, a, b) | Op::Min(a, b) | Op::Max(a, b) | Op::Cross(a, b, ..) => t[a] || t[b],
             Op::If(c, a, b) => t[c] || t[a] || t[b],
@@ -393,7 +395,7 @@ impl Program {
     /// Evaluate every node for one event.
     pub fn update(&mut self, ev: &Input) {
         let ts = ev.ts();
-        if !self.models.is_empty() {
+        if !self.features.is_empty() {
             match ev {
                 Input::Price(p) => self.features.on_tick(p.ts, p.close, p.volume),
                 Input::Sentiment { score, .. } => self.features.on_sentiment(*score),
@@ -414,6 +416,10 @@ impl Program {
                 },
                 Op::Model(m) => {
                     v[i] = self.models[*m].score(&self.features);
+                    ticked = true;
+                }
+                Op::Feature(slot) => {
+                    v[i] = self.features.value(*slot).unwrap_or(f64::NAN);
                     ticked = true;
                 }
                 _ if !ticked => {
@@ -492,7 +498,7 @@ impl Program {
             return false;
         };
         // Model features read prices and sizes.
-        if s == Series::Volume && !self.models.is_empty() {
+        if s == Series::Volume && !self.features.is_empty() {
             return true;
         }
         self.ops
@@ -534,7 +540,7 @@ impl Program {
                 continue;
             }
             match &self.ops[i] {
-                Op::Const | Op::Model(_) => {}
+                Op::Const | Op::Model(_) | Op::Feature(_) => {}
                 Op::Series(_) | Op::Atr(..) | Op::Vwap(..) => {}
                 Op::Neg(a) | Op::Not(a) | Op::Abs(a) | Op::Hist(a, ..) => stack.push(*a),
                 Op::Ind(a, _) => stack.push(*a),
@@ -556,6 +562,7 @@ impl Program {
                             | Op::Vwap(..)
                             | Op::Hist(..)
                             | Op::Model(_)
+                            | Op::Feature(_)
                     )
             })
             .collect()
@@ -629,7 +636,7 @@ fn history(kind: HistKind, n: usize, ring: &VecDeque<f64>) -> f64 {
 }
 
 /// Every function of the language, for "did you mean" and the docs' check.
-pub const FUNCTIONS: [&str; 24] = [
+pub const FUNCTIONS: [&str; 25] = [
     "sma",
     "ema",
     "rsi",
@@ -654,6 +661,7 @@ pub const FUNCTIONS: [&str; 24] = [
     "max",
     "if",
     "model",
+    "feature",
 ];
 
 /// Builds a [`Program`] from the expressions of a rule.
@@ -1068,6 +1076,7 @@ impl<'a> Builder<'a> {
             "cross_above" | "cross_below" | "highest" | "lowest" | "change" | "abs" | "min"
             | "max" | "if" => self.combinator(name, args, key),
             "model" => self.model(&args[0], key),
+            "feature" => self.feature(&args[0], key),
             _ => self.indicator(name, args, span, key),
         }
     }
@@ -1111,6 +1120,39 @@ impl<'a> Builder<'a> {
         });
         let m = self.models.len() - 1;
         Ok(self.push(label, Ty::Num, Op::Model(m), f64::NAN))
+    }
+
+    /// `feature("return_10")`: a model feature by its canonical name, computed
+    /// by the same code that feeds the models.
+    fn feature(&mut self, arg: &Ast, key: &str) -> R<usize> {
+        let fix = "name a model feature: return_N, rsi_N, macd_hist_F_S_G, bb_percent_b_N_K, \
+                   volume_zscore_N, sentiment_ema_N, time_of_day_sin, time_of_day_cos";
+        let AstKind::Str(name) = &arg.kind else {
+            return Self::err(
+                key,
+                arg.span,
+                "feature takes a feature name as a string",
+                fix,
+            );
+        };
+        let Some(spec) = feature_spec(name) else {
+            return Self::err(
+                key,
+                arg.span,
+                format!("\"{name}\" is not a model feature"),
+                fix,
+            );
+        };
+        if let Err(why) = spec.check() {
+            return Self::err(key, arg.span, why, fix);
+        }
+        let slot = self.features.register(&spec);
+        Ok(self.push(
+            format!("feature(\"{}\")", spec.name()),
+            Ty::Num,
+            Op::Feature(slot),
+            f64::NAN,
+        ))
     }
 
     /// The indicator functions of [`FUNCTIONS`].
@@ -1338,6 +1380,51 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The feature a canonical name (`FeatureSpec::name`) stands for.
+fn feature_spec(name: &str) -> Option<crate::features::FeatureSpec> {
+    use crate::features::{Cycle, FeatureSpec as F};
+    let nums =
+        |rest: &str| -> Option<Vec<usize>> { rest.split('_').map(|x| x.parse().ok()).collect() };
+    Some(match name {
+        "time_of_day_sin" => F::TimeOfDay {
+            component: Cycle::Sin,
+        },
+        "time_of_day_cos" => F::TimeOfDay {
+            component: Cycle::Cos,
+        },
+        _ => {
+            if let Some(r) = name.strip_prefix("bb_percent_b_") {
+                let (p, k) = r.split_once('_')?;
+                F::BbPercentB {
+                    period: p.parse().ok()?,
+                    k: k.parse().ok()?,
+                }
+            } else if let Some(r) = name.strip_prefix("macd_hist_") {
+                let [fast, slow, signal] = nums(r)?[..] else {
+                    return None;
+                };
+                F::MacdHist { fast, slow, signal }
+            } else if let Some(r) = name.strip_prefix("volume_zscore_") {
+                F::VolumeZscore {
+                    period: r.parse().ok()?,
+                }
+            } else if let Some(r) = name.strip_prefix("sentiment_ema_") {
+                F::SentimentEma {
+                    period: r.parse().ok()?,
+                }
+            } else if let Some(r) = name.strip_prefix("return_") {
+                F::ReturnN { n: r.parse().ok()? }
+            } else if let Some(r) = name.strip_prefix("rsi_") {
+                F::Rsi {
+                    period: r.parse().ok()?,
+                }
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
 /// Argument counts and a usage line per function.
 fn usage(name: &str) -> Option<(&'static [usize], &'static str)> {
     Some(match name {
@@ -1365,6 +1452,7 @@ fn usage(name: &str) -> Option<(&'static [usize], &'static str)> {
         "max" => (&[2], "max(open, close)"),
         "if" => (&[3], "if(close > open, high, low)"),
         "model" => (&[1], "model(\"models/trend_sentiment.toml\")"),
+        "feature" => (&[1], "feature(\"return_10\")"),
         _ => return None,
     })
 }

@@ -718,3 +718,34 @@ fn model_scores_are_the_models_own_over_the_same_features() {
     assert_eq!(e.error.span, (6, 24));
     assert!(e.error.message.contains("models/nope.toml"), "{e:?}");
 }
+
+#[test]
+fn model_features_by_name() {
+    // return_1 = p / p[1] - 1: 101 / 100 - 1, 99 / 101 - 1.
+    let r = num("feature(\"return_1\")", &[100.0, 101.0, 99.0]);
+    assert_eq!(r[0], None);
+    assert!((r[1].unwrap() - 0.01).abs() < 1e-12, "{r:?}");
+    assert!(
+        (r[2].unwrap() - (99.0 / 101.0 - 1.0)).abs() < 1e-12,
+        "{r:?}"
+    );
+    // Every feature of the bundled model is reachable by its name.
+    let spec = format!(
+        "{}/../../models/trend_sentiment.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let model = Models::new().load(&spec).unwrap();
+    for f in &model.spec.features {
+        let e = format!("feature(\"{}\") > -1000", f.name());
+        compile_plain(&rule(&e)).unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let e = error(&rule("feature(\"return_x\") > 0"));
+    assert!(
+        e.error
+            .message
+            .contains("\"return_x\" is not a model feature"),
+        "{e:?}"
+    );
+    let e = error(&rule("feature(\"rsi_0\") > 0"));
+    assert!(e.error.message.contains("at least 1"), "{e:?}");
+}
