@@ -18,6 +18,7 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::config::{AlertRule, AlertsConfig, ZscoreField};
 use crate::domain::{AlertMsg, PnlMsg};
 use crate::domain::{MarketEvent, Origin, Ts};
+use crate::expr::{Input, KeyedError, PriceInput, Program, Ty};
 use crate::indicators::ZScore;
 
 enum State {
@@ -40,6 +41,29 @@ enum State {
         /// symbol -> (wall time of its last tick, event time, origin), once seen.
         last: BTreeMap<String, (Duration, Ts, String)>,
     },
+    Expr {
+        when: String,
+        /// symbol -> its program and the condition's node, built on its first event.
+        programs: BTreeMap<String, (Program, usize)>,
+    },
+}
+
+/// Compile an `expr` alert's condition (no `model(...)`: alerts load no models).
+///
+/// # Errors
+/// As a strategy condition's, under the key `when`.
+pub fn compile_when(when: &str) -> Result<(Program, usize), KeyedError> {
+    let (params, lets) = (BTreeMap::new(), BTreeMap::new());
+    let mut no_models = |p: &str| {
+        Err(crate::model::ModelError {
+            file: p.to_string(),
+            problem: "alert rules cannot score models".into(),
+            fix: "use model(...) in a strategy's condition".into(),
+        })
+    };
+    let mut b = crate::expr::program::Builder::new(&params, &lets, &mut no_models);
+    let root = b.add("when", when, Ty::Bool)?;
+    Ok((b.finish(), root))
 }
 
 struct Rule {
@@ -115,6 +139,13 @@ impl Alerts {
                             level: *level,
                         },
                     ),
+                    AlertRule::Expr { symbols, when, .. } => (
+                        symbols.clone(),
+                        State::Expr {
+                            when: when.clone(),
+                            programs: BTreeMap::new(),
+                        },
+                    ),
                     AlertRule::StaleFeed { symbols, after, .. } => (
                         symbols.clone(),
                         State::StaleFeed {
@@ -154,6 +185,7 @@ impl Alerts {
         now: Duration,
         out: &mut Vec<AlertMsg>,
     ) {
+        self.on_expr_event(ev, origin, out);
         let MarketEvent::Tick(t) = ev else { return };
         let (Some(price), Some(size)) = (t.price.to_f64(), t.size.to_f64()) else {
             return;
@@ -217,7 +249,7 @@ impl Alerts {
                     last.insert(t.symbol.clone(), (now, t.ts, origin_id(origin)));
                     None
                 }
-                State::Drawdown { .. } => continue,
+                State::Drawdown { .. } | State::Expr { .. } => continue,
             };
             // Above and below are separate conditions: a jump from one to the
             // other is a new crossing.
@@ -238,6 +270,75 @@ impl Alerts {
                     message,
                 });
             }
+        }
+    }
+
+    /// The `expr` rules: each symbol's program sees its ticks and sentiment
+    /// readings; an alert when the condition becomes true, with the values of
+    /// the series and indicators in it.
+    fn on_expr_event(&mut self, ev: &MarketEvent, origin: &Origin, out: &mut Vec<AlertMsg>) {
+        let (symbol, ts, input) = match ev {
+            MarketEvent::Tick(t) => {
+                let price = t.price.to_f64().unwrap_or(f64::NAN);
+                let f = |d: Option<rust_decimal::Decimal>| {
+                    d.and_then(|d| d.to_f64()).unwrap_or(f64::NAN)
+                };
+                let p = PriceInput {
+                    ts: t.ts,
+                    open: price,
+                    high: price,
+                    low: price,
+                    close: price,
+                    volume: t.size.to_f64().unwrap_or(f64::NAN),
+                    bid: f(t.bid),
+                    ask: f(t.ask),
+                };
+                (&t.symbol, t.ts, Input::Price(p))
+            }
+            MarketEvent::Sentiment(s) => (
+                &s.symbol,
+                s.ts,
+                Input::Sentiment {
+                    ts: s.ts,
+                    score: s.score,
+                },
+            ),
+            _ => return,
+        };
+        for rule in &mut self.rules {
+            if !rule.watches(symbol) {
+                continue;
+            }
+            let State::Expr { when, programs } = &mut rule.state else {
+                continue;
+            };
+            let (program, root) = programs
+                .entry(symbol.clone())
+                .or_insert_with(|| compile_when(when).expect("checked when the config loaded"));
+            program.update(&input);
+            let holds = program.holds(*root);
+            // As `Rule::crossed`, on the field: `program` borrows the state.
+            let was = rule.active.insert(symbol.clone(), holds).unwrap_or(false);
+            if !holds || was {
+                continue;
+            }
+            let values: Vec<String> = program
+                .inputs_of(*root)
+                .into_iter()
+                .map(|n| format!("{} = {}", program.name(n), program.value(n)))
+                .collect();
+            let message = format!("{symbol}: {when} ({})", values.join(", "));
+            out.push(AlertMsg {
+                alert_id: format!("alert:{}:{}:{}", rule.name, symbol, origin_id(origin)),
+                rule: rule.name.clone(),
+                kind: "expr",
+                subject: symbol.clone(),
+                ts,
+                direction: "true",
+                value: 1.0,
+                threshold: 0.0,
+                message,
+            });
         }
     }
 
@@ -315,6 +416,7 @@ fn kind_of(s: &State) -> &'static str {
         State::Zscore { .. } => "zscore",
         State::Drawdown { .. } => "drawdown",
         State::StaleFeed { .. } => "stale_feed",
+        State::Expr { .. } => "expr",
     }
 }
 
@@ -357,6 +459,52 @@ mod tests {
             a.on_event(&ev, &o, Duration::from_secs(i as u64), &mut out);
         }
         out
+    }
+
+    #[test]
+    fn expr_alert_fires_when_its_condition_becomes_true() {
+        let mut a = rules(
+            "[[rules]]\nkind = \"expr\"\nname = \"hot\"\nsymbols = [\"X\"]\n\
+             when = \"close > sma(close, 3) and volume >= 10\"\n",
+        );
+        // sma(3) from the third tick: 2 (1,2,3 -> 3 > 2, volume 10: fires),
+        // 3 (2,3,4 -> 4 > 3 still holds: no new alert), 3 (3,4,2 -> 2 < 3:
+        // re-arms), 11/3 (4,2,5 -> 5 > 3.67 with volume 10: fires again).
+        let out = feed(
+            &mut a,
+            &[
+                (1.0, 10.0),
+                (2.0, 10.0),
+                (3.0, 10.0),
+                (4.0, 10.0),
+                (2.0, 10.0),
+                (5.0, 10.0),
+            ],
+        );
+        let at: Vec<i64> = out.iter().map(|m| m.ts).collect();
+        assert_eq!(at, vec![2, 5]);
+        assert_eq!(out[0].kind, "expr");
+        assert_eq!(out[0].alert_id, "alert:hot:X:t-0-2");
+        assert!(
+            out[0]
+                .message
+                .starts_with("X: close > sma(close, 3) and volume >= 10 (")
+                && out[0].message.contains("sma(close, 3) = 2"),
+            "{}",
+            out[0].message
+        );
+        // A condition that does not compile is refused with the key and a caret.
+        let bad = AlertRule::Expr {
+            name: "bad".into(),
+            symbols: vec!["X".into()],
+            when: "rsi(close) > 80".into(),
+        };
+        let (key, what, _) = bad.check("alerts.rules[0]").unwrap_err();
+        assert_eq!(key, "alerts.rules[0].when");
+        assert!(
+            what.contains("`rsi` takes 2 arguments, not 1") && what.contains('^'),
+            "{what}"
+        );
     }
 
     #[test]

@@ -1319,11 +1319,18 @@ pub enum AlertRule {
         symbols: Vec<String>,
         after: Span,
     },
+    /// A condition in the rule language (`docs/strategies.md`) becomes true,
+    /// per symbol, e.g. `when = "rsi(close, 14) > 80"`.
+    Expr {
+        name: String,
+        symbols: Vec<String>,
+        when: String,
+    },
 }
 
 impl AlertRule {
     /// The rule's own values; `key` is its place, `alerts.rules[i]`.
-    fn check(&self, key: &str) -> Result<(), Problem> {
+    pub(crate) fn check(&self, key: &str) -> Result<(), Problem> {
         let symbols = |symbols: &[String]| {
             if symbols.is_empty() {
                 return Err(problem(
@@ -1359,6 +1366,18 @@ impl AlertRule {
                     *after,
                     "write a duration such as \"30s\"",
                 )?;
+            }
+            AlertRule::Expr {
+                symbols: s, when, ..
+            } => {
+                symbols(s)?;
+                if let Err(e) = crate::alerts::compile_when(when) {
+                    return Err(problem(
+                        format!("{key}.when"),
+                        crate::expr::render(&e, when, None),
+                        e.error.fix,
+                    ));
+                }
             }
             AlertRule::Drawdown { level, .. } => {
                 if !(*level > 0.0 && *level < 1.0) {
@@ -1398,7 +1417,8 @@ impl AlertRule {
             AlertRule::Breakout { name, .. }
             | AlertRule::Zscore { name, .. }
             | AlertRule::Drawdown { name, .. }
-            | AlertRule::StaleFeed { name, .. } => name,
+            | AlertRule::StaleFeed { name, .. }
+            | AlertRule::Expr { name, .. } => name,
         }
     }
 }
