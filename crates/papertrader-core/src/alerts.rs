@@ -493,6 +493,17 @@ mod tests {
             "{}",
             out[0].message
         );
+        // The example of docs/dashboard.md compiles.
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/dashboard.md"
+        ))
+        .unwrap();
+        let when = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("when = \"")?.strip_suffix('"'))
+            .expect("an expr alert in docs/dashboard.md");
+        compile_when(when).unwrap_or_else(|e| panic!("{when}: {e:?}"));
         // A condition that does not compile is refused with the key and a caret.
         let bad = AlertRule::Expr {
             name: "bad".into(),
