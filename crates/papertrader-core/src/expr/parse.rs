@@ -18,7 +18,7 @@
 /// Byte offsets `[start, end)` in the expression text.
 pub type Span = (usize, usize);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum BinOp {
     Add,
     Sub,

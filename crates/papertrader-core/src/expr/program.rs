@@ -219,7 +219,7 @@ enum Op {
     Neg(usize),
     Not(usize),
     Abs(usize),
-    Bin(Bin, usize, usize),
+    Bin(BinOp, usize, usize),
     Min(usize, usize),
     Max(usize, usize),
     If(usize, usize, usize),
@@ -238,42 +238,6 @@ enum Op {
     Feature(usize),
 }
 
-/// [`BinOp`] with serde, for checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Bin {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-    And,
-    Or,
-}
-
-impl From<BinOp> for Bin {
-    fn from(b: BinOp) -> Self {
-        match b {
-            BinOp::Add => Bin::Add,
-            BinOp::Sub => Bin::Sub,
-            BinOp::Mul => Bin::Mul,
-            BinOp::Div => Bin::Div,
-            BinOp::Lt => Bin::Lt,
-            BinOp::Le => Bin::Le,
-            BinOp::Gt => Bin::Gt,
-            BinOp::Ge => Bin::Ge,
-            BinOp::Eq => Bin::Eq,
-            BinOp::Ne => Bin::Ne,
-            BinOp::And => Bin::And,
-            BinOp::Or => Bin::Or,
-        }
-    }
-}
-
 fn truth(b: bool) -> f64 {
     if b {
         1.0
@@ -282,24 +246,24 @@ fn truth(b: bool) -> f64 {
     }
 }
 
-impl Bin {
+impl BinOp {
     fn apply(self, a: f64, b: f64) -> f64 {
         if a.is_nan() || b.is_nan() {
             return f64::NAN;
         }
         match self {
-            Bin::Add => a + b,
-            Bin::Sub => a - b,
-            Bin::Mul => a * b,
-            Bin::Div => a / b,
-            Bin::Lt => truth(a < b),
-            Bin::Le => truth(a <= b),
-            Bin::Gt => truth(a > b),
-            Bin::Ge => truth(a >= b),
-            Bin::Eq => truth(a == b),
-            Bin::Ne => truth(a != b),
-            Bin::And => truth(a != 0.0 && b != 0.0),
-            Bin::Or => truth(a != 0.0 || b != 0.0),
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div => a / b,
+            BinOp::Lt => truth(a < b),
+            BinOp::Le => truth(a <= b),
+            BinOp::Gt => truth(a > b),
+            BinOp::Ge => truth(a >= b),
+            BinOp::Eq => truth(a == b),
+            BinOp::Ne => truth(a != b),
+            BinOp::And => truth(a != 0.0 && b != 0.0),
+            BinOp::Or => truth(a != 0.0 || b != 0.0),
         }
     }
 }
@@ -934,9 +898,8 @@ impl<'a> Builder<'a> {
         let what = format!("an operand of `{}`", op.symbol());
         self.expect(a, operand, l.span, key, &what)?;
         self.expect(b, operand, r.span, key, &what)?;
-        let bin = Bin::from(op);
         if matches!(self.ops[a], Op::Const) && matches!(self.ops[b], Op::Const) {
-            let x = bin.apply(self.values[a], self.values[b]);
+            let x = op.apply(self.values[a], self.values[b]);
             let name = if result == Ty::Bool {
                 format!("{}", x != 0.0)
             } else {
@@ -945,7 +908,7 @@ impl<'a> Builder<'a> {
             return Ok(self.push(name, result, Op::Const, x));
         }
         let name = format!("{} {} {}", self.paren(a), op.symbol(), self.paren(b));
-        Ok(self.push(name, result, Op::Bin(bin, a, b), f64::NAN))
+        Ok(self.push(name, result, Op::Bin(op, a, b), f64::NAN))
     }
 
     /// A whole-number constant argument of at least `min`.
@@ -1096,23 +1059,13 @@ impl<'a> Builder<'a> {
         if let Some(&i) = self.shared.get(&label) {
             return Ok(i);
         }
-        let model = (self.loader)(path).map_err(|e| KeyedError {
+        let keyed = |e: ModelError| KeyedError {
             key: key.to_string(),
-            error: ExprError::new(
-                arg.span,
-                format!("model {}: {}", e.file, e.problem),
-                e.fix.clone(),
-            ),
-        })?;
+            error: ExprError::new(arg.span, format!("model {}: {}", e.file, e.problem), e.fix),
+        };
+        let model = (self.loader)(path).map_err(keyed)?;
         let slots = self.features.register_all(&model.spec.features);
-        let scorer = model.scorer().map_err(|e| KeyedError {
-            key: key.to_string(),
-            error: ExprError::new(
-                arg.span,
-                format!("model {}: {}", e.file, e.problem),
-                e.fix.clone(),
-            ),
-        })?;
+        let scorer = model.scorer().map_err(keyed)?;
         self.models.push(ModelNode {
             scorer,
             row: Vec::with_capacity(slots.len()),
