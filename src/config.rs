@@ -47,6 +47,9 @@ pub struct AppConfig {
     pub state: StateConfig,
     /// Paths of the strategy files to run, relative to the working directory.
     pub strategies: Vec<String>,
+    /// Analytics streams: named expressions per symbol, on `topics.indicators`.
+    #[serde(default)]
+    pub analytics: Vec<AnalyticsConfig>,
 }
 
 /// How to reach Kafka.
@@ -154,6 +157,7 @@ pub struct TopicsConfig {
     pub pnl: String,
     pub dead_letters: String,
     pub alerts: String,
+    pub indicators: String,
 }
 
 impl TopicsConfig {
@@ -192,7 +196,7 @@ impl TopicsConfig {
     }
 
     /// The output topics.
-    pub fn outputs(&self) -> [&str; 6] {
+    pub fn outputs(&self) -> [&str; 7] {
         [
             &self.signals,
             &self.orders,
@@ -200,10 +204,11 @@ impl TopicsConfig {
             &self.pnl,
             &self.dead_letters,
             &self.alerts,
+            &self.indicators,
         ]
     }
 
-    fn all(&self) -> [(&'static str, &str); 9] {
+    fn all(&self) -> [(&'static str, &str); 10] {
         [
             ("topics.live_prices", &self.live_prices),
             ("topics.news_sentiment", &self.news_sentiment),
@@ -214,6 +219,7 @@ impl TopicsConfig {
             ("topics.pnl", &self.pnl),
             ("topics.dead_letters", &self.dead_letters),
             ("topics.alerts", &self.alerts),
+            ("topics.indicators", &self.indicators),
         ]
     }
 }
@@ -559,6 +565,7 @@ impl Loaded {
             symbols: self.app.input.symbols.clone(),
             pnl_every_ticks: self.app.engine.pnl_every_ticks,
             models: self.models.clone(),
+            analytics: self.app.analytics.clone(),
         }
     }
 }
@@ -926,6 +933,27 @@ fn origin_of(
     DEFAULT_CONFIG_NAME.to_string()
 }
 
+/// Each `[[analytics]]` entry checked, and no name used twice.
+fn check_analytics(entries: &[AnalyticsConfig]) -> Vec<Result<(), Problem>> {
+    let mut seen = std::collections::BTreeSet::new();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let key = format!("analytics[{i}]");
+            e.check(&key)?;
+            if !seen.insert(e.name.as_str()) {
+                return Err(problem(
+                    format!("{key}.name"),
+                    format!("{:?} names an earlier entry too", e.name),
+                    "give every [[analytics]] entry its own name",
+                ));
+            }
+            Ok(())
+        })
+        .collect()
+}
+
 fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     let checks = [
         app.kafka.check(),
@@ -937,7 +965,7 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<(), Co
         app.state.check(),
         app.alerts.check(),
     ];
-    for c in checks {
+    for c in checks.into_iter().chain(check_analytics(&app.analytics)) {
         c.map_err(|(key, problem, fix)| ConfigError::new(file_of(&key), key, problem, fix))?;
     }
     if app.strategies.is_empty() {

@@ -177,6 +177,7 @@ impl Publisher {
             (OutputKind::Pnl, topics.pnl.clone()),
             (OutputKind::DeadLetters, topics.dead_letters.clone()),
             (OutputKind::Alerts, topics.alerts.clone()),
+            (OutputKind::Indicators, topics.indicators.clone()),
         ]);
         Publisher {
             producer,

@@ -199,6 +199,8 @@ struct State {
     orders: VecDeque<Value>,
     fills: VecDeque<Value>,
     alerts: VecDeque<Value>,
+    /// (analytics, symbol) -> its values over time, oldest first.
+    indicators: BTreeMap<(String, String), VecDeque<Value>>,
     /// topic -> wall time of its last input message.
     last_input: BTreeMap<String, Instant>,
 }
@@ -334,6 +336,17 @@ impl Monitor {
                     add("alerts", &v);
                     push_front(&mut st.alerts, v, cap);
                 }
+                Output::Indicator(i) => {
+                    let v = json!({"analytics": i.analytics, "symbol": i.symbol,
+                        "ts": crate::wire::format_ts(i.ts), "values": i.values});
+                    add("indicators", &v);
+                    let key = (i.analytics.clone(), i.symbol.clone());
+                    let series = st.indicators.entry(key).or_default();
+                    series.push_back(v);
+                    if series.len() > cap {
+                        series.pop_front();
+                    }
+                }
             }
         }
         // Alerts fired outside the step (stale_feed, on a wall-clock timer).
@@ -375,7 +388,8 @@ impl Monitor {
         (point, v)
     }
 
-    /// `/api/state`: strategies, accounts, positions and equity curves.
+    /// `/api/state`: strategies, accounts, positions, equity curves and the
+    /// analytics streams' values.
     pub fn state_json(&self) -> Value {
         let st = self.state.lock().expect("monitor lock");
         let curves: Vec<Value> = st
@@ -383,11 +397,17 @@ impl Monitor {
             .iter()
             .map(|((s, y), c)| json!({"strategy": s, "symbol": y, "points": c}))
             .collect();
+        let indicators: Vec<Value> = st
+            .indicators
+            .iter()
+            .map(|((a, y), points)| json!({"analytics": a, "symbol": y, "points": points}))
+            .collect();
         json!({
             "strategies": st.accounts.keys().collect::<Vec<_>>(),
             "accounts": st.accounts,
             "positions": st.positions.values().collect::<Vec<_>>(),
             "equity": curves,
+            "indicators": indicators,
         })
     }
 

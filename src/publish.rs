@@ -71,13 +71,14 @@ pub fn run_topics(run_id: &str, topics: &TopicsConfig) -> Result<TopicsConfig, S
         &mut t.pnl,
         &mut t.dead_letters,
         &mut t.alerts,
+        &mut t.indicators,
     ] {
         *name = format!("{run_id}.{name}");
     }
     let longest = output_topics(&t)
         .into_iter()
         .max_by_key(|n| n.len())
-        .expect("five output topics");
+        .expect("seven output topics");
     if longest.len() > MAX_TOPIC_LEN {
         let room = MAX_TOPIC_LEN - (longest.len() - run_id.len());
         return Err(format!(
@@ -91,8 +92,8 @@ pub fn run_topics(run_id: &str, topics: &TopicsConfig) -> Result<TopicsConfig, S
     Ok(t)
 }
 
-/// The six topics a backtest publishes to, in `TopicsConfig::outputs` order (alerts included).
-pub fn output_topics(t: &TopicsConfig) -> [String; 6] {
+/// The topics a backtest publishes to, in `TopicsConfig::outputs` order (alerts and indicators included).
+pub fn output_topics(t: &TopicsConfig) -> [String; 7] {
     t.outputs().map(str::to_string)
 }
 
@@ -104,6 +105,7 @@ fn topic_of(t: &TopicsConfig, kind: OutputKind) -> &str {
         OutputKind::Pnl => &t.pnl,
         OutputKind::DeadLetters => &t.dead_letters,
         OutputKind::Alerts => &t.alerts,
+        OutputKind::Indicators => &t.indicators,
     }
 }
 
@@ -321,7 +323,8 @@ mod tests {
                 "bt-2026-11-25.fills",
                 "bt-2026-11-25.pnl",
                 "bt-2026-11-25.dead_letters",
-                "bt-2026-11-25.alerts"
+                "bt-2026-11-25.alerts",
+                "bt-2026-11-25.indicators"
             ]
         );
         assert!(run_topics("A.b_C-9", &topics()).is_ok());

@@ -5,6 +5,8 @@ const MAX_ROWS = 50;
 const curves = new Map();   // "strategy/symbol" -> [{ts, equity, drawdown}]
 const positions = new Map(); // "strategy/symbol" -> pnl snapshot
 const accounts = new Map();  // strategy -> account
+const indicators = new Map(); // "analytics/symbol" -> [{ts, values}] ([[analytics]])
+const MAX_POINTS = 500;
 const tables = { signals: [], orders: [], fills: [], alerts: [] };
 const columns = {
   fills: ["ts", "strategy", "symbol", "side", "qty", "price", "fee"],
@@ -27,6 +29,19 @@ function onPnl(p) {
   curves.get(key).push({ ts: p.ts, equity: Number(p.account_equity), drawdown: Number(p.account_drawdown) });
   positions.set(key, p);
   accounts.set(p.strategy, { cash: p.account_cash, equity: p.account_equity, drawdown: p.account_drawdown, max_drawdown: p.account_max_drawdown });
+}
+
+function onIndicator(i) {
+  const key = i.analytics + "/" + i.symbol;
+  if (!indicators.has(key)) indicators.set(key, []);
+  const pts = indicators.get(key);
+  pts.push({ ts: i.ts, values: i.values });
+  if (pts.length > MAX_POINTS) pts.splice(0, pts.length - MAX_POINTS);
+}
+
+// A number for a label: 4 significant digits, thousands separated.
+function fmt(v) {
+  return v.toLocaleString("en-US", { maximumSignificantDigits: 4 });
 }
 
 function path(values, w, h, lo, hi) {
@@ -57,6 +72,42 @@ function drawCharts() {
   }
 }
 
+// One panel per value of each analytics stream and symbol: the line over its
+// warm values, the range on the left axis, the first and last time below.
+function drawIndicators() {
+  const box = document.getElementById("indicators");
+  box.textContent = "";
+  if (!indicators.size) {
+    box.appendChild(el("p", { class: "none" }, "No [[analytics]] configured."));
+    return;
+  }
+  const W = 300, H = 90, L = 52, B = 16;
+  for (const [key, pts] of indicators) {
+    const names = Object.keys(pts[pts.length - 1].values);
+    for (const n of names) {
+      const warm = pts.filter((p) => p.values[n] != null);
+      const vals = warm.map((p) => p.values[n]);
+      const div = el("div", { class: "chart" });
+      const last = vals.length ? fmt(vals[vals.length - 1]) : "warming up";
+      div.appendChild(el("h3", {}, key + "  " + n + "  " + last));
+      const svg = el("svg", { width: L + W, height: H + B, class: "indicator-chart", "data-series": key, "data-name": n, "data-points": vals.length });
+      if (vals.length) {
+        const lo = Math.min(...vals), hi = Math.max(...vals);
+        const g = el("g", { svg: 1, transform: "translate(" + L + ",0)" });
+        g.appendChild(el("path", { svg: 1, class: "indicator-line", d: path(vals, W, H, lo, hi), fill: "none", stroke: "#6a3fb5", "stroke-width": "1.5" }));
+        svg.appendChild(g);
+        svg.appendChild(el("line", { svg: 1, x1: L - 2, y1: 0, x2: L - 2, y2: H, stroke: "#999" }));
+        svg.appendChild(el("text", { svg: 1, x: L - 5, y: 10, "text-anchor": "end", class: "axis" }, fmt(hi)));
+        svg.appendChild(el("text", { svg: 1, x: L - 5, y: H, "text-anchor": "end", class: "axis" }, fmt(lo)));
+        svg.appendChild(el("text", { svg: 1, x: L, y: H + B - 3, class: "axis" }, warm[0].ts.slice(11, 19)));
+        svg.appendChild(el("text", { svg: 1, x: L + W, y: H + B - 3, "text-anchor": "end", class: "axis" }, warm[warm.length - 1].ts.slice(11, 19)));
+      }
+      div.appendChild(svg);
+      box.appendChild(div);
+    }
+  }
+}
+
 function fill(id, rows) {
   const body = document.querySelector("#" + id + " tbody");
   body.textContent = "";
@@ -83,7 +134,7 @@ function drawTables() {
   }
 }
 
-function redraw() { drawCharts(); drawTables(); }
+function redraw() { drawCharts(); drawIndicators(); drawTables(); }
 
 function apply(st) {
   for (const c of st.equity) {
@@ -91,6 +142,7 @@ function apply(st) {
   }
   for (const p of st.positions) positions.set(p.strategy + "/" + p.symbol, p);
   for (const [s, a] of Object.entries(st.accounts)) accounts.set(s, a);
+  for (const c of st.indicators || []) indicators.set(c.analytics + "/" + c.symbol, c.points);
 }
 
 // The page arrives with the state inlined (window.PT_INITIAL); the API is the fallback.
@@ -113,6 +165,7 @@ function live() {
   es.addEventListener("batch", (e) => {
     const d = JSON.parse(e.data);
     for (const p of d.pnl || []) onPnl(p);
+    for (const i of d.indicators || []) onIndicator(i);
     for (const t of Object.keys(tables)) {
       for (const r of d[t] || []) tables[t].unshift(r);
       tables[t].length = Math.min(tables[t].length, 500);

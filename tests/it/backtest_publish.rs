@@ -318,6 +318,7 @@ async fn file_backtest_publishes_its_collected_outputs_in_order() {
             papertrader::engine::OutputKind::Pnl => "pnl",
             papertrader::engine::OutputKind::DeadLetters => "dead_letters",
             papertrader::engine::OutputKind::Alerts => "alerts",
+            papertrader::engine::OutputKind::Indicators => "indicators",
         };
         expected.push((topic, o.key().map(str::to_string), o.to_json()));
     })

@@ -56,13 +56,17 @@ fn cfg(dir: &std::path::Path) -> config::Loaded {
         short_entry = 'close < bb_lower(close, 10, 1.5)'\n\
         short_exit = 'change(close, 3) > 0'\n\
         [rule.params]\nfast = 12\n[bars]\nkind = \"ticks\"\nsize = \"10\"\n\
-        [account]\nstarting_cash = \"100000\"\nallow_short = true\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"20\"\n";
+        [account]\nstarting_cash = \"100000\"\nallow_short = true\n[sizing]\nmode = \"fixed_quantity\"\nquantity = \"20\"\n\
+        [exits]\nstop_loss = \"0.25%\"\ntake_profit = \"2atr\"\ntrailing_stop = \"0.5%\"\ntime_stop = 12\natr_period = 5\n\
+        [exits.roi]\n\"0\" = \"2%\"\n\"1h\" = \"0.1%\"\n";
     std::fs::write(dir.join("expr.toml"), expr).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let app = format!(
         "strategies = [\"{root}/strategies/ma_crossover.toml\", \"{root}/strategies/rsi_mean_reversion.toml\", \
          \"{root}/strategies/bollinger_breakout.toml\", \"{root}/strategies/sentiment_momentum.toml\", \
-         \"{root}/strategies/model_trend.toml\", {:?}, {:?}]\n[venue]\nlatency = \"250ms\"\n",
+         \"{root}/strategies/model_trend.toml\", {:?}, {:?}]\n[venue]\nlatency = \"250ms\"\n\
+         [[analytics]]\nname = \"bars7\"\nbars = {{ kind = \"ticks\", size = \"7\" }}\n\
+         [analytics.values]\nmacd = \"macd(close, 5, 13, 4)\"\nsent = \"sentiment_ema(3)\"\n",
         dir.join("limit.toml").display().to_string(),
         dir.join("expr.toml").display().to_string()
     );
@@ -131,6 +135,26 @@ fn restored_engine_continues_exactly_at_every_cut() {
         expr_fills >= 4,
         "the expression strategy filled {expr_fills} times"
     );
+    // Its [exits] traded too: venue exits and timed ones, with their state
+    // (ATR, trade, legs) crossing the cuts; and the analytics stream ran.
+    let exit_fills: BTreeMap<&str, usize> = expected
+        .iter()
+        .filter_map(|o| match o {
+            Output::Fill(f) if f.strategy == "expr_mix" => ["sl", "tp", "trail", "exit:o"]
+                .into_iter()
+                .find(|k| f.order_id.ends_with(&format!(":{k}"))),
+            _ => None,
+        })
+        .fold(BTreeMap::new(), |mut m, k| {
+            *m.entry(k).or_default() += 1;
+            m
+        });
+    assert!(exit_fills.len() >= 3, "exit fills by kind: {exit_fills:?}");
+    let indicators = expected
+        .iter()
+        .filter(|o| matches!(o, Output::Indicator(_)))
+        .count();
+    assert!(indicators > 100, "{indicators} indicator messages");
 
     let cuts = [
         1,

@@ -525,7 +525,11 @@ async fn dashboard_in_headless_chromium_draws_equity_and_fills() {
     let b = broker(1).await;
     let bs = b.bootstrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = http_config(dir.path(), &bs, "stale_after = \"1h\"\n", CROSS_AAA);
+    // An analytics stream beside the strategy: its values go to `indicators`
+    // and the dashboard draws one panel per value.
+    let analytics = "stale_after = \"1h\"\n[[analytics]]\nname = \"trend\"\n\
+                     [analytics.values]\nsma5 = \"sma(close, 5)\"\nrange4 = \"highest(high, 4) - lowest(low, 4)\"\n";
+    let cfg = http_config(dir.path(), &bs, analytics, CROSS_AAA);
     let p = producer(&bs);
     // A zigzag: the crossover trades on every turn.
     let mut msgs = Vec::new();
@@ -575,6 +579,38 @@ async fn dashboard_in_headless_chromium_draws_equity_and_fills() {
     assert_eq!(table_rows(&dom, "fills"), fills.min(50), "{dom}");
     assert_eq!(table_rows(&dom, "positions"), 1);
     assert!(dom.contains("AAA"));
+    // SMA(5) is warm from the fifth tick on: 56 of 60 points.
+    assert_eq!(
+        state["indicators"][0]["points"].as_array().unwrap().len(),
+        60
+    );
+    assert!(
+        dom.contains("data-series=\"trend/AAA\" data-name=\"sma5\" data-points=\"56\""),
+        "the sma5 panel lacks its 56 points:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-name=\"range4\" data-points=\"57\""),
+        "{dom}"
+    );
+    assert!(dom.contains("class=\"indicator-line\""), "{dom}");
+    let msgs = read_json(&bs, "indicators");
+    assert_eq!(msgs.len(), 60);
+    assert_eq!(msgs[59]["analytics"], "trend");
+    assert!(msgs[0]["values"]["sma5"].is_null());
+    // The last SMA(5) by hand, from the prices the test sent.
+    let last_five: f64 = (55..60i64)
+        .map(|i| {
+            format!("{:.2}", 100.0 + 5.0 * ((i as f64) / 4.0).sin())
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum::<f64>()
+        / 5.0;
+    let got = msgs[59]["values"]["sma5"].as_f64().unwrap();
+    assert!(
+        (got - last_five).abs() < 1e-9,
+        "sma5 {got}, by hand {last_five}"
+    );
 
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);

@@ -10,7 +10,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub use crate::analytics::AnalyticsConfig;
 use crate::domain::{Ts, NANOS_PER_MILLI};
+pub use crate::exits::{Distance, ExitsConfig};
 use crate::model::Models;
 
 /// A configuration problem: which file, which key, what is wrong and how to fix it.
@@ -70,6 +72,9 @@ pub struct StrategyConfig {
     /// Run the rule on bars aggregated from ticks instead of on every tick.
     #[serde(default)]
     pub bars: Option<BarsConfig>,
+    /// Stop loss, take profit, trailing and time stops, minimal ROI (`exits`).
+    #[serde(default, skip_serializing_if = "ExitsConfig::is_empty")]
+    pub exits: ExitsConfig,
 }
 
 /// Bars a rule runs on (see `bars`).
@@ -1126,6 +1131,7 @@ fn check_strategy(s: &StrategyConfig, file: &str, models: &mut Models) -> Result
         }
     }
     s.orders.check().map_err(err)?;
+    s.exits.check().map_err(err)?;
     s.sizing.check().map_err(err)
 }
 

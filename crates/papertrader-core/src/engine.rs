@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::account::Account;
+use crate::analytics::{Analytics, AnalyticsConfig, AnalyticsState};
 use crate::bars::BarBuilder;
 use crate::config::{OrderStyle, SizingMode, StrategyConfig, TifConfig};
 pub use crate::domain::{
     DeadLetterMsg, FillMsg, OrderMsg, OrderStatus, OrderType, Output, OutputKind, PnlMsg, SignalMsg,
 };
 use crate::domain::{MarketEvent, Origin, Side, Tick, Ts};
+use crate::exits::ExitState;
 use crate::model::{ModelError, Models};
 use crate::sim::instrument::{to_ticks, Snap};
 use crate::sim::{EventKind, Order, OrderKind, RiskLimits, SimEvent, Simulator, Tif};
@@ -44,6 +46,8 @@ struct Instance {
     /// The bars the rule runs on, when it does not run on every tick.
     bars: Option<BarBuilder>,
     counts: SymbolCounts,
+    /// The strategy's `[exits]` on this symbol, when it has any.
+    exits: Option<ExitState>,
 }
 
 /// What the engine remembers of a working order to describe its events.
@@ -54,6 +58,8 @@ struct LiveOrder {
     side: Side,
     order_type: OrderType,
     price: Option<Decimal>,
+    #[serde(default)]
+    stop: Option<Decimal>,
     tif: Tif,
     qty: Decimal,
     filled: Decimal,
@@ -102,6 +108,7 @@ impl Slot {
                     rule,
                     bars,
                     counts: SymbolCounts::default(),
+                    exits: (!s.exits.is_empty()).then(|| ExitState::new(&s.exits)),
                 },
             );
             let inst =
@@ -166,6 +173,8 @@ pub struct EngineSpec {
     pub pnl_every_ticks: u64,
     /// The models the strategies' rules name, loaded and checked.
     pub models: Models,
+    /// Analytics streams (`[[analytics]]`), checked.
+    pub analytics: Vec<AnalyticsConfig>,
 }
 
 /// The engine. Build it from a loaded configuration.
@@ -182,6 +191,7 @@ pub struct Engine {
     pnl_every: u64,
     counts: InputCounts,
     last_ts: Ts,
+    analytics: Analytics,
 }
 
 /// A specification an engine cannot be built from: a strategy that trades a
@@ -198,6 +208,8 @@ pub enum SpecError {
     Model { strategy: String, error: ModelError },
     #[error("strategy {strategy}: bars.size {problem}")]
     Bars { strategy: String, problem: String },
+    #[error("{0}")]
+    Analytics(String),
 }
 
 impl Engine {
@@ -232,6 +244,7 @@ impl Engine {
             newest: HashMap::new(),
             last_price: HashMap::new(),
             pnl_every: cfg.pnl_every_ticks,
+            analytics: Analytics::new(&cfg.analytics).map_err(SpecError::Analytics)?,
             counts: InputCounts::default(),
             last_ts: 0,
         })
@@ -271,6 +284,11 @@ impl Engine {
             .entry(kind_name(kind).to_string())
             .or_default() += 1;
         self.last_ts = self.last_ts.max(ev.ts());
+        if !self.analytics.is_empty() {
+            let mut values = Vec::new();
+            self.analytics.on_event(&ev, origin, &mut values);
+            out.extend(values.into_iter().map(Output::Indicator));
+        }
         let ts = ev.ts();
         let symbol = ev.symbol().to_string();
         // Requests of strategies that do not trade this symbol reach their venue
@@ -282,7 +300,7 @@ impl Engine {
                 if !evs.is_empty() {
                     let mut filled = BTreeSet::new();
                     report(slot, &mut evs, origin, &mut filled, out);
-                    pnl_after(slot, &filled, ts, origin, out);
+                    settle(slot, &mut filled, ts, origin, &mut evs, out);
                 }
             }
         }
@@ -305,11 +323,11 @@ impl Engine {
                     inst.rule.set_position(qty, cost);
                     if let Some(d) = inst.rule.on_sentiment(&s) {
                         let price = self.last_price.get(&s.symbol).copied();
-                        decide(slot, &s.symbol, s.ts, price, d, origin, &mut evs, out);
+                        decide(slot, &s.symbol, s.ts, price, d, origin, "", &mut evs, out);
                     }
                     report(slot, &mut evs, origin, &mut filled, out);
                     kill_switch(slot, s.ts, origin, &mut evs, &mut filled, out);
-                    pnl_after(slot, &filled, s.ts, origin, out);
+                    settle(slot, &mut filled, s.ts, origin, &mut evs, out);
                 }
             }
             MarketEvent::Book(u) => {
@@ -321,7 +339,7 @@ impl Engine {
                     let mut filled = BTreeSet::new();
                     slot.sim.on_book(&u, &mut evs);
                     report(slot, &mut evs, origin, &mut filled, out);
-                    pnl_after(slot, &filled, u.ts, origin, out);
+                    settle(slot, &mut filled, u.ts, origin, &mut evs, out);
                 }
             }
         }
@@ -403,28 +421,37 @@ impl Engine {
                 .expect("instance per symbol");
             inst.counts.ticks += 1;
             let ticks = inst.counts.ticks;
-            let (qty, cost) = position_of(slot.sim.account(), &t.symbol);
-            inst.rule.set_position(qty, cost);
-            let decision = match &mut inst.bars {
-                None => inst.rule.on_tick(t, price),
-                // On bars, the rule sees a completed bar as one tick at its
-                // close; the order still trades at this tick.
-                Some(b) => b.push(t).and_then(|bar| inst.rule.on_bar(&bar)),
-            };
-            if let Some(d) = decision {
-                decide(
-                    slot,
-                    &t.symbol,
-                    t.ts,
-                    Some(t.price),
-                    d,
-                    origin,
-                    &mut evs,
-                    out,
-                );
+            // On bars, the rule sees a completed bar as one tick at its
+            // close; the order still trades at this tick.
+            let bar = inst.bars.as_mut().map(|b| b.push(t));
+            if let Some(x) = &mut inst.exits {
+                match &bar {
+                    None => x.on_update(price, price, price),
+                    Some(Some(b)) => x.on_update(f64_of(b.high), f64_of(b.low), f64_of(b.close)),
+                    Some(None) => {}
+                }
+            }
+            // Time stop and minimal ROI before the rule (`exits`).
+            if !slot.killed {
+                timed_exit(slot, &t.symbol, t.ts, t.price, origin, &mut evs, out);
                 report(slot, &mut evs, origin, &mut filled, out);
             }
-            pnl_after(slot, &filled, t.ts, origin, out);
+            let inst = slot
+                .instances
+                .get_mut(&t.symbol)
+                .expect("instance per symbol");
+            let (qty, cost) = position_of(slot.sim.account(), &t.symbol);
+            inst.rule.set_position(qty, cost);
+            let decision = match bar {
+                None => inst.rule.on_tick(t, price),
+                Some(bar) => bar.and_then(|bar| inst.rule.on_bar(&bar)),
+            };
+            if let Some(d) = decision {
+                let p = Some(t.price);
+                decide(slot, &t.symbol, t.ts, p, d, origin, "", &mut evs, out);
+                report(slot, &mut evs, origin, &mut filled, out);
+            }
+            settle(slot, &mut filled, t.ts, origin, &mut evs, out);
             if !filled.contains(&t.symbol)
                 && self.pnl_every > 0
                 && ticks.is_multiple_of(self.pnl_every)
@@ -506,6 +533,8 @@ pub struct EngineState {
     last_price: Vec<(String, Decimal)>,
     counts: InputCounts,
     last_ts: Ts,
+    #[serde(default)]
+    analytics: AnalyticsState,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -523,6 +552,8 @@ struct InstanceState {
     rule: StateValue,
     bars: Option<BarBuilder>,
     counts: SymbolCounts,
+    #[serde(default)]
+    exits: Option<ExitState>,
 }
 
 /// A digest of everything in the configuration that shapes the engine's state
@@ -536,6 +567,9 @@ pub fn config_fingerprint(cfg: &EngineSpec) -> String {
         "{:?}|{}|{}|{:?}|{}",
         cfg.instruments, cfg.venue_latency, cfg.max_out_of_order, cfg.symbols, cfg.pnl_every_ticks
     ));
+    if !cfg.analytics.is_empty() {
+        h.update(serde_json::to_vec(&cfg.analytics).expect("analytics serialize"));
+    }
     format!("{:x}", h.finalize())
 }
 
@@ -568,6 +602,7 @@ impl Engine {
                                     rule: i.rule.save(),
                                     bars: i.bars.clone(),
                                     counts: i.counts.clone(),
+                                    exits: i.exits.clone(),
                                 },
                             )
                         })
@@ -581,6 +616,7 @@ impl Engine {
             last_price,
             counts: self.counts.clone(),
             last_ts: self.last_ts,
+            analytics: self.analytics.state(),
         }
     }
 
@@ -623,6 +659,9 @@ impl Engine {
                     .map_err(|e| format!("strategy {} on {sym}: {e}", saved.name))?;
                 i.bars = inst.bars;
                 i.counts = inst.counts;
+                if let Some(x) = inst.exits {
+                    i.exits = Some(x);
+                }
             }
             slot.live = saved.live;
             slot.working = saved.working;
@@ -632,6 +671,9 @@ impl Engine {
         self.last_price = st.last_price.into_iter().collect();
         self.counts = st.counts;
         self.last_ts = st.last_ts;
+        self.analytics
+            .restore(st.analytics)
+            .map_err(|e| format!("analytics: {e}"))?;
         Ok(())
     }
 }
@@ -646,7 +688,8 @@ fn kind_name(kind: InputKind) -> &'static str {
 
 /// Turn a decision into a signal and, when it changes the position, an order
 /// submitted to the strategy's simulated venue. The venue's events land in `evs`
-/// (see [`report`]).
+/// (see [`report`]). The signal's id is `{strategy}:{symbol}:{origin}{suffix}`
+/// (`suffix` tells an engine exit, `:exit`, from the rule's signal).
 #[allow(clippy::too_many_arguments)]
 fn decide(
     slot: &mut Slot,
@@ -655,11 +698,12 @@ fn decide(
     price: Option<Decimal>,
     d: Decision,
     origin: &Origin,
+    suffix: &str,
     evs: &mut Vec<SimEvent>,
     out: &mut Vec<Output>,
 ) {
     let strategy = slot.cfg.name.clone();
-    let signal_id = format!("{strategy}:{symbol}:{origin}");
+    let signal_id = format!("{strategy}:{symbol}:{origin}{suffix}");
     inst_counts(slot, symbol).signals += 1;
     out.push(Output::Signal(SignalMsg {
         signal_id: signal_id.clone(),
@@ -703,6 +747,7 @@ fn decide(
             side: d.side,
             order_type: order_type(&order.kind),
             price: order.limit_price(),
+            stop: order.stop_price(),
             tif: order.tif,
             qty,
             filled: Decimal::ZERO,
@@ -871,6 +916,7 @@ fn kill_switch(
                 },
                 order_type: OrderType::Market,
                 price: None,
+                stop: None,
                 tif: Tif::Ioc,
                 qty: qty.abs(),
                 filled: Decimal::ZERO,
@@ -959,6 +1005,7 @@ fn report(
             side: live.side,
             order_type: live.order_type,
             price: live.price,
+            stop_price: live.stop,
             tif: live.tif,
             qty: live.qty,
             status,
@@ -977,6 +1024,124 @@ fn report(
             if slot.working.get(&sym) == Some(&ev.order_id) {
                 slot.working.remove(&sym);
             }
+        }
+    }
+}
+
+fn f64_of(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// The time stop or minimal ROI of `[exits]` is due: a close-only signal
+/// (`...:exit`) and its market order.
+fn timed_exit(
+    slot: &mut Slot,
+    symbol: &str,
+    ts: Ts,
+    price: Decimal,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    out: &mut Vec<Output>,
+) {
+    let inst = slot.instances.get_mut(symbol).expect("instance per symbol");
+    let Some(x) = &mut inst.exits else { return };
+    let Some(reason) = x.timed_exit(&slot.cfg.exits, ts, price) else {
+        return;
+    };
+    let long = x.trade.as_ref().is_some_and(|t| t.sign > 0);
+    let d = Decision {
+        side: if long { Side::Sell } else { Side::Buy },
+        strength: if long { -1.0 } else { 1.0 },
+        reason,
+        model: None,
+        close_only: true,
+    };
+    decide(slot, symbol, ts, Some(price), d, origin, ":exit", evs, out);
+}
+
+/// After an input: the exits of every symbol whose position changed follow
+/// the position (`exits::ExitState::on_position`: legs sent, replaced or
+/// cancelled; legs that fill at once change it again, so up to three rounds),
+/// then one P&L snapshot per symbol that had fills.
+fn settle(
+    slot: &mut Slot,
+    filled: &mut BTreeSet<String>,
+    ts: Ts,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    out: &mut Vec<Output>,
+) {
+    let mut changed = filled.clone();
+    for _ in 0..3 {
+        if changed.is_empty() {
+            break;
+        }
+        for symbol in std::mem::take(&mut changed) {
+            place_exits(slot, &symbol, ts, origin, evs);
+            report(slot, evs, origin, &mut changed, out);
+        }
+        filled.extend(changed.iter().cloned());
+    }
+    pnl_after(slot, filled, ts, origin, out);
+}
+
+/// Bring the exit orders of `symbol` in line with its position.
+fn place_exits(slot: &mut Slot, symbol: &str, ts: Ts, origin: &Origin, evs: &mut Vec<SimEvent>) {
+    let Some(inst) = slot.instances.get_mut(symbol) else {
+        return;
+    };
+    let Some(x) = &mut inst.exits else { return };
+    if slot.killed {
+        // The kill switch cancelled everything and closes what is open.
+        x.trade = None;
+        return;
+    }
+    let (position, avg) = position_of(slot.sim.account(), symbol);
+    let cfg = &slot.sim.venue(symbol).expect("a venue per symbol").cfg;
+    let (tick, lot) = (cfg.tick_size, cfg.lot_size);
+    let p = x.on_position(&slot.cfg.exits, position, avg, ts, tick, lot);
+    for id in p.cancel {
+        if slot.live.contains_key(&id) {
+            slot.sim.cancel(ts, &id, evs);
+        }
+    }
+    let prefix = format!("{}:{symbol}:{origin}", slot.cfg.name);
+    let mut legs = Vec::new();
+    for (name, side, qty, kind) in p.send {
+        let order = Order {
+            id: format!("{prefix}:{name}"),
+            symbol: symbol.to_string(),
+            side,
+            qty,
+            kind,
+            tif: Tif::Gtc,
+            post_only: false,
+            reduce_only: true,
+            oco: Some(format!("{prefix}:exit")),
+        };
+        slot.live.insert(
+            order.id.clone(),
+            LiveOrder {
+                signal_id: String::new(),
+                strategy_symbol: symbol.to_string(),
+                side,
+                order_type: order_type(&kind),
+                price: order.limit_price(),
+                stop: order.stop_price(),
+                tif: Tif::Gtc,
+                qty,
+                filled: Decimal::ZERO,
+                notional: Decimal::ZERO,
+                partials: 0,
+            },
+        );
+        legs.push(order.id.clone());
+        inst.counts.orders += 1;
+        slot.sim.submit(ts, order, evs);
+    }
+    if let Some(t) = &mut x.trade {
+        if !legs.is_empty() {
+            t.legs = legs;
         }
     }
 }
@@ -1011,6 +1176,7 @@ fn order_type(k: &OrderKind) -> OrderType {
         OrderKind::Limit { .. } => OrderType::Limit,
         OrderKind::Stop { .. } => OrderType::Stop,
         OrderKind::StopLimit { .. } => OrderType::StopLimit,
+        OrderKind::TrailingStop { .. } => OrderType::TrailingStop,
     }
 }
 

@@ -55,10 +55,12 @@ macro_rules! closed_set {
 
 pub mod account;
 pub mod alerts;
+pub mod analytics;
 pub mod bars;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod exits;
 pub mod expr;
 pub mod features;
 pub mod indicators;

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 use crate::domain::{
-    AlertMsg, BookUpdate, DeadLetterMsg, FillMsg, Level, MarketEvent, OrderMsg, Output, PnlMsg,
-    Sentiment, SignalMsg, Tick, Ts, NANOS_PER_MILLI,
+    AlertMsg, BookUpdate, DeadLetterMsg, FillMsg, IndicatorMsg, Level, MarketEvent, OrderMsg,
+    Output, PnlMsg, Sentiment, SignalMsg, Tick, Ts, NANOS_PER_MILLI,
 };
 
 /// Largest accepted input message, in bytes.
@@ -444,6 +444,7 @@ impl Serialize for Output {
             Output::Pnl(m) => m.serialize(s),
             Output::DeadLetter(m) => m.serialize(s),
             Output::Alert(m) => m.serialize(s),
+            Output::Indicator(m) => m.serialize(s),
         }
     }
 }
@@ -491,8 +492,8 @@ serialize_fields!(
     OrderMsg,
     "OrderMsg",
     [
-        event_id, order_id, signal_id, strategy, symbol, ts, side, order_type, price, tif, qty,
-        status, filled_qty, avg_price, leaves_qty, reason,
+        event_id, order_id, signal_id, strategy, symbol, ts, side, order_type, price, stop_price,
+        tif, qty, status, filled_qty, avg_price, leaves_qty, reason,
     ]
 );
 serialize_fields!(
@@ -542,6 +543,11 @@ serialize_fields!(
     AlertMsg,
     "AlertMsg",
     [alert_id, rule, kind, subject, ts, direction, value, threshold, message,]
+);
+serialize_fields!(
+    IndicatorMsg,
+    "IndicatorMsg",
+    [indicator_id, analytics, symbol, ts, values, origin,]
 );
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub enum Output {
     DeadLetter(DeadLetterMsg),
     /// An alert rule fired (`[[alerts.rules]]`; [`crate::alerts`]).
     Alert(AlertMsg),
+    /// Values of an analytics stream (`[[analytics]]`; [`crate::analytics`]).
+    Indicator(IndicatorMsg),
 }
 
 /// Which output topic an [`Output`] goes to.
@@ -30,6 +32,7 @@ pub enum OutputKind {
     Pnl,
     DeadLetters,
     Alerts,
+    Indicators,
 }
 
 impl Output {
@@ -41,6 +44,7 @@ impl Output {
             Output::Pnl(_) => OutputKind::Pnl,
             Output::DeadLetter(_) => OutputKind::DeadLetters,
             Output::Alert(_) => OutputKind::Alerts,
+            Output::Indicator(_) => OutputKind::Indicators,
         }
     }
 
@@ -53,6 +57,7 @@ impl Output {
             Output::Pnl(m) => Some(&m.symbol),
             Output::DeadLetter(m) => m.key.as_deref(),
             Output::Alert(m) => Some(&m.subject),
+            Output::Indicator(m) => Some(&m.symbol),
         }
     }
 
@@ -65,6 +70,7 @@ impl Output {
             Output::Pnl(m) => &m.pnl_id,
             Output::DeadLetter(m) => &m.dead_letter_id,
             Output::Alert(m) => &m.alert_id,
+            Output::Indicator(m) => &m.indicator_id,
         }
     }
 }
@@ -106,6 +112,7 @@ pub enum OrderType {
     Limit,
     Stop,
     StopLimit,
+    TrailingStop,
 }
 
 /// Time in force.
@@ -162,7 +169,13 @@ pub enum Liquidity {
 }
 
 crate::closed_set! {
-    OrderType { Market => "market", Limit => "limit", Stop => "stop", StopLimit => "stop_limit" }
+    OrderType {
+        Market => "market",
+        Limit => "limit",
+        Stop => "stop",
+        StopLimit => "stop_limit",
+        TrailingStop => "trailing_stop",
+    }
     Tif { Gtc => "gtc", Ioc => "ioc", Fok => "fok", Day => "day" }
     OrderStatus {
         New => "new",
@@ -188,11 +201,13 @@ pub struct OrderMsg {
     pub symbol: String,
     pub ts: Ts,
     pub side: Side,
-    /// `market` or `limit` (`stop` and `stop_limit` are simulator order types
-    /// that signals do not send).
+    /// `market` or `limit` for the orders of signals; `stop`, `limit` and
+    /// `trailing_stop` for the exits of a strategy's `[exits]`.
     pub order_type: OrderType,
     /// Limit price of a limit order.
     pub price: Option<Decimal>,
+    /// Stop price of a stop order (a trailing stop's moves with the market).
+    pub stop_price: Option<Decimal>,
     /// `ioc` for market orders; the configured time in force for limits.
     pub tif: Tif,
     pub qty: Decimal,
@@ -285,4 +300,21 @@ pub struct AlertMsg {
     /// The bound it crossed.
     pub threshold: f64,
     pub message: String,
+}
+
+/// The values of one analytics stream for one symbol at one update
+/// (`indicators` topic, dashboard).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndicatorMsg {
+    /// `{analytics}:{symbol}:{origin}`, the same for the same inputs.
+    pub indicator_id: String,
+    /// The `[[analytics]]` entry's name.
+    pub analytics: String,
+    pub symbol: String,
+    /// Event time of the tick (or of the last tick of the bar).
+    pub ts: Ts,
+    /// Value name -> value; `None` (JSON `null`) while warming up.
+    pub values: BTreeMap<String, Option<f64>>,
+    /// The input that produced it.
+    pub origin: String,
 }

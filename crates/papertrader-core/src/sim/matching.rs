@@ -37,6 +37,23 @@
 //! and a stop-limit a limit order at its limit, and both take liquidity as above
 //! (after the resting orders have been filled by the same trade).
 //!
+//! A trailing stop keeps the best trade price since it reached the venue (the
+//! highest for a sell, the lowest for a buy; the last trade at arrival to begin
+//! with); its stop lies its offset behind that price (a price distance, or a
+//! fraction of the best price) and moves only towards the market. It triggers
+//! as a stop does and becomes a market order.
+//!
+//! # Reduce-only and one-updates-other (exit orders)
+//! The venue knows the owner's position in its symbol (every fill passes
+//! through it). A reduce-only order fills at most the position left on the
+//! other side; one with nothing left to reduce, when it would fill or after a
+//! fill anywhere closes the position, is cancelled (`reduce-only: ...`), so
+//! an exit never opens or flips a position. A fill of an order in a
+//! one-updates-other group (`Order::oco`) reduces every other open order of
+//! the group by the filled quantity, and cancels those left with nothing
+//! (`oco: ...`): a take profit that fills takes its stop loss with it, before
+//! the same trade could trigger the stop.
+//!
 //! # Session (DAY orders)
 //! [`Session`]: DAY orders expire at the first session end strictly after they
 //! reach the venue; session ends are `offset_ns + k * length_ns` in event time
@@ -140,6 +157,9 @@ pub struct Working {
     pub reference: Option<i64>,
     /// Whether `Accepted` has been emitted.
     pub accepted: bool,
+    /// Trailing stops: the best trade price since arrival.
+    #[serde(default)]
+    pub trail_best: Option<Decimal>,
 }
 
 impl Working {
@@ -175,6 +195,12 @@ pub struct Venue {
     /// rebuild waits until something reads the book (an order arrives, a stop
     /// triggers, a caller asks), so ticks without orders cost no rebuild.
     synth_at: Option<Decimal>,
+    /// The owner's signed position in this symbol, followed fill by fill (the
+    /// simulator sets it on restore): what reduce-only orders may reduce.
+    pub(crate) position: Decimal,
+    /// Fills of orders in a one-updates-other group not yet applied to the
+    /// group: (group, order id, quantity).
+    oco_fills: Vec<(String, String, Decimal)>,
 }
 
 impl Venue {
@@ -187,6 +213,8 @@ impl Venue {
             resting: Vec::new(),
             stops: Vec::new(),
             synth_at: None,
+            position: Decimal::ZERO,
+            oco_fills: Vec::new(),
         }
     }
 
@@ -286,25 +314,78 @@ impl Venue {
             } else {
                 Decimal::ZERO
             };
+            let qty = self.capped(&w.order, qty);
             if qty > Decimal::ZERO {
                 self.fill(w, ts, qty, t, Liquidity::Maker, out);
             }
         }
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
+        self.settle_exits(ts, out);
         if self.cfg.synth.enabled && !self.book.observed() {
             self.synth_at = Some(price);
         }
 
+        for w in &mut self.stops {
+            if matches!(w.order.kind, OrderKind::TrailingStop { .. }) {
+                w.trail_best = Some(match (w.trail_best, w.order.side) {
+                    (None, _) => price,
+                    (Some(b), Side::Sell) => b.max(price),
+                    (Some(b), Side::Buy) => b.min(price),
+                });
+            }
+        }
         let (triggered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.stops)
             .into_iter()
-            .partition(|w| stop_reached(&w.order, price));
+            .partition(|w| stop_reached(w, price));
         self.stops = waiting;
         if !triggered.is_empty() {
             self.sync_book();
         }
         for w in triggered {
             self.trigger(ts, w, out);
+        }
+        self.settle_exits(ts, out);
+    }
+
+    /// What of `qty` a fill of `order` may take: all of it, or for a
+    /// reduce-only order at most the position left on the other side.
+    fn capped(&self, order: &Order, qty: Decimal) -> Decimal {
+        if !order.reduce_only {
+            return qty;
+        }
+        qty.min(reducible(self.position, order.side))
+    }
+
+    /// Apply the fills of one-updates-other groups to their other orders, then
+    /// cancel the reduce-only orders with no position left to reduce.
+    fn settle_exits(&mut self, ts: Ts, out: &mut Vec<SimEvent>) {
+        for (group, id, qty) in std::mem::take(&mut self.oco_fills) {
+            for list in [&mut self.resting, &mut self.stops] {
+                list.retain_mut(|w| {
+                    if w.order.oco.as_deref() != Some(group.as_str()) || w.order.id == id {
+                        return true;
+                    }
+                    w.leaves -= qty.min(w.leaves);
+                    if w.leaves.is_zero() {
+                        let reason = format!("oco: {id} of the same group filled");
+                        push(out, ts, &w.order, EventKind::Cancelled { reason });
+                    }
+                    !w.leaves.is_zero()
+                });
+            }
+        }
+        let position = self.position;
+        for list in [&mut self.resting, &mut self.stops] {
+            list.retain(|w| {
+                let keep =
+                    !w.order.reduce_only || reducible(position, w.order.side) > Decimal::ZERO;
+                if !keep {
+                    let reason = "reduce-only: the position is closed".to_string();
+                    push(out, ts, &w.order, EventKind::Cancelled { reason });
+                }
+                keep
+            });
         }
     }
 
@@ -323,12 +404,18 @@ impl Venue {
             queue_ahead: Decimal::ZERO,
             reference: None,
             accepted: false,
+            trail_best: None,
         };
-        if w.order.stop_price().is_some() {
-            push(out, ts, &w.order, EventKind::Accepted);
+        if w.order.is_stop() {
             let mut w = w;
+            if w.order.reduce_only && reducible(self.position, w.order.side).is_zero() {
+                let reason = "reduce-only: no position to reduce".to_string();
+                return push(out, ts, &w.order, EventKind::Rejected { reason });
+            }
+            push(out, ts, &w.order, EventKind::Accepted);
             w.accepted = true;
-            if self.last_trade.is_some_and(|p| stop_reached(&w.order, p)) {
+            w.trail_best = self.last_trade;
+            if self.last_trade.is_some_and(|p| stop_reached(&w, p)) {
                 self.trigger(ts, w, out);
             } else {
                 self.stops.push(w);
@@ -336,12 +423,13 @@ impl Venue {
         } else {
             self.execute(ts, w, out);
         }
+        self.settle_exits(ts, out);
     }
 
     fn trigger(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
         push(out, ts, &w.order, EventKind::Triggered);
         w.order.kind = match w.order.kind {
-            OrderKind::Stop { .. } => OrderKind::Market,
+            OrderKind::Stop { .. } | OrderKind::TrailingStop { .. } => OrderKind::Market,
             OrderKind::StopLimit { limit, .. } => OrderKind::Limit { price: limit },
             k => k,
         };
@@ -389,13 +477,17 @@ impl Venue {
                 return refuse(&w, out, reason);
             }
         }
+        if w.order.reduce_only && reducible(self.position, side).is_zero() {
+            let reason = "reduce-only: no position to reduce".to_string();
+            return refuse(&w, out, reason);
+        }
         if !w.accepted {
             w.accepted = true;
             push(out, ts, &w.order, EventKind::Accepted);
         }
         // Walk the book.
         let mut levels = Vec::new();
-        let mut want = w.leaves;
+        let mut want = self.capped(&w.order, w.leaves);
         for (t, s) in self.book.takeable(side, w.limit) {
             if want <= Decimal::ZERO {
                 break;
@@ -410,6 +502,10 @@ impl Venue {
         }
         if w.leaves.is_zero() {
             return;
+        }
+        if w.order.reduce_only && reducible(self.position, side).is_zero() {
+            let reason = "reduce-only: the position is closed, remainder cancelled".to_string();
+            return push(out, ts, &w.order, EventKind::Cancelled { reason });
         }
         let rests = matches!(w.order.kind, OrderKind::Limit { .. })
             && matches!(w.order.tif, Tif::Gtc | Tif::Day);
@@ -439,7 +535,7 @@ impl Venue {
     }
 
     fn fill(
-        &self,
+        &mut self,
         w: &mut Working,
         ts: Ts,
         qty: Decimal,
@@ -449,6 +545,11 @@ impl Venue {
     ) {
         w.fills += 1;
         w.leaves -= qty;
+        self.position += qty * w.order.side.sign();
+        if let Some(group) = &w.order.oco {
+            self.oco_fills
+                .push((group.clone(), w.order.id.clone(), qty));
+        }
         let price = self.book.price(ticks);
         let fill = Fill {
             fill_id: format!("{}:f{}", w.order.id, w.fills),
@@ -525,11 +626,34 @@ impl Venue {
     }
 }
 
-fn stop_reached(order: &Order, trade: Decimal) -> bool {
-    match (order.stop_price(), order.side) {
+/// The stop price of a waiting stop: fixed, or for a trailing stop its
+/// offset behind the best trade since arrival.
+pub fn stop_of(w: &Working) -> Option<Decimal> {
+    match (w.order.kind, w.trail_best) {
+        (OrderKind::TrailingStop { offset, percent }, Some(best)) => {
+            let distance = if percent { best * offset } else { offset };
+            Some(match w.order.side {
+                Side::Sell => best - distance,
+                Side::Buy => best + distance,
+            })
+        }
+        _ => w.order.stop_price(),
+    }
+}
+
+fn stop_reached(w: &Working, trade: Decimal) -> bool {
+    match (stop_of(w), w.order.side) {
         (Some(s), Side::Buy) => trade >= s,
         (Some(s), Side::Sell) => trade <= s,
         (None, _) => false,
+    }
+}
+
+/// How much an order on `side` can reduce a signed `position`.
+fn reducible(position: Decimal, side: Side) -> Decimal {
+    match side {
+        Side::Sell => position.max(Decimal::ZERO),
+        Side::Buy => (-position).max(Decimal::ZERO),
     }
 }
 

@@ -185,6 +185,9 @@ impl Simulator {
         }
         self.risk.restore((s.halted, s.recent_orders));
         self.account = s.account;
+        for (symbol, v) in &mut self.venues {
+            v.position = self.account.position(symbol);
+        }
         self.pending = s.pending.into_iter().collect();
         self.seq = s.seq;
         self.ids = s.ids;
@@ -391,6 +394,10 @@ impl Simulator {
         let mut open_sells = Decimal::ZERO;
         let mut open_buy_notional = Decimal::ZERO;
         let mut count = |o: &Order, leaves: Decimal, venue: &Venue| {
+            // Exits only ever reduce: they reserve neither position nor cash.
+            if o.reduce_only {
+                return;
+            }
             if o.side == Side::Buy {
                 let p = reference_price(o, venue).unwrap_or_default();
                 open_buy_notional += leaves * p;

@@ -29,6 +29,12 @@ pub enum OrderKind {
     Stop { stop: Decimal },
     /// Becomes a limit order at `limit` when a trade prints at or through `stop`.
     StopLimit { stop: Decimal, limit: Decimal },
+    /// A stop that follows the market: its stop lies `offset` behind the best
+    /// trade price since it reached the venue (below the highest for a sell,
+    /// above the lowest for a buy), as a price distance or, with `percent`, as
+    /// a fraction of that best price; it becomes a market order when a trade
+    /// prints at or through it.
+    TrailingStop { offset: Decimal, percent: bool },
 }
 
 pub use crate::domain::Tif;
@@ -45,6 +51,17 @@ pub struct Order {
     pub tif: Tif,
     /// Reject instead of taking liquidity (limit orders only).
     pub post_only: bool,
+    /// Only ever reduce the position: a fill is capped at the position left on
+    /// the other side, and an order with nothing left to reduce is cancelled.
+    /// Exit orders are reduce-only; the pre-trade position and cash checks do
+    /// not apply to them, and they do not count against other orders.
+    #[serde(default)]
+    pub reduce_only: bool,
+    /// One-updates-other group: a fill of one order reduces every other open
+    /// order of the group by the same quantity, and cancels those left with
+    /// nothing (a stop loss and its take profit).
+    #[serde(default)]
+    pub oco: Option<String>,
 }
 
 impl Order {
@@ -57,6 +74,8 @@ impl Order {
             kind: OrderKind::Market,
             tif: Tif::Ioc,
             post_only: false,
+            reduce_only: false,
+            oco: None,
         }
     }
 
@@ -76,6 +95,17 @@ impl Order {
             kind: OrderKind::Limit { price },
             tif,
             post_only: false,
+            reduce_only: false,
+            oco: None,
+        }
+    }
+
+    /// A stop (market on trigger), good till cancelled.
+    pub fn stop(id: &str, symbol: &str, side: Side, qty: Decimal, stop: Decimal) -> Self {
+        Order {
+            kind: OrderKind::Stop { stop },
+            tif: Tif::Gtc,
+            ..Order::market(id, symbol, side, qty)
         }
     }
 
@@ -88,7 +118,15 @@ impl Order {
         }
     }
 
-    /// The stop price, if any.
+    /// Whether the order waits for a trigger (stop, stop-limit, trailing stop).
+    pub fn is_stop(&self) -> bool {
+        matches!(
+            self.kind,
+            OrderKind::Stop { .. } | OrderKind::StopLimit { .. } | OrderKind::TrailingStop { .. }
+        )
+    }
+
+    /// The fixed stop price, if any (a trailing stop's moves: see `sim::matching`).
     pub fn stop_price(&self) -> Option<Decimal> {
         match self.kind {
             OrderKind::Stop { stop } | OrderKind::StopLimit { stop, .. } => Some(stop),
@@ -122,6 +160,18 @@ impl Order {
                         inst.tick_size
                     ));
                 }
+            }
+        }
+        if let OrderKind::TrailingStop { offset, percent } = self.kind {
+            if offset <= Decimal::ZERO || (percent && offset >= Decimal::ONE) {
+                return Err(format!(
+                    "trailing offset must be > 0{}, got {offset}",
+                    if percent {
+                        " and < 1 as a fraction"
+                    } else {
+                        ""
+                    }
+                ));
             }
         }
         if self.post_only && !matches!(self.kind, OrderKind::Limit { .. }) {

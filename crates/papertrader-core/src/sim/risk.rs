@@ -13,7 +13,9 @@
 //!
 //! The kill switch is a flag: [`RiskManager::halt`] (the engine calls it, e.g. on
 //! a drawdown trigger) makes every new order fail until [`RiskManager::resume`].
-//! Cancels are never refused.
+//! Cancels are never refused. Reduce-only orders (exits) are checked only
+//! against the kill switch: the venue caps them at the position, so they
+//! cannot open, grow or flip one.
 //!
 //! Simplifications: short sales (with `allow_short`) are not margin-checked, and
 //! the cash check prices open buys at their reference price now, not at the price
@@ -125,6 +127,11 @@ impl RiskManager {
         let l = &self.limits;
         if self.halted {
             return Err("risk: trading halted (kill switch)".to_string());
+        }
+        if order.reduce_only {
+            // It cannot open or grow a position (the venue caps its fills),
+            // so the position, notional and cash limits have nothing to check.
+            return Ok(());
         }
         if let Some(max) = l.max_order_qty {
             if order.qty > max {

@@ -331,6 +331,150 @@ fn sell_stop_limit_triggers_and_rests() {
     );
 }
 
+/// Long 5 X, bought at 100.00 from the standard book; `out` cleared.
+fn long_five(s: &mut Simulator, out: &mut Vec<SimEvent>) {
+    standard(s, 0);
+    s.submit(1, Order::market("entry", "X", Side::Buy, d("5")), out);
+    assert_eq!(fills(out)[0].price, d("100.00"));
+    assert_eq!(s.account().position("X"), d("5"));
+    out.clear();
+}
+
+fn exit(id: &str, qty: &str, kind: OrderKind) -> Order {
+    Order {
+        kind,
+        tif: Tif::Gtc,
+        reduce_only: true,
+        oco: Some("g".into()),
+        ..Order::market(id, "X", Side::Sell, d(qty))
+    }
+}
+
+#[test]
+fn trailing_stop_follows_the_high_and_triggers_on_the_retrace() {
+    let mut s = sim(0);
+    let mut out = Vec::new();
+    long_five(&mut s, &mut out);
+    s.on_trade("X", 2, d("100.00"), d("1"), &mut out);
+    let trail = OrderKind::TrailingStop {
+        offset: d("0.05"),
+        percent: false,
+    };
+    s.submit(3, exit("t", "5", trail), &mut out);
+    assert_eq!(kinds(&out), ["new", "accepted"]);
+    out.clear();
+    // Best 100.00 -> stop 99.95; the high 100.10 moves it to 100.05.
+    s.on_trade("X", 4, d("100.10"), d("1"), &mut out);
+    // 100.06 is above 100.05, and a fall does not move the stop back.
+    s.on_trade("X", 5, d("100.06"), d("1"), &mut out);
+    assert!(out.is_empty());
+    let w = s.venue("X").unwrap().open_orders().next().unwrap();
+    assert_eq!(matching::stop_of(w), Some(d("100.05")));
+    // 100.05 reaches it: a market sell of 5 into the bid 99.99 x 10.
+    s.on_trade("X", 6, d("100.05"), d("1"), &mut out);
+    assert_eq!(kinds(&out), ["triggered", "filled"]);
+    assert_eq!(fills(&out)[0].price, d("99.99"));
+    assert_eq!(s.account().position("X"), d("0"));
+    // A percent trail: 1% behind a best of 200 is 198.
+    let w = matching::Working {
+        order: exit(
+            "p",
+            "1",
+            OrderKind::TrailingStop {
+                offset: d("0.01"),
+                percent: true,
+            },
+        ),
+        leaves: d("1"),
+        fills: 0,
+        limit: None,
+        expire_at: None,
+        queue_ahead: d("0"),
+        reference: None,
+        accepted: true,
+        trail_best: Some(d("200")),
+    };
+    assert_eq!(matching::stop_of(&w), Some(d("198.00")));
+}
+
+#[test]
+fn a_take_profit_fill_cancels_its_stop_loss() {
+    let mut s = sim(0);
+    let mut out = Vec::new();
+    long_five(&mut s, &mut out);
+    s.submit(
+        2,
+        exit("tp", "5", OrderKind::Limit { price: d("100.20") }),
+        &mut out,
+    );
+    s.submit(
+        2,
+        exit("sl", "5", OrderKind::Stop { stop: d("99.50") }),
+        &mut out,
+    );
+    assert_eq!(kinds(&out), ["new", "accepted", "new", "accepted"]);
+    out.clear();
+    // A trade through 100.20 fills the take profit whole, as maker; the stop
+    // of the same group is cancelled with it.
+    s.on_trade("X", 3, d("100.21"), d("1"), &mut out);
+    assert_eq!(kinds(&out), ["filled", "cancelled"]);
+    assert_eq!(fills(&out)[0].price, d("100.20"));
+    assert_eq!(out[1].order_id, "sl");
+    assert_eq!(reason(&out[1]), "oco: tp of the same group filled");
+    out.clear();
+    s.on_trade("X", 4, d("99.40"), d("1"), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(s.account().position("X"), d("0"));
+}
+
+#[test]
+fn reduce_only_orders_never_open_or_flip_a_position() {
+    let mut s = sim(0);
+    let mut out = Vec::new();
+    long_five(&mut s, &mut out);
+    // A stop for 8 against a long of 5: it sells 5 and cancels the rest.
+    s.submit(
+        2,
+        exit("sl", "8", OrderKind::Stop { stop: d("99.95") }),
+        &mut out,
+    );
+    out.clear();
+    s.on_trade("X", 3, d("99.90"), d("1"), &mut out);
+    assert_eq!(kinds(&out), ["triggered", "partial", "cancelled"]);
+    assert_eq!(fills(&out)[0].qty, d("5"));
+    assert_eq!(
+        reason(&out[2]),
+        "reduce-only: the position is closed, remainder cancelled"
+    );
+    assert_eq!(s.account().position("X"), d("0"));
+    out.clear();
+    // Flat: a reduce-only order has nothing to reduce.
+    s.submit(4, exit("again", "1", OrderKind::Market), &mut out);
+    assert_eq!(kinds(&out), ["new", "rejected"]);
+    assert_eq!(reason(&out[1]), "reduce-only: no position to reduce");
+}
+
+#[test]
+fn exits_reserve_nothing_and_leave_when_the_position_closes() {
+    let mut s = sim(0);
+    let mut out = Vec::new();
+    long_five(&mut s, &mut out);
+    s.risk_mut().limits.allow_short = false;
+    s.submit(
+        2,
+        exit("tp", "5", OrderKind::Limit { price: d("100.20") }),
+        &mut out,
+    );
+    out.clear();
+    // The rule's own close is not refused for the resting exit's 5...
+    s.submit(3, Order::market("close", "X", Side::Sell, d("5")), &mut out);
+    assert_eq!(kinds(&out), ["new", "accepted", "filled", "cancelled"]);
+    // ...and once flat, the exit is cancelled by the venue.
+    assert_eq!(out[3].order_id, "tp");
+    assert_eq!(reason(&out[3]), "reduce-only: the position is closed");
+    assert_eq!(s.venue("X").unwrap().open_orders().count(), 0);
+}
+
 #[test]
 fn post_only_rejected_when_it_would_cross() {
     let mut s = sim(0);
