@@ -165,6 +165,14 @@ fn drive<'a>(
     }
     bar.set_position(n);
     bar.finish_and_clear();
+    // `exits.close_at_end`: the open positions are closed after the last event.
+    if cfg.strategies.iter().any(|s| s.exits.close_at_end) {
+        engine.close_at_end(&mut out);
+        for o in out.drain(..) {
+            sink(&o);
+            collector.push(o);
+        }
+    }
     let summary = engine.summary();
     if day.is_some() {
         collector.close_period(&summary);

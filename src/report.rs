@@ -411,6 +411,9 @@ pub struct StrategyReport {
     pub fees: Decimal,
     pub turnover: Decimal,
     pub fills: u64,
+    /// Of `fills`, those of the orders `exits.close_at_end` sent after the
+    /// last event (`...:end:o`), not the strategy's own decisions.
+    pub fills_at_end: u64,
     pub round_trips: usize,
     pub wins: usize,
     pub win_rate: serde_json::Value,
@@ -507,6 +510,11 @@ impl Report {
             closes.extend(c.active_closes(&s.name));
             let rs = return_stats(&closes);
             let fills: u64 = symbols.values().map(|r| r.fills).sum();
+            let fills_at_end = c
+                .trades
+                .iter()
+                .filter(|t| t.fill.strategy == s.name && t.fill.order_id.ends_with(":end:o"))
+                .count() as u64;
             let turnover: Decimal = symbols.values().map(|r| r.turnover).sum();
             totals.starting_cash += s.starting_cash;
             totals.final_equity += s.equity;
@@ -525,6 +533,7 @@ impl Report {
                     fees: s.fees,
                     turnover,
                     fills,
+                    fills_at_end,
                     round_trips: trips,
                     wins,
                     win_rate: ratio(wins, trips),

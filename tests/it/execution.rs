@@ -379,3 +379,69 @@ starting_cash = "1000"
     // 927.6435 - 38 * 12.01 - 0.45638 fee
     assert_eq!(s.cash.normalize(), d("470.80712"));
 }
+
+#[test]
+fn all_the_equity_with_a_fee_buys_what_the_cash_pays_for() {
+    // fraction 1.0 of 100,000 at the tick 10.5 targets 9,523; the buy takes
+    // the ask 10.51 (2-tick spread) and pays 20 bps: 9,523 would cost
+    // 9,523 * 10.51 * 1.002 = 100,289.68, more than the cash. Sized to the
+    // cash instead: floor(100,000 / (10.51 * 1.002)) = floor(9,495.76) = 9,495
+    // (9,496 would cost 100,002.57).
+    let venue = "[venue]\nlatency = \"0ms\"\n[venue.default]\ntick_size = \"0.01\"\n\
+                 taker_fee_bps = \"20\"\n[venue.default.synth]\nspread = \"2 ticks\"\n\
+                 levels = 1\ndepth = \"1000000\"\n";
+    let cfg = load(
+        venue,
+        r#"
+name = "all_in"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 5
+[account]
+starting_cash = "100000"
+[sizing]
+mode = "fraction_of_equity"
+fraction = "1.0"
+"#,
+    );
+    let mut r = Run::new(&cfg);
+    for (s, px) in [
+        (1, "10"),
+        (2, "10"),
+        (3, "10"),
+        (4, "10"),
+        (5, "9.9"),
+        (6, "10.5"),
+    ] {
+        r.tick(s, px, "1");
+    }
+    let statuses: Vec<String> = r.orders().into_iter().map(|o| o.1).collect();
+    assert_eq!(statuses, ["new", "accepted", "filled"], "{:?}", r.orders());
+    assert_eq!(
+        r.fills(),
+        [(
+            "all_in:XYZ:in-0-5:o".to_string(),
+            d("9495"),
+            d("10.51"),
+            "taker"
+        )]
+    );
+    // Cash left: 100,000 - 9,495 * 10.51 - fee 199.585... >= 0.
+    let cash = r
+        .out
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::Pnl(p) => Some(p.account_cash),
+            _ => None,
+        })
+        .unwrap();
+    let fee = d("9495") * d("10.51") * d("0.002");
+    assert_eq!(cash, d("100000") - d("9495") * d("10.51") - fee);
+    assert!(
+        cash >= Decimal::ZERO && cash < d("10.51") * d("1.002"),
+        "{cash}"
+    );
+}

@@ -24,22 +24,27 @@ fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap().normalize()
 }
 
-fn load(exits: &str) -> Loaded {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("s.toml");
+const CROSSOVER: &str = "kind = \"ma_crossover\"\nfast = 2\nslow = 5";
+
+fn load_in(dir: &std::path::Path, exits: &str) -> Loaded {
+    load_rule(dir, CROSSOVER, VENUE, exits)
+}
+
+fn load_rule(dir: &std::path::Path, rule: &str, venue: &str, exits: &str) -> Loaded {
+    let s = dir.join("s.toml");
     std::fs::write(
         &s,
         format!(
-            "name = \"ex\"\nsymbols = [\"XYZ\"]\n[rule]\nkind = \"ma_crossover\"\nfast = 2\nslow = 5\n\
+            "name = \"ex\"\nsymbols = [\"XYZ\"]\n[rule]\n{rule}\n\
              [sizing]\nmode = \"fixed_quantity\"\nquantity = \"50\"\n[exits]\n{exits}"
         ),
     )
     .unwrap();
-    let app = dir.path().join("app.toml");
+    let app = dir.join("app.toml");
     std::fs::write(
         &app,
         format!(
-            "strategies = [{:?}]\n[engine]\npnl_every_ticks = 0\n{VENUE}",
+            "strategies = [{:?}]\n[engine]\npnl_every_ticks = 0\n{venue}",
             s.display().to_string()
         ),
     )
@@ -49,7 +54,13 @@ fn load(exits: &str) -> Loaded {
 
 /// Feed `prices` one second apart; the outputs.
 fn run(exits: &str, prices: &[&str]) -> Vec<Output> {
-    let mut engine = Engine::new(&load(exits).engine_spec()).unwrap();
+    run_rule(CROSSOVER, VENUE, exits, prices)
+}
+
+fn run_rule(rule: &str, venue: &str, exits: &str, prices: &[&str]) -> Vec<Output> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_rule(dir.path(), rule, venue, exits);
+    let mut engine = Engine::new(&cfg.engine_spec()).unwrap();
     let mut out = Vec::new();
     for (i, px) in prices.iter().enumerate() {
         let origin = Origin {
@@ -301,4 +312,126 @@ fn a_bad_exit_stops_loading_with_the_key_and_the_fix() {
         "{e}"
     );
     assert!(e.contains("\"1.5atr\""), "{e}");
+}
+
+#[test]
+fn close_at_end_closes_what_is_open_after_the_last_event_and_counts_it_apart() {
+    // The entry's long of 50 is still open after 10.6: the backtest closes it
+    // at the bid around the last trade, 10.59, with an order of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ticks.csv");
+    let mut text = String::from("ts,symbol,price,size\n");
+    for (i, px) in with(&["10.6"]).iter().enumerate() {
+        text.push_str(&format!("{},XYZ,{px},1\n", T + (i as i64 + 1) * 1000));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let cfg = load_in(dir.path(), "close_at_end = true");
+    let bt =
+        papertrader::backtest::run_files(&cfg, &[csv.clone()], Default::default(), false).unwrap();
+    let fills: Vec<_> = bt
+        .collector
+        .trades
+        .iter()
+        .map(|t| {
+            (
+                t.fill.order_id.clone(),
+                t.fill.qty,
+                t.fill.price.normalize(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fills,
+        [
+            (s("ex:XYZ:ticks-0-5:o"), d("50"), d("10.51")),
+            (s("ex:XYZ:end:o"), d("50"), d("10.59")),
+        ]
+    );
+    let report = papertrader::report::Report::new(&bt);
+    let r = &report.strategies["ex"];
+    assert_eq!((r.fills, r.fills_at_end), (2, 1));
+    assert_eq!(bt.summary.strategies[0].symbols["XYZ"].position, d("0"));
+    // Without the key the position stays open, marked at the last price.
+    let cfg = load_in(dir.path(), "");
+    let bt = papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false).unwrap();
+    assert_eq!(bt.collector.trades.len(), 1);
+    assert_eq!(bt.summary.strategies[0].symbols["XYZ"].position, d("50"));
+}
+
+#[test]
+fn with_latency_a_stop_that_fills_first_leaves_the_rules_close_nothing_to_sell() {
+    // Orders reach the venue 1.5 s after they are sent; ticks are 1 s apart.
+    // The buy sent at 6 s fills at 7.5 s at the ask around 10.5 (10.51); its
+    // exits go out with the tick at 8 s (origin in-0-7) and arrive at 9.5 s:
+    // stop 10.51 * 0.95 = 9.9845 -> 9.98. At 9 s (10.0) SMA2 10.2 falls below
+    // SMA5 10.26: the rule sells 50, arriving at 10.5 s. At 10 s the trade at
+    // 9.5 triggers the stop first (sold at 9.49). The rule's sell, reduce-only
+    // since the strategy cannot go short, then finds nothing to sell: no
+    // short position appears.
+    let venue = VENUE.replace("latency = \"0ms\"", "latency = \"1500ms\"");
+    let out = run_rule(
+        CROSSOVER,
+        &venue,
+        "stop_loss = \"5%\"\ntake_profit = \"5%\"",
+        &with(&["10.5", "10.4", "10.0", "9.5", "9.6"]),
+    );
+    assert_eq!(
+        fills(&out),
+        [
+            (s("ex:XYZ:in-0-5:o"), d("50"), d("10.51")),
+            (s("ex:XYZ:in-0-7:sl"), d("50"), d("9.49")),
+        ]
+    );
+    let rule_sell: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Order(m) if m.order_id == "ex:XYZ:in-0-8:o" => {
+                Some((m.status.to_string(), m.reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rule_sell,
+        [
+            (s("new"), None),
+            (s("rejected"), Some(s("reduce-only: no position to reduce")))
+        ]
+    );
+    assert_eq!(last_position(&out), d("0"));
+}
+
+#[test]
+fn a_position_stopped_out_and_reopened_on_one_tick_gets_new_exits() {
+    // Buy the dip: long when the price falls below 10.3 (10.25: ask 10.26,
+    // stop 10.26 * 0.98 = 10.0548 -> 10.05). At 10.0 the stop fills first
+    // (bid 9.99), then the rule buys again (ask 10.01): a new trade with its
+    // own stop, 10.01 * 0.98 = 9.8098 -> 9.80, which 9.79 then triggers.
+    let rule = "kind = \"expr\"\nlong_entry = \"close < 10.3\"";
+    let out = run_rule(
+        rule,
+        VENUE,
+        "stop_loss = \"2%\"",
+        &["10.5", "10.25", "10.4", "10.0", "9.79"],
+    );
+    assert_eq!(
+        fills(&out),
+        [
+            (s("ex:XYZ:in-0-1:o"), d("50"), d("10.26")),
+            (s("ex:XYZ:in-0-1:sl"), d("50"), d("9.99")),
+            (s("ex:XYZ:in-0-3:o"), d("50"), d("10.01")),
+            (s("ex:XYZ:in-0-3:sl"), d("50"), d("9.78")),
+        ]
+    );
+    let stops: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Order(m) if m.status.to_string() == "new" && m.order_id.ends_with(":sl") => {
+                Some(m.stop_price.unwrap())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, [d("10.05"), d("9.80")]);
+    assert_eq!(last_position(&out), d("0"));
 }

@@ -185,6 +185,7 @@ impl Analytics {
                         BarBuilder::new(b.spec().expect("checked when the config loaded"))
                     }),
                 });
+            let mut at = ts;
             let input = match (ev, &mut s.bars) {
                 (MarketEvent::Sentiment(r), _) => {
                     s.program.update(&Input::Sentiment {
@@ -195,7 +196,10 @@ impl Analytics {
                 }
                 (MarketEvent::Tick(t), None) => tick_input(t),
                 (MarketEvent::Tick(t), Some(b)) => match b.push(t) {
-                    Some(bar) => bar_input(&bar),
+                    Some(bar) => {
+                        at = bar.last_ts;
+                        bar_input(&bar)
+                    }
                     None => continue,
                 },
                 (MarketEvent::Book(_), _) => continue,
@@ -214,7 +218,7 @@ impl Analytics {
                 indicator_id: format!("{}:{symbol}:{origin}", e.cfg.name),
                 analytics: e.cfg.name.clone(),
                 symbol: symbol.clone(),
-                ts,
+                ts: at,
                 values,
                 origin: origin.to_string(),
             });

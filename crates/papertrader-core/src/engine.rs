@@ -108,7 +108,7 @@ impl Slot {
                     rule,
                     bars,
                     counts: SymbolCounts::default(),
-                    exits: (!s.exits.is_empty()).then(|| ExitState::new(&s.exits)),
+                    exits: s.exits.follows_trades().then(|| ExitState::new(&s.exits)),
                 },
             );
             let inst =
@@ -192,6 +192,8 @@ pub struct Engine {
     counts: InputCounts,
     last_ts: Ts,
     analytics: Analytics,
+    /// `venue.latency`, ns.
+    venue_latency: Ts,
 }
 
 /// A specification an engine cannot be built from: a strategy that trades a
@@ -245,6 +247,7 @@ impl Engine {
             last_price: HashMap::new(),
             pnl_every: cfg.pnl_every_ticks,
             analytics: Analytics::new(&cfg.analytics).map_err(SpecError::Analytics)?,
+            venue_latency: cfg.venue_latency,
             counts: InputCounts::default(),
             last_ts: 0,
         })
@@ -345,6 +348,64 @@ impl Engine {
         }
     }
 
+    /// After a backtest's last event: every strategy with
+    /// `exits.close_at_end` closes each open position with a market order
+    /// (`{strategy}:{symbol}:end:o`), and its venue runs until those orders
+    /// (and whatever was in flight) have reached it. The outputs carry the
+    /// origin `end-0-0`.
+    pub fn close_at_end(&mut self, out: &mut Vec<Output>) {
+        let origin = Origin {
+            topic: "end".into(),
+            partition: 0,
+            offset: 0,
+        };
+        let ts = self.last_ts;
+        for slot in &mut self.slots {
+            if !slot.cfg.exits.close_at_end || slot.killed {
+                continue;
+            }
+            let mut evs = Vec::new();
+            let open: Vec<(String, Decimal)> = slot
+                .instances
+                .keys()
+                .map(|s| (s.clone(), slot.sim.account().position(s)))
+                .filter(|(_, q)| !q.is_zero())
+                .collect();
+            for (symbol, qty) in open {
+                let side = if qty > Decimal::ZERO {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                };
+                let id = format!("{}:{symbol}:end:o", slot.cfg.name);
+                let order = Order::market(&id, &symbol, side, qty.abs());
+                slot.live.insert(
+                    id,
+                    LiveOrder {
+                        signal_id: String::new(),
+                        strategy_symbol: symbol.clone(),
+                        side,
+                        order_type: OrderType::Market,
+                        price: None,
+                        stop: None,
+                        tif: Tif::Ioc,
+                        qty: qty.abs(),
+                        filled: Decimal::ZERO,
+                        notional: Decimal::ZERO,
+                        partials: 0,
+                    },
+                );
+                inst_counts(slot, &symbol).orders += 1;
+                slot.sim.submit(ts, order, &mut evs);
+            }
+            slot.sim
+                .advance(ts.saturating_add(self.venue_latency), &mut evs);
+            let mut filled = BTreeSet::new();
+            report(slot, &mut evs, &origin, &mut filled, out);
+            settle(slot, &mut filled, ts, &origin, &mut evs, out);
+        }
+    }
+
     /// The checks that need state: the symbol list and event-time ordering.
     /// Dead-letter messages with an event time after `t` (`ahead_of_clock`):
     /// paper mode sets it from the wall clock before each batch; `None` (the
@@ -415,6 +476,9 @@ impl Engine {
             // Risk before the rule: a drawdown past the limit flattens and
             // halts before the strategy acts on this tick.
             kill_switch(slot, t.ts, origin, &mut evs, &mut filled, out);
+            // The exits follow what the venue filled before anything decides:
+            // a position closed by a stop and reopened on this tick is a new trade.
+            follow_symbol(slot, &t.symbol, &mut filled, t.ts, origin, &mut evs, out);
             let inst = slot
                 .instances
                 .get_mut(&t.symbol)
@@ -435,6 +499,7 @@ impl Engine {
             if !slot.killed {
                 timed_exit(slot, &t.symbol, t.ts, t.price, origin, &mut evs, out);
                 report(slot, &mut evs, origin, &mut filled, out);
+                follow_symbol(slot, &t.symbol, &mut filled, t.ts, origin, &mut evs, out);
             }
             let inst = slot
                 .instances
@@ -686,6 +751,37 @@ fn kind_name(kind: InputKind) -> &'static str {
     }
 }
 
+/// Publish a decision as a signal, `{strategy}:{symbol}:{origin}{suffix}`; its id.
+#[allow(clippy::too_many_arguments)]
+fn signal(
+    slot: &mut Slot,
+    symbol: &str,
+    ts: Ts,
+    price: Option<Decimal>,
+    d: Decision,
+    origin: &Origin,
+    suffix: &str,
+    out: &mut Vec<Output>,
+) -> String {
+    let strategy = slot.cfg.name.clone();
+    let signal_id = format!("{strategy}:{symbol}:{origin}{suffix}");
+    inst_counts(slot, symbol).signals += 1;
+    out.push(Output::Signal(SignalMsg {
+        signal_id: signal_id.clone(),
+        strategy,
+        kind: slot.cfg.rule.kind(),
+        symbol: symbol.to_string(),
+        ts,
+        side: d.side,
+        strength: d.strength,
+        price,
+        reason: d.reason,
+        origin: origin.to_string(),
+        model: d.model,
+    }));
+    signal_id
+}
+
 /// Turn a decision into a signal and, when it changes the position, an order
 /// submitted to the strategy's simulated venue. The venue's events land in `evs`
 /// (see [`report`]). The signal's id is `{strategy}:{symbol}:{origin}{suffix}`
@@ -702,22 +798,8 @@ fn decide(
     evs: &mut Vec<SimEvent>,
     out: &mut Vec<Output>,
 ) {
-    let strategy = slot.cfg.name.clone();
-    let signal_id = format!("{strategy}:{symbol}:{origin}{suffix}");
-    inst_counts(slot, symbol).signals += 1;
-    out.push(Output::Signal(SignalMsg {
-        signal_id: signal_id.clone(),
-        strategy: strategy.clone(),
-        kind: slot.cfg.rule.kind(),
-        symbol: symbol.to_string(),
-        ts,
-        side: d.side,
-        strength: d.strength,
-        price,
-        reason: d.reason,
-        origin: origin.to_string(),
-        model: d.model,
-    }));
+    let (side, close_only) = (d.side, d.close_only);
+    let signal_id = signal(slot, symbol, ts, price, d, origin, suffix, out);
 
     let Some(price) = price else {
         // A sentiment signal before any trade of the symbol: nothing to size an order at.
@@ -727,24 +809,46 @@ fn decide(
     // signal on the other side cancels it first.
     if let Some(id) = slot.working.get(symbol).cloned() {
         match slot.live.get(&id) {
-            Some(o) if o.side == d.side => return,
+            Some(o) if o.side == side => return,
             Some(_) => slot.sim.cancel(ts, &id, evs),
             None => {}
         }
         slot.working.remove(symbol);
     }
-    let qty = order_qty(slot, symbol, d.side, price, d.close_only);
+    let qty = order_qty(slot, symbol, side, price, close_only);
     if qty <= Decimal::ZERO {
         return;
     }
     let order_id = format!("{signal_id}:o");
-    let order = new_order(slot, &order_id, symbol, d.side, qty, price);
+    let mut order = new_order(slot, &order_id, symbol, side, qty, price);
+    // An order that can only close is reduce-only at the venue: an exit that
+    // fills first (a stop loss, a timed exit) cannot turn it into a new
+    // position on the other side.
+    order.reduce_only = close_only || (side == Side::Sell && !slot.cfg.account.allow_short);
+    // A buy is sized down to what the cash pays for, fee included, at the
+    // price the venue's cash check uses; one that cannot buy a single lot is
+    // sent as sized, and refused with the check's reason.
+    let lot = slot
+        .sim
+        .venue(symbol)
+        .expect("a venue per symbol")
+        .cfg
+        .lot_size;
+    if let Some(cap) = slot.sim.affordable(&order) {
+        let cap = (cap / lot).floor() * lot;
+        let sizing_lot = slot.cfg.sizing.lot_size;
+        let cap = (cap / sizing_lot).floor() * sizing_lot;
+        if cap > Decimal::ZERO && cap < order.qty {
+            order.qty = cap;
+        }
+    }
+    let qty = order.qty;
     slot.live.insert(
         order_id.clone(),
         LiveOrder {
             signal_id,
             strategy_symbol: symbol.to_string(),
-            side: d.side,
+            side,
             order_type: order_type(&order.kind),
             price: order.limit_price(),
             stop: order.stop_price(),
@@ -1045,7 +1149,8 @@ fn timed_exit(
 ) {
     let inst = slot.instances.get_mut(symbol).expect("instance per symbol");
     let Some(x) = &mut inst.exits else { return };
-    let Some(reason) = x.timed_exit(&slot.cfg.exits, ts, price) else {
+    let live = &slot.live;
+    let Some(reason) = x.timed_exit(&slot.cfg.exits, ts, price, &|id| live.contains_key(id)) else {
         return;
     };
     let long = x.trade.as_ref().is_some_and(|t| t.sign > 0);
@@ -1056,7 +1161,43 @@ fn timed_exit(
         model: None,
         close_only: true,
     };
-    decide(slot, symbol, ts, Some(price), d, origin, ":exit", evs, out);
+    let side = d.side;
+    let signal_id = signal(slot, symbol, ts, Some(price), d, origin, ":exit", out);
+    // Whatever the rule left working on the symbol gives way to the exit.
+    if let Some(id) = slot.working.remove(symbol) {
+        if slot.live.contains_key(&id) {
+            slot.sim.cancel(ts, &id, evs);
+        }
+    }
+    let qty = slot.sim.account().position(symbol).abs();
+    let id = format!("{signal_id}:o");
+    let order = Order {
+        reduce_only: true,
+        ..Order::market(&id, symbol, side, qty)
+    };
+    slot.live.insert(
+        id.clone(),
+        LiveOrder {
+            signal_id,
+            strategy_symbol: symbol.to_string(),
+            side,
+            order_type: OrderType::Market,
+            price: None,
+            stop: None,
+            tif: Tif::Ioc,
+            qty,
+            filled: Decimal::ZERO,
+            notional: Decimal::ZERO,
+            partials: 0,
+        },
+    );
+    slot.working.insert(symbol.to_string(), id.clone());
+    let inst = slot.instances.get_mut(symbol).expect("instance per symbol");
+    inst.counts.orders += 1;
+    if let Some(t) = inst.exits.as_mut().and_then(|x| x.trade.as_mut()) {
+        t.exit_order = Some(id);
+    }
+    slot.sim.submit(ts, order, evs);
 }
 
 /// After an input: the exits of every symbol whose position changed follow
@@ -1071,7 +1212,38 @@ fn settle(
     evs: &mut Vec<SimEvent>,
     out: &mut Vec<Output>,
 ) {
-    let mut changed = filled.clone();
+    let changed = filled.clone();
+    follow_exits(slot, changed, filled, ts, origin, evs, out);
+    pnl_after(slot, filled, ts, origin, out);
+}
+
+/// [`follow_exits`] for `symbol` when it had fills.
+fn follow_symbol(
+    slot: &mut Slot,
+    symbol: &str,
+    filled: &mut BTreeSet<String>,
+    ts: Ts,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    out: &mut Vec<Output>,
+) {
+    if filled.contains(symbol) {
+        let changed = BTreeSet::from([symbol.to_string()]);
+        follow_exits(slot, changed, filled, ts, origin, evs, out);
+    }
+}
+
+/// The exits of the symbols in `changed` follow their positions; fills this
+/// causes join `filled` (and are followed in turn, up to three rounds).
+fn follow_exits(
+    slot: &mut Slot,
+    mut changed: BTreeSet<String>,
+    filled: &mut BTreeSet<String>,
+    ts: Ts,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    out: &mut Vec<Output>,
+) {
     for _ in 0..3 {
         if changed.is_empty() {
             break;
@@ -1082,7 +1254,6 @@ fn settle(
         }
         filled.extend(changed.iter().cloned());
     }
-    pnl_after(slot, filled, ts, origin, out);
 }
 
 /// Bring the exit orders of `symbol` in line with its position.
@@ -1099,17 +1270,25 @@ fn place_exits(slot: &mut Slot, symbol: &str, ts: Ts, origin: &Origin, evs: &mut
     let (position, avg) = position_of(slot.sim.account(), symbol);
     let cfg = &slot.sim.venue(symbol).expect("a venue per symbol").cfg;
     let (tick, lot) = (cfg.tick_size, cfg.lot_size);
-    let p = x.on_position(&slot.cfg.exits, position, avg, ts, tick, lot);
+    let live = &slot.live;
+    let p = x.on_position(&slot.cfg.exits, position, avg, ts, tick, lot, &|id| {
+        live.contains_key(id)
+    });
     for id in p.cancel {
         if slot.live.contains_key(&id) {
             slot.sim.cancel(ts, &id, evs);
         }
     }
     let prefix = format!("{}:{symbol}:{origin}", slot.cfg.name);
+    let again = if p.send.is_empty() {
+        String::new()
+    } else {
+        x.leg_suffix(&origin.to_string())
+    };
     let mut legs = Vec::new();
     for (name, side, qty, kind) in p.send {
         let order = Order {
-            id: format!("{prefix}:{name}"),
+            id: format!("{prefix}:{name}{again}"),
             symbol: symbol.to_string(),
             side,
             qty,
@@ -1117,7 +1296,7 @@ fn place_exits(slot: &mut Slot, symbol: &str, ts: Ts, origin: &Origin, evs: &mut
             tif: Tif::Gtc,
             post_only: false,
             reduce_only: true,
-            oco: Some(format!("{prefix}:exit")),
+            oco: Some(format!("{prefix}:exit{again}")),
         };
         slot.live.insert(
             order.id.clone(),

@@ -146,6 +146,12 @@ pub struct ExitsConfig {
     /// better). The latest duration reached applies.
     #[serde(default)]
     pub roi: BTreeMap<String, Distance>,
+    /// Backtests: close every open position with a market order after the
+    /// last event (`{strategy}:{symbol}:end:o`), as backtesting.py's
+    /// `finalize_trades` and NautilusTrader's close on stop do; the report
+    /// counts those fills apart (`fills_at_end`).
+    #[serde(default)]
+    pub close_at_end: bool,
 }
 
 impl Default for ExitsConfig {
@@ -157,6 +163,7 @@ impl Default for ExitsConfig {
             time_stop: None,
             atr_period: default_atr_period(),
             roi: BTreeMap::new(),
+            close_at_end: false,
         }
     }
 }
@@ -169,6 +176,16 @@ impl ExitsConfig {
             && self.trailing_stop.is_none()
             && self.time_stop.is_none()
             && self.roi.is_empty()
+            && !self.close_at_end
+    }
+
+    /// Whether any exit follows an open trade (all but `close_at_end`).
+    pub fn follows_trades(&self) -> bool {
+        !ExitsConfig {
+            close_at_end: false,
+            ..self.clone()
+        }
+        .is_empty()
     }
 
     /// Distances positive (a fraction below 1 for stops), the ATR period at
@@ -261,8 +278,11 @@ pub struct Trade {
     pub atr: Option<f64>,
     /// Ids of the exit orders at the venue.
     pub legs: Vec<String>,
-    /// A timed exit was sent; no second one.
+    /// A timed exit was sent; no second one while its order works.
     pub exiting: bool,
+    /// The timed exit's order.
+    #[serde(default)]
+    pub exit_order: Option<String>,
 }
 
 /// One strategy instance's exits: the ATR, the update count and the trade.
@@ -271,6 +291,10 @@ pub struct ExitState {
     atr: Atr,
     updates: u64,
     pub trade: Option<Trade>,
+    /// The input of the last placement and how many placements it made, so
+    /// that ids stay unique when one input places twice.
+    #[serde(default)]
+    placed_at: (String, u32),
 }
 
 /// What [`ExitState::on_position`] asks of the engine.
@@ -288,6 +312,21 @@ impl ExitState {
             atr: Atr::new(cfg.atr_period.max(1)),
             updates: 0,
             trade: None,
+            placed_at: (String::new(), 0),
+        }
+    }
+
+    /// The suffix of the legs placed now for `origin`: `""` the first time in
+    /// an input, then `"2"`, `"3"`, ... (`...:sl`, `...:sl2`).
+    pub fn leg_suffix(&mut self, origin: &str) -> String {
+        if self.placed_at.0 == origin {
+            self.placed_at.1 += 1;
+        } else {
+            self.placed_at = (origin.to_string(), 1);
+        }
+        match self.placed_at.1 {
+            1 => String::new(),
+            n => n.to_string(),
         }
     }
 
@@ -300,7 +339,11 @@ impl ExitState {
     /// The position is now `position` at average cost `avg` (after fills at
     /// `ts`): a new trade gets its legs; a grown one gets them again for the
     /// whole position; a flat one forgets its trade. A position that shrank
-    /// keeps its legs (the venue caps reduce-only orders at the position).
+    /// keeps its legs (the venue caps reduce-only orders at the position),
+    /// unless none of them is still open (`live` says which are): then they
+    /// are sent again, for a new trade when the average cost moved (the
+    /// position closed and reopened in between), else for the same one.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_position(
         &mut self,
         cfg: &ExitsConfig,
@@ -309,6 +352,7 @@ impl ExitState {
         ts: Ts,
         tick: Decimal,
         lot: Decimal,
+        live: &dyn Fn(&str) -> bool,
     ) -> Placement {
         let mut p = Placement {
             cancel: Vec::new(),
@@ -321,12 +365,13 @@ impl ExitState {
             p.cancel = old.map(|t| t.legs).unwrap_or_default();
             return p;
         }
+        let gone = |t: &Trade| !t.legs.is_empty() && !t.legs.iter().any(|id| live(id));
         let trade = match old {
-            Some(t) if t.sign == sign && qty <= t.qty => {
-                self.trade = Some(t);
+            Some(t) if t.sign == sign && qty <= t.qty && !gone(&t) => {
+                self.trade = Some(Trade { qty, ..t });
                 return p;
             }
-            Some(t) if t.sign == sign => {
+            Some(t) if t.sign == sign && (qty > t.qty || avg == t.entry) => {
                 p.cancel = t.legs;
                 Trade {
                     qty,
@@ -346,6 +391,7 @@ impl ExitState {
                     atr: self.atr.value(),
                     legs: Vec::new(),
                     exiting: false,
+                    exit_order: None,
                 }
             }
         };
@@ -368,9 +414,18 @@ impl ExitState {
         cfg: &ExitsConfig,
         ts: Ts,
         price: Decimal,
+        live: &dyn Fn(&str) -> bool,
     ) -> Option<BTreeMap<String, f64>> {
         let updates = self.updates;
-        let t = self.trade.as_mut().filter(|t| !t.exiting)?;
+        let t = self.trade.as_mut()?;
+        // An exit whose order ended with the position still open (no
+        // liquidity, cancelled) may fire again.
+        if t.exiting && !t.exit_order.as_deref().is_some_and(live) {
+            t.exiting = false;
+        }
+        if t.exiting {
+            return None;
+        }
         let held = ts - t.entry_ts;
         let mut reason = BTreeMap::new();
         match cfg.time_stop {
@@ -517,7 +572,7 @@ mod tests {
         let c = cfg("stop_loss = \"2%\"\ntake_profit = \"3%\"\ntrailing_stop = \"1%\"");
         let mut s = ExitState::new(&c);
         // Long 10 at 100.05, tick 0.1: stop 98.049 -> 98.0, take profit 103.0515 -> 103.1.
-        let p = s.on_position(&c, d("10"), d("100.05"), 5, d("0.1"), d("1"));
+        let p = s.on_position(&c, d("10"), d("100.05"), 5, d("0.1"), d("1"), &|_| true);
         assert!(p.cancel.is_empty());
         assert_eq!(
             p.send,
@@ -548,15 +603,15 @@ mod tests {
         s.trade.as_mut().unwrap().legs = vec!["a".into(), "b".into()];
         // Shrinking keeps the legs; flat cancels them.
         assert_eq!(
-            s.on_position(&c, d("4"), d("100.05"), 6, d("0.1"), d("1"))
+            s.on_position(&c, d("4"), d("100.05"), 6, d("0.1"), d("1"), &|_| true)
                 .send,
             vec![]
         );
-        let p = s.on_position(&c, d("0"), d("0"), 7, d("0.1"), d("1"));
+        let p = s.on_position(&c, d("0"), d("0"), 7, d("0.1"), d("1"), &|_| true);
         assert_eq!(p.cancel, vec!["a".to_string(), "b".to_string()]);
         assert!(s.trade.is_none());
         // Short 5 at 50: stop 51 (above), take profit 48.5 (below), buys.
-        let p = s.on_position(&c, d("-5"), d("50"), 8, d("0.1"), d("1"));
+        let p = s.on_position(&c, d("-5"), d("50"), 8, d("0.1"), d("1"), &|_| true);
         assert_eq!(
             p.send[0],
             ("sl", Side::Buy, d("5"), OrderKind::Stop { stop: d("51.0") })
@@ -578,10 +633,10 @@ mod tests {
         let mut s = ExitState::new(&c);
         // Not warm: no ATR legs.
         assert!(s
-            .on_position(&c, d("1"), d("100"), 0, d("0.01"), d("1"))
+            .on_position(&c, d("1"), d("100"), 0, d("0.01"), d("1"), &|_| true)
             .send
             .is_empty());
-        s.on_position(&c, d("0"), d("0"), 1, d("0.01"), d("1"));
+        s.on_position(&c, d("0"), d("0"), 1, d("0.01"), d("1"), &|_| true);
         // Bars (h, l, c): TRs of bars 2..4 are 2, 3, 1 (|h - prev close| etc.): ATR 2.
         for (h, l, cl) in [
             (101.0, 99.0, 100.0),
@@ -591,7 +646,7 @@ mod tests {
         ] {
             s.on_update(h, l, cl);
         }
-        let p = s.on_position(&c, d("1"), d("100"), 2, d("0.01"), d("1"));
+        let p = s.on_position(&c, d("1"), d("100"), 2, d("0.01"), d("1"), &|_| true);
         assert_eq!(p.send[0].3, OrderKind::Stop { stop: d("96") });
         assert_eq!(
             p.send[1].3,
@@ -607,24 +662,33 @@ mod tests {
         let min = 60_000_000_000;
         let c = cfg("time_stop = 3\n[roi]\n\"0\" = \"5%\"\n\"10m\" = \"1%\"");
         let mut s = ExitState::new(&c);
-        s.on_position(&c, d("1"), d("100"), 0, d("0.01"), d("1"));
+        s.on_position(&c, d("1"), d("100"), 0, d("0.01"), d("1"), &|_| true);
         // 4% after 5 minutes: below the 5% of the first row.
-        assert_eq!(s.timed_exit(&c, 5 * min, d("104")), None);
+        assert_eq!(s.timed_exit(&c, 5 * min, d("104"), &|_| true), None);
         // 2% after 10 minutes: the 1% row applies.
-        let r = s.timed_exit(&c, 10 * min, d("102")).unwrap();
+        let r = s.timed_exit(&c, 10 * min, d("102"), &|_| true).unwrap();
         assert_eq!(r["roi_threshold"], 0.01);
         assert_eq!(r["return"], 0.02);
-        assert_eq!(s.timed_exit(&c, 11 * min, d("110")), None, "once per trade");
+        s.trade.as_mut().unwrap().exit_order = Some("x:exit:o".into());
+        assert_eq!(
+            s.timed_exit(&c, 11 * min, d("110"), &|_| true),
+            None,
+            "not again while its order works"
+        );
+        assert!(
+            s.timed_exit(&c, 12 * min, d("110"), &|_| false).is_some(),
+            "again once its order ended with the position open"
+        );
         // Time stop in updates: 3 updates after entry.
         let mut s = ExitState::new(&c);
-        s.on_position(&c, d("-1"), d("100"), 0, d("0.01"), d("1"));
+        s.on_position(&c, d("-1"), d("100"), 0, d("0.01"), d("1"), &|_| true);
         for _ in 0..2 {
             s.on_update(100.0, 100.0, 100.0);
         }
         // A short up 0%... below the ROI, and 2 updates: nothing yet.
-        assert_eq!(s.timed_exit(&c, min, d("100")), None);
+        assert_eq!(s.timed_exit(&c, min, d("100"), &|_| true), None);
         s.on_update(100.0, 100.0, 100.0);
-        let r = s.timed_exit(&c, min, d("100")).unwrap();
+        let r = s.timed_exit(&c, min, d("100"), &|_| true).unwrap();
         assert_eq!(r["bars_in_trade"], 3.0);
     }
 
@@ -664,5 +728,35 @@ mod tests {
         let a: App = toml::from_str(&analytics[0]).unwrap();
         a.analytics[0].check("analytics[0]").unwrap();
         assert_eq!(a.analytics[0].values.len(), 3);
+    }
+
+    #[test]
+    fn legs_gone_with_the_position_open_are_sent_again() {
+        let c = cfg("stop_loss = \"2%\"");
+        let mut s = ExitState::new(&c);
+        let tick = d("0.01");
+        s.on_position(&c, d("10"), d("100"), 1, tick, d("1"), &|_| true);
+        s.trade.as_mut().unwrap().legs = vec!["sl".into()];
+        // A partial take profit: 4 left, the legs still open: kept, qty follows.
+        let p = s.on_position(&c, d("4"), d("100"), 2, tick, d("1"), &|_| true);
+        assert!(p.send.is_empty() && p.cancel.is_empty());
+        assert_eq!(s.trade.as_ref().unwrap().qty, d("4"));
+        // The stop's remainder was cancelled (thin book): the same trade gets
+        // its stop again, for what is left, at the same price.
+        let p = s.on_position(&c, d("4"), d("100"), 3, tick, d("1"), &|_| false);
+        assert_eq!(
+            p.send,
+            vec![("sl", Side::Sell, d("4"), OrderKind::Stop { stop: d("98") })]
+        );
+        assert_eq!(s.trade.as_ref().unwrap().entry_ts, 1);
+        // Closed and reopened in one input at another price: a new trade.
+        s.trade.as_mut().unwrap().legs = vec!["sl2".into()];
+        let p = s.on_position(&c, d("3"), d("90"), 4, tick, d("1"), &|_| false);
+        assert_eq!(p.send[0].3, OrderKind::Stop { stop: d("88.2") });
+        assert_eq!(s.trade.as_ref().unwrap().entry_ts, 4);
+        // Ids: one input that places twice gets a second suffix.
+        assert_eq!(s.leg_suffix("in-0-4"), "");
+        assert_eq!(s.leg_suffix("in-0-4"), "2");
+        assert_eq!(s.leg_suffix("in-0-5"), "");
     }
 }

@@ -302,7 +302,10 @@ impl Simulator {
             } else {
                 Side::Buy
             };
-            let order = Order::market(&format!("{id_prefix}:{symbol}"), &symbol, side, abs);
+            let order = Order {
+                reduce_only: true,
+                ..Order::market(&format!("{id_prefix}:{symbol}"), &symbol, side, abs)
+            };
             out.push(SimEvent {
                 ts,
                 order_id: order.id.clone(),
@@ -353,6 +356,24 @@ impl Simulator {
         let at = self.latency.entry(ts, &order).max(ts);
         self.enqueue(at, Action::Submit(order));
         self.step(ts, true, out);
+    }
+
+    /// The largest quantity of the buy `order` (its kind and limit; its
+    /// quantity is ignored) that the pre-trade cash check admits now: cash,
+    /// less the open buys, over the reference price with the taker fee, the
+    /// price the check uses (`sim::risk`). `None` for a sell, an unknown
+    /// symbol or no price to check against. Not rounded to the lot size.
+    pub fn affordable(&mut self, order: &Order) -> Option<Decimal> {
+        if order.side != Side::Buy {
+            return None;
+        }
+        let v = self.venues.get_mut(&order.symbol)?;
+        v.sync_book();
+        let v = self.venues.get(&order.symbol)?;
+        let ctx = self.risk_context(order, v);
+        let price = ctx.price.filter(|p| *p > Decimal::ZERO)?;
+        let unit = price * (Decimal::ONE + ctx.taker_fee_bps / Decimal::from(10_000));
+        Some(((ctx.cash - ctx.open_buy_notional) / unit).max(Decimal::ZERO))
     }
 
     /// Request the cancel of one order at event time `ts`.

@@ -428,6 +428,39 @@ fn a_take_profit_fill_cancels_its_stop_loss() {
 }
 
 #[test]
+fn a_partial_take_profit_reduces_its_stop_loss() {
+    let mut s = sim(0);
+    let mut out = Vec::new();
+    long_five(&mut s, &mut out);
+    s.submit(
+        2,
+        exit("tp", "5", OrderKind::Limit { price: d("100.20") }),
+        &mut out,
+    );
+    s.submit(
+        2,
+        exit("sl", "5", OrderKind::Stop { stop: d("99.50") }),
+        &mut out,
+    );
+    out.clear();
+    // A trade of 2 at the take profit's price, nobody ahead: 2 fill; the stop
+    // of the group now covers the 3 left.
+    s.on_trade("X", 3, d("100.20"), d("2"), &mut out);
+    assert_eq!(kinds(&out), ["partial"]);
+    let leaves: Vec<(String, Decimal)> = s
+        .venue("X")
+        .unwrap()
+        .open_orders()
+        .map(|w| (w.order.id.clone(), w.leaves))
+        .collect();
+    assert_eq!(
+        leaves,
+        [("tp".to_string(), d("3")), ("sl".to_string(), d("3"))]
+    );
+    assert_eq!(s.account().position("X"), d("3"));
+}
+
+#[test]
 fn reduce_only_orders_never_open_or_flip_a_position() {
     let mut s = sim(0);
     let mut out = Vec::new();
