@@ -445,3 +445,61 @@ fraction = "1.0"
         "{cash}"
     );
 }
+
+#[test]
+fn last_price_fills_take_the_trade_price_with_no_spread() {
+    // The same crossover as above: the buy at the tick 10.5 fills at 10.5, not
+    // at the ask of a synthesized book; the sell at 9.0 with 1 tick of
+    // slippage (the second run) at 8.99, the buy at 10.51.
+    let strategy = r#"
+name = "lp"
+symbols = ["XYZ"]
+[rule]
+kind = "ma_crossover"
+fast = 2
+slow = 5
+[sizing]
+mode = "fixed_quantity"
+quantity = "50"
+"#;
+    let prices = ["10", "10", "10", "10", "9.9", "10.5", "9.0"];
+    for (slippage, buy, sell) in [
+        ("", "10.5", "9"),
+        ("slippage = \"1 tick\"\n", "10.51", "8.99"),
+    ] {
+        let venue = format!(
+            "[venue]\nlatency = \"0ms\"\n[venue.default]\ntick_size = \"0.01\"\n\
+             taker_fee_bps = \"0\"\nfill = \"last_price\"\n{slippage}"
+        );
+        let cfg = load(&venue, strategy);
+        let mut r = Run::new(&cfg);
+        for (i, px) in prices.iter().enumerate() {
+            r.tick(i as i64 + 1, px, "1");
+        }
+        let f = r.fills();
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!((f[0].1, f[0].2), (d("50"), d(buy)));
+        assert_eq!((f[1].1, f[1].2), (d("50"), d(sell)));
+    }
+    // Slippage belongs to the last-price model.
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.toml");
+    std::fs::write(&s, strategy).unwrap();
+    let app = dir.path().join("app.toml");
+    std::fs::write(
+        &app,
+        format!(
+            "strategies = [{:?}]\n[venue.default]\nslippage = \"1 tick\"\n",
+            s.display().to_string()
+        ),
+    )
+    .unwrap();
+    let e = config::load_with_env(Some(&app), &[])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("venue.default.slippage") && e.contains("last_price"),
+        "{e}"
+    );
+}

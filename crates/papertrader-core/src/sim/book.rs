@@ -159,6 +159,20 @@ impl Book {
         }
     }
 
+    /// The book of `fill = "last_price"`: one level each side, `slip` ticks
+    /// from the last trade (snapped outwards to the grid), holding `depth`:
+    /// with no slippage bid and ask are both the last price.
+    pub fn at_last_price(&mut self, last: Decimal, slip: i64, depth: Decimal) {
+        self.bids.clear();
+        self.asks.clear();
+        let bid = to_ticks(last, self.tick_size, Snap::Down) - slip;
+        let ask = to_ticks(last, self.tick_size, Snap::Up) + slip;
+        if bid > 0 {
+            self.bids.insert(bid, depth);
+        }
+        self.asks.insert(ask, depth);
+    }
+
     /// Best bid as (ticks, size).
     pub fn best_bid(&self) -> Option<(i64, Decimal)> {
         self.bids.iter().next_back().map(|(t, s)| (*t, *s))

@@ -28,6 +28,28 @@ pub struct InstrumentConfig {
     /// The book synthesized around the last trade when no depth arrives.
     #[serde(default)]
     pub synth: SynthBook,
+    /// How orders that take liquidity fill: `synth_book` (the book, observed
+    /// or synthesized) or `last_price` (at the last trade price).
+    #[serde(default)]
+    pub fill: FillModel,
+    /// With `fill = "last_price"`: buys fill this far above the last trade,
+    /// sells this far below (`"1 tick"`, `"5 bps"`, rounded up to ticks).
+    #[serde(default)]
+    pub slippage: Option<Spread>,
+}
+
+/// How orders that take liquidity fill (`[venue.default] fill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillModel {
+    /// Against the book: observed depth, or the book synthesized around the
+    /// last trade (`synth`).
+    #[default]
+    SynthBook,
+    /// At the last trade price (plus `slippage`), in any quantity: no spread,
+    /// no depth, order-book messages ignored. NautilusTrader's L1 book from
+    /// trades and backtesting.py fill this way.
+    LastPrice,
 }
 
 impl InstrumentConfig {
@@ -40,6 +62,22 @@ impl InstrumentConfig {
             taker_fee_bps: Decimal::ZERO,
             min_fee: Decimal::ZERO,
             synth: SynthBook::default(),
+            fill: FillModel::SynthBook,
+            slippage: None,
+        }
+    }
+
+    /// The book's distance from the last trade to each side under
+    /// `fill = "last_price"`, in ticks: the slippage, rounded up.
+    pub fn slippage_ticks(&self, last: Decimal) -> i64 {
+        match self.slippage {
+            None => 0,
+            Some(Spread::Ticks(t)) => t.max(0),
+            Some(Spread::Bps(bps)) => (last * bps / Decimal::from(10_000) / self.tick_size)
+                .ceil()
+                .to_i64()
+                .unwrap_or(0)
+                .max(0),
         }
     }
 
@@ -72,6 +110,21 @@ impl InstrumentConfig {
         }
         if s.depth <= z {
             return Err(format!("synth.depth must be > 0, got {}", s.depth));
+        }
+        match (self.fill, self.slippage) {
+            (FillModel::SynthBook, Some(_)) => {
+                return Err(
+                    "slippage applies to fill = \"last_price\"; with the synthesized book its spread is the slippage"
+                        .to_string(),
+                )
+            }
+            (_, Some(Spread::Ticks(t))) if t < 0 => {
+                return Err(format!("slippage ticks must be >= 0, got {t}"))
+            }
+            (_, Some(Spread::Bps(b))) if b < z => {
+                return Err(format!("slippage bps must be >= 0, got {b}"))
+            }
+            _ => {}
         }
         match s.spread {
             Spread::Ticks(t) if t < 1 => Err(format!("synth.spread ticks must be >= 1, got {t}")),

@@ -54,6 +54,14 @@
 //! (`oco: ...`): a take profit that fills takes its stop loss with it, before
 //! the same trade could trigger the stop.
 //!
+//! # Fill models
+//! With `fill = "last_price"` the book is the last trade: one level each side
+//! at the last price (bid and ask equal), or `slippage` ticks below and above
+//! it, deep enough for any order, rebuilt at every trade; depth messages are
+//! ignored. A market order fills whole at the last price plus or minus the
+//! slippage, a stop on the trade that triggers it at that trade's price (so a
+//! gap fills at the gap's price), a resting limit when a trade reaches it.
+//!
 //! # Session (DAY orders)
 //! [`Session`]: DAY orders expire at the first session end strictly after they
 //! reach the venue; session ends are `offset_ns + k * length_ns` in event time
@@ -68,7 +76,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::book::Book;
-use super::instrument::{to_ticks_exact, InstrumentConfig};
+use super::instrument::{to_ticks_exact, FillModel, InstrumentConfig};
+
+/// Depth of each side under `fill = "last_price"`: any order fills whole.
+const LAST_PRICE_DEPTH: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
 use super::order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
 use crate::domain::{BookUpdate, Side, Ts, NANOS_PER_SEC};
 
@@ -241,7 +252,10 @@ impl Venue {
     /// Bring a synthesized book up to the last trade (see `synth_at`).
     pub fn sync_book(&mut self) {
         if let Some(price) = self.synth_at.take() {
-            if self.cfg.synth.enabled && !self.book.observed() {
+            if self.cfg.fill == FillModel::LastPrice {
+                let slip = self.cfg.slippage_ticks(price);
+                self.book.at_last_price(price, slip, LAST_PRICE_DEPTH);
+            } else if self.cfg.synth.enabled && !self.book.observed() {
                 self.book
                     .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
             }
@@ -255,6 +269,10 @@ impl Venue {
 
     /// Apply a depth message; resting orders' queues follow the new level sizes.
     pub fn on_book(&mut self, u: &BookUpdate, q: &dyn QueueModel) {
+        if self.cfg.fill == FillModel::LastPrice {
+            // The last trade is the book; depth messages do not change it.
+            return;
+        }
         self.book.apply(u);
         self.requeue(q);
     }
@@ -322,7 +340,9 @@ impl Venue {
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
         self.settle_exits(ts, out);
-        if self.cfg.synth.enabled && !self.book.observed() {
+        if self.cfg.fill == FillModel::LastPrice
+            || (self.cfg.synth.enabled && !self.book.observed())
+        {
             self.synth_at = Some(price);
         }
 

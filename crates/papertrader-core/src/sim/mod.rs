@@ -45,7 +45,7 @@ use crate::account::Account;
 use crate::domain::{BookUpdate, Side, Ts};
 pub use book::Book;
 pub use fee::{BpsFee, FeeModel, Liquidity};
-pub use instrument::{InstrumentConfig, Spread, SynthBook};
+pub use instrument::{FillModel, InstrumentConfig, Spread, SynthBook};
 pub use latency::{ConstantLatency, LatencyModel};
 pub use matching::{QueueModel, Session, TradesReduceQueue, Venue, VenueState};
 pub use order::{EventKind, Fill, Order, OrderKind, SimEvent, Tif};

@@ -508,6 +508,76 @@ fn exits_reserve_nothing_and_leave_when_the_position_closes() {
     assert_eq!(s.venue("X").unwrap().open_orders().count(), 0);
 }
 
+fn last_price_sim(slippage: Option<Spread>) -> Simulator {
+    let inst = InstrumentConfig {
+        fill: FillModel::LastPrice,
+        slippage,
+        ..inst()
+    };
+    Simulator::new(
+        BTreeMap::from([("X".to_string(), inst)]),
+        0,
+        RiskLimits {
+            allow_short: true,
+            ..RiskLimits::default()
+        },
+        d("1000000"),
+    )
+    .expect("valid instruments")
+}
+
+#[test]
+fn last_price_fills_whole_at_the_last_trade_and_ignores_depth() {
+    let mut s = last_price_sim(None);
+    let mut out = Vec::new();
+    s.on_trade("X", 1, d("100.05"), d("1"), &mut out);
+    // Depth does not change a last-price book.
+    s.on_book(
+        &book(2, true, &[("99.00", "1")], &[("101.00", "1")]),
+        &mut out,
+    );
+    s.submit(3, Order::market("b", "X", Side::Buy, d("5000")), &mut out);
+    let f = fills(&out);
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].qty, f[0].price), (d("5000"), d("100.05")));
+    // Fee: 5000 * 100.05 * 10 bps.
+    assert_eq!(f[0].fee, d("500.25"));
+}
+
+#[test]
+fn last_price_slippage_and_a_stop_through_a_gap() {
+    let mut s = last_price_sim(Some(Spread::Ticks(2)));
+    let mut out = Vec::new();
+    s.on_trade("X", 1, d("100.05"), d("1"), &mut out);
+    s.submit(2, Order::market("b", "X", Side::Buy, d("10")), &mut out);
+    s.submit(3, Order::market("s", "X", Side::Sell, d("4")), &mut out);
+    let f = fills(&out);
+    assert_eq!((f[0].price, f[1].price), (d("100.07"), d("100.03")));
+    out.clear();
+    // A sell stop at 99.50; the next trade gaps to 99.00: it triggers there
+    // and sells at 99.00 less 2 ticks.
+    s.submit(
+        4,
+        Order::stop("st", "X", Side::Sell, d("6"), d("99.50")),
+        &mut out,
+    );
+    s.on_trade("X", 5, d("99.00"), d("1"), &mut out);
+    assert_eq!(fills(&out)[0].price, d("98.98"));
+    // 5 bps of 99.00 is 0.0495: rounded up to 5 ticks.
+    let by_bps = InstrumentConfig {
+        fill: FillModel::LastPrice,
+        slippage: Some(Spread::Bps(d("5"))),
+        ..inst()
+    };
+    assert_eq!(by_bps.slippage_ticks(d("99.00")), 5);
+    assert!(by_bps.validate().is_ok());
+    let bad = InstrumentConfig {
+        slippage: Some(Spread::Ticks(1)),
+        ..inst()
+    };
+    assert!(bad.validate().unwrap_err().starts_with("slippage applies"));
+}
+
 #[test]
 fn post_only_rejected_when_it_would_cross() {
     let mut s = sim(0);
