@@ -435,3 +435,34 @@ fn a_position_stopped_out_and_reopened_on_one_tick_gets_new_exits() {
     assert_eq!(stops, [d("10.05"), d("9.80")]);
     assert_eq!(last_position(&out), d("0"));
 }
+
+#[test]
+fn close_at_end_waits_for_orders_in_flight() {
+    // Orders take 1.5 s; the buy sent at the sixth tick (6 s) is still on its
+    // way after the last tick (7 s). The end lets it arrive (it fills at the
+    // ask around 10.5, 10.51), then closes the long it made (bid 10.49).
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ticks.csv");
+    let mut text = String::from("ts,symbol,price,size\n");
+    for (i, px) in with(&["10.5"]).iter().enumerate() {
+        text.push_str(&format!("{},XYZ,{px},1\n", T + (i as i64 + 1) * 1000));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let venue = VENUE.replace("latency = \"0ms\"", "latency = \"1500ms\"");
+    let cfg = load_rule(dir.path(), CROSSOVER, &venue, "close_at_end = true");
+    let bt = papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false).unwrap();
+    let fills: Vec<_> = bt
+        .collector
+        .trades
+        .iter()
+        .map(|t| (t.fill.order_id.clone(), t.fill.price.normalize()))
+        .collect();
+    assert_eq!(
+        fills,
+        [
+            (s("ex:XYZ:ticks-0-5:o"), d("10.51")),
+            (s("ex:XYZ:end:o"), d("10.49")),
+        ]
+    );
+    assert_eq!(bt.summary.strategies[0].symbols["XYZ"].position, d("0"));
+}

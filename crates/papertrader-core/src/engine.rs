@@ -365,6 +365,17 @@ impl Engine {
                 continue;
             }
             let mut evs = Vec::new();
+            let mut filled = BTreeSet::new();
+            // What is in flight reaches the venue first; then everything still
+            // open (resting rule orders, exits) is cancelled.
+            let arrived = ts.saturating_add(self.venue_latency);
+            slot.sim.advance(arrived, &mut evs);
+            report(slot, &mut evs, &origin, &mut filled, out);
+            slot.sim.cancel_all(arrived, None, &mut evs);
+            let ts = arrived.saturating_add(self.venue_latency);
+            slot.sim.advance(ts, &mut evs);
+            report(slot, &mut evs, &origin, &mut filled, out);
+            slot.working.clear();
             let open: Vec<(String, Decimal)> = slot
                 .instances
                 .keys()
@@ -378,7 +389,10 @@ impl Engine {
                     Side::Buy
                 };
                 let id = format!("{}:{symbol}:end:o", slot.cfg.name);
-                let order = Order::market(&id, &symbol, side, qty.abs());
+                let order = Order {
+                    reduce_only: true,
+                    ..Order::market(&id, &symbol, side, qty.abs())
+                };
                 slot.live.insert(
                     id,
                     LiveOrder {
@@ -400,7 +414,6 @@ impl Engine {
             }
             slot.sim
                 .advance(ts.saturating_add(self.venue_latency), &mut evs);
-            let mut filled = BTreeSet::new();
             report(slot, &mut evs, &origin, &mut filled, out);
             settle(slot, &mut filled, ts, &origin, &mut evs, out);
         }
@@ -488,6 +501,7 @@ impl Engine {
             // On bars, the rule sees a completed bar as one tick at its
             // close; the order still trades at this tick.
             let bar = inst.bars.as_mut().map(|b| b.push(t));
+            let timed = inst.exits.is_some() && !slot.killed;
             if let Some(x) = &mut inst.exits {
                 match &bar {
                     None => x.on_update(price, price, price),
@@ -496,7 +510,7 @@ impl Engine {
                 }
             }
             // Time stop and minimal ROI before the rule (`exits`).
-            if !slot.killed {
+            if timed {
                 timed_exit(slot, &t.symbol, t.ts, t.price, origin, &mut evs, out);
                 report(slot, &mut evs, origin, &mut filled, out);
                 follow_symbol(slot, &t.symbol, &mut filled, t.ts, origin, &mut evs, out);
@@ -628,9 +642,13 @@ pub fn config_fingerprint(cfg: &EngineSpec) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&cfg.strategies).expect("strategies serialize"));
+    // The fill model's fields at their defaults are left out, so that
+    // checkpoints written before they existed still restore.
+    let instruments =
+        format!("{:?}", cfg.instruments).replace(", fill: SynthBook, slippage: None", "");
     h.update(format!(
-        "{:?}|{}|{}|{:?}|{}",
-        cfg.instruments, cfg.venue_latency, cfg.max_out_of_order, cfg.symbols, cfg.pnl_every_ticks
+        "{instruments}|{}|{}|{:?}|{}",
+        cfg.venue_latency, cfg.max_out_of_order, cfg.symbols, cfg.pnl_every_ticks
     ));
     if !cfg.analytics.is_empty() {
         h.update(serde_json::to_vec(&cfg.analytics).expect("analytics serialize"));
@@ -834,7 +852,7 @@ fn decide(
         .expect("a venue per symbol")
         .cfg
         .lot_size;
-    if let Some(cap) = slot.sim.affordable(&order) {
+    if let Some(cap) = slot.sim.affordable(&order).filter(|_| !order.reduce_only) {
         let cap = (cap / lot).floor() * lot;
         let sizing_lot = slot.cfg.sizing.lot_size;
         let cap = (cap / sizing_lot).floor() * sizing_lot;
@@ -947,7 +965,20 @@ fn new_order(
                 Side::Buy => o.limit_offset_ticks,
                 Side::Sell => -o.limit_offset_ticks,
             };
-            let ticks = base + offset;
+            let mut ticks = base + offset;
+            if o.post_only {
+                // A locked book (`fill = "last_price"`) has the own best at
+                // the opposite best: step back so the order can rest.
+                let opposite = match side {
+                    Side::Buy => book.best_ask().map(|(t, _)| t - 1),
+                    Side::Sell => book.best_bid().map(|(t, _)| t + 1),
+                };
+                ticks = match (side, opposite) {
+                    (Side::Buy, Some(max)) => ticks.min(max),
+                    (Side::Sell, Some(min)) => ticks.max(min),
+                    (_, None) => ticks,
+                };
+            }
             let mut order = Order::limit(
                 order_id,
                 symbol,

@@ -367,7 +367,8 @@ impl ExitState {
         }
         let gone = |t: &Trade| !t.legs.is_empty() && !t.legs.iter().any(|id| live(id));
         let trade = match old {
-            Some(t) if t.sign == sign && qty <= t.qty && !gone(&t) => {
+            // Unchanged or shrunk (a reduction keeps the average cost).
+            Some(t) if t.sign == sign && qty <= t.qty && avg == t.entry && !gone(&t) => {
                 self.trade = Some(Trade { qty, ..t });
                 return p;
             }

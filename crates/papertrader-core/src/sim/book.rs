@@ -238,7 +238,9 @@ impl Book {
         }
     }
 
-    /// Whether best bid >= best ask (never true after any update; tested).
+    /// Whether best bid >= best ask: never true of an observed or
+    /// synthesized book (tested); the book of `fill = "last_price"` without
+    /// slippage is locked (bid == ask) by design.
     pub fn is_crossed(&self) -> bool {
         matches!((self.best_bid(), self.best_ask()), (Some((b, _)), Some((a, _))) if b >= a)
     }

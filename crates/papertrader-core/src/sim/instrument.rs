@@ -76,7 +76,7 @@ impl InstrumentConfig {
             Some(Spread::Bps(bps)) => (last * bps / Decimal::from(10_000) / self.tick_size)
                 .ceil()
                 .to_i64()
-                .unwrap_or(0)
+                .unwrap_or(i64::MAX / 4)
                 .max(0),
         }
     }
@@ -111,8 +111,13 @@ impl InstrumentConfig {
         if s.depth <= z {
             return Err(format!("synth.depth must be > 0, got {}", s.depth));
         }
+        let nonzero = match self.slippage {
+            Some(Spread::Ticks(t)) => t != 0,
+            Some(Spread::Bps(b)) => !b.is_zero(),
+            None => false,
+        };
         match (self.fill, self.slippage) {
-            (FillModel::SynthBook, Some(_)) => {
+            (FillModel::SynthBook, Some(_)) if nonzero => {
                 return Err(
                     "slippage applies to fill = \"last_price\"; with the synthesized book its spread is the slippage"
                         .to_string(),

@@ -77,11 +77,12 @@ use serde::{Deserialize, Serialize};
 
 use super::book::Book;
 use super::instrument::{to_ticks_exact, FillModel, InstrumentConfig};
-
-/// Depth of each side under `fill = "last_price"`: any order fills whole.
-const LAST_PRICE_DEPTH: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
 use super::order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
 use crate::domain::{BookUpdate, Side, Ts, NANOS_PER_SEC};
+
+/// Depth of each side under `fill = "last_price"` (10^12): any order of a
+/// sane size fills whole.
+const LAST_PRICE_DEPTH: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
 
 /// How the queue ahead of a resting order is consumed.
 pub trait QueueModel: Send {
@@ -321,10 +322,14 @@ impl Venue {
         for w in &mut resting {
             let t = w.limit.expect("resting orders have a limit");
             let own = self.book.price(t);
-            let through = match w.order.side {
-                Side::Buy => price < own,
-                Side::Sell => price > own,
-            };
+            // Under `last_price` a trade at the order's price fills it whole,
+            // as a trade through it does.
+            let touch = self.cfg.fill == FillModel::LastPrice && price == own;
+            let through = touch
+                || match w.order.side {
+                    Side::Buy => price < own,
+                    Side::Sell => price > own,
+                };
             let qty = if through {
                 w.leaves
             } else if price == own {

@@ -45,6 +45,7 @@ use crate::account::Account;
 use crate::domain::{BookUpdate, Side, Ts};
 pub use book::Book;
 pub use fee::{BpsFee, FeeModel, Liquidity};
+use instrument::to_ticks_exact;
 pub use instrument::{FillModel, InstrumentConfig, Spread, SynthBook};
 pub use latency::{ConstantLatency, LatencyModel};
 pub use matching::{QueueModel, Session, TradesReduceQueue, Venue, VenueState};
@@ -372,8 +373,27 @@ impl Simulator {
         let v = self.venues.get(&order.symbol)?;
         let ctx = self.risk_context(order, v);
         let price = ctx.price.filter(|p| *p > Decimal::ZERO)?;
-        let unit = price * (Decimal::ONE + ctx.taker_fee_bps / Decimal::from(10_000));
-        Some(((ctx.cash - ctx.open_buy_notional) / unit).max(Decimal::ZERO))
+        let rate = Decimal::ONE + ctx.taker_fee_bps / Decimal::from(10_000);
+        // The minimum fee set aside; then the levels the order would take, at
+        // their prices (a market buy walks past the best ask), and the
+        // reference price beyond them.
+        let mut left = ctx.cash - ctx.open_buy_notional - v.cfg.min_fee;
+        if left <= Decimal::ZERO {
+            return Some(Decimal::ZERO);
+        }
+        let limit = order
+            .limit_price()
+            .and_then(|p| to_ticks_exact(p, v.cfg.tick_size));
+        let mut qty = Decimal::ZERO;
+        for (t, size) in v.book.takeable(Side::Buy, limit) {
+            let unit = v.book.price(t).max(price) * rate;
+            if left <= size * unit {
+                return Some(qty + left / unit);
+            }
+            qty += size;
+            left -= size * unit;
+        }
+        Some(qty + left / (price * rate))
     }
 
     /// Request the cancel of one order at event time `ts`.

@@ -14,8 +14,8 @@
 //! The kill switch is a flag: [`RiskManager::halt`] (the engine calls it, e.g. on
 //! a drawdown trigger) makes every new order fail until [`RiskManager::resume`].
 //! Cancels are never refused. Reduce-only orders (exits, closing orders) meet
-//! the kill switch, `max_order_qty` and `max_orders_per_sec` only: the venue
-//! caps them at the position, so they cannot open, grow or flip one.
+//! the kill switch only: the venue caps them at the position, so they cannot
+//! open, grow or flip one, and closing is never held back by a limit.
 //!
 //! Simplifications: short sales (with `allow_short`) are not margin-checked, and
 //! the cash check prices open buys at their reference price now, not at the price
@@ -128,6 +128,11 @@ impl RiskManager {
         if self.halted {
             return Err("risk: trading halted (kill switch)".to_string());
         }
+        if order.reduce_only {
+            // It can only reduce a position (the venue caps its fills): the
+            // limits bound what adds risk, and closing is never held back.
+            return Ok(());
+        }
         if let Some(max) = l.max_order_qty {
             if order.qty > max {
                 return Err(format!(
@@ -149,13 +154,6 @@ impl RiskManager {
                     "risk: more than max_orders_per_sec {max} in the last second"
                 ));
             }
-        }
-        if order.reduce_only {
-            // It cannot open or grow a position (the venue caps its fills),
-            // so the position, notional, cash and short limits have nothing
-            // to check.
-            self.recent.push_back(ts);
-            return Ok(());
         }
         let signed = order.qty * order.side.sign();
         let open_same = match order.side {

@@ -545,6 +545,28 @@ fn last_price_fills_whole_at_the_last_trade_and_ignores_depth() {
 }
 
 #[test]
+fn last_price_limits_fill_whole_at_a_touch() {
+    let mut s = last_price_sim(None);
+    let mut out = Vec::new();
+    s.on_trade("X", 1, d("100.05"), d("1"), &mut out);
+    // A buy limit below the last trade rests (nothing ahead of it) and fills
+    // whole on a trade of 1 at its price.
+    s.submit(
+        2,
+        limit("l", Side::Buy, "300", "100.00", Tif::Gtc),
+        &mut out,
+    );
+    assert_eq!(kinds(&out), ["new", "accepted"]);
+    out.clear();
+    s.on_trade("X", 3, d("100.00"), d("1"), &mut out);
+    assert_eq!(kinds(&out), ["filled"]);
+    assert_eq!(
+        (fills(&out)[0].qty, fills(&out)[0].price),
+        (d("300"), d("100.00"))
+    );
+}
+
+#[test]
 fn last_price_slippage_and_a_stop_through_a_gap() {
     let mut s = last_price_sim(Some(Spread::Ticks(2)));
     let mut out = Vec::new();
