@@ -159,26 +159,28 @@ async fn metrics_state_and_health_count_what_was_sent() {
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["broker_connected"], true);
 
-    let text = wait_metric(
+    wait_metric(
         &base,
         "papertrader_events_in_total{topic=\"live_prices\"}",
         9.0,
     )
     .await;
-    let text = if metric(
-        &text,
+    wait_metric(
+        &base,
         "papertrader_events_in_total{topic=\"news_sentiment\"}",
-    ) == Some(1.0)
-    {
-        text
-    } else {
-        wait_metric(
-            &base,
-            "papertrader_events_in_total{topic=\"news_sentiment\"}",
-            1.0,
-        )
-        .await
-    };
+        1.0,
+    )
+    .await;
+    // Inputs are counted as they arrive, outputs once the broker has
+    // acknowledged them: wait for the last dead letter and both orders'
+    // latencies before reading the output counters.
+    wait_metric(
+        &base,
+        "papertrader_dead_letters_total{reason=\"invalid_field\"}",
+        1.0,
+    )
+    .await;
+    let text = wait_metric(&base, "papertrader_tick_to_order_seconds_count", 2.0).await;
     assert_eq!(
         metric(
             &text,
