@@ -468,6 +468,30 @@ pub struct MaCrossoverRule {
     pub slow: Window,
     #[serde(default)]
     pub average: MaKind,
+    /// `cross` (default) or `state`.
+    #[serde(default, skip_serializing_if = "SignalOn::is_cross")]
+    pub signal: SignalOn,
+}
+
+/// When a crossover signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalOn {
+    /// On a cross only: fast from at or below slow to above buys, from at or
+    /// above to below sells. The state when both averages become ready is
+    /// not a signal.
+    #[default]
+    Cross,
+    /// On the state: the first update with both averages ready signals it
+    /// (fast >= slow buys, fast < slow sells), and every change of it after:
+    /// NautilusTrader's EMACross enters as soon as its averages are ready.
+    State,
+}
+
+impl SignalOn {
+    pub fn is_cross(&self) -> bool {
+        *self == SignalOn::Cross
+    }
 }
 
 impl MaCrossoverRule {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::bars::Bar;
 use crate::config::{
     BollingerRule, CustomRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule,
-    RuleConfig, SentimentRule, Window,
+    RuleConfig, SentimentRule, SignalOn, Window,
 };
 use crate::domain::{Sentiment, Side, Tick, Ts};
 use crate::features::FeaturePipeline;
@@ -140,10 +140,12 @@ pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>
             fast,
             slow,
             average,
+            signal,
         }) => Box::new(MaCrossover {
             fast: MovingAverage::new(fast, average),
             slow: MovingAverage::new(slow, average),
             last_diff: None,
+            on_state: signal == SignalOn::State,
         }),
         RuleConfig::RsiMeanReversion(RsiRule {
             period,
@@ -270,6 +272,9 @@ struct MaCrossover {
     fast: MovingAverage,
     slow: MovingAverage,
     last_diff: Option<f64>,
+    /// `signal = "state"`.
+    #[serde(default)]
+    on_state: bool,
 }
 
 impl Strategy for MaCrossover {
@@ -280,7 +285,7 @@ impl Strategy for MaCrossover {
         let slow = self.slow.update(tick.ts, price);
         let (fast, slow) = (fast?, slow?);
         let diff = fast - slow;
-        let prev = self.last_diff.replace(diff)?;
+        let prev = self.last_diff.replace(diff);
         // Strength: the gap between the averages, full strength at 1% of the slow one.
         let strength = if slow != 0.0 {
             diff / (0.01 * slow.abs())
@@ -288,6 +293,18 @@ impl Strategy for MaCrossover {
             0.0
         };
         let reason = [("fast", fast), ("slow", slow), ("price", price)];
+        if self.on_state {
+            let long = diff >= 0.0;
+            if prev.is_some_and(|p| (p >= 0.0) == long) {
+                return None;
+            }
+            return Some(if long {
+                Decision::new(Side::Buy, strength.max(0.01), &reason)
+            } else {
+                Decision::new(Side::Sell, strength.min(-0.01), &reason)
+            });
+        }
+        let prev = prev?;
         if prev <= 0.0 && diff > 0.0 {
             Some(Decision::new(Side::Buy, strength.max(0.01), &reason))
         } else if prev >= 0.0 && diff < 0.0 {
@@ -783,17 +800,37 @@ mod tests {
 
     #[test]
     fn sma_crossover_signals_on_the_cross_only() {
-        let mut s = build(&RuleConfig::MaCrossover(MaCrossoverRule {
+        let rule = MaCrossoverRule {
             fast: Window::Events(2),
             slow: Window::Events(3),
             average: MaKind::Sma,
-        }));
+            signal: SignalOn::Cross,
+        };
+        let mut s = build(&RuleConfig::MaCrossover(rule));
         // i=2: fast (2+1)/2=1.5, slow (3+2+1)/3=2 -> diff -0.5 (first, no signal)
         // i=3: fast (1+5)/2=3, slow (2+1+5)/3=2.667 -> cross up: buy
         // i=4: fast (5+6)/2=5.5 > slow 4 -> no new signal
         // i=5: fast (6+1)/2=3.5, slow (5+6+1)/3=4 -> cross down: sell
-        let signals = run(s.as_mut(), &[3.0, 2.0, 1.0, 5.0, 6.0, 1.0]);
+        let prices = [3.0, 2.0, 1.0, 5.0, 6.0, 1.0];
+        let signals = run(s.as_mut(), &prices);
         assert_eq!(signals, vec![(3, Side::Buy), (5, Side::Sell)]);
+        // On the state, the first ready update signals too (i=2: fast < slow).
+        let mut s = build(&RuleConfig::MaCrossover(MaCrossoverRule {
+            signal: SignalOn::State,
+            ..rule
+        }));
+        let signals = run(s.as_mut(), &prices);
+        assert_eq!(
+            signals,
+            vec![(2, Side::Sell), (3, Side::Buy), (5, Side::Sell)]
+        );
+        // fast == slow counts as long on the state (as EMACross's >=): 2 2 2
+        // makes both averages 2 at i=2.
+        let mut s = build(&RuleConfig::MaCrossover(MaCrossoverRule {
+            signal: SignalOn::State,
+            ..rule
+        }));
+        assert_eq!(run(s.as_mut(), &[2.0, 2.0, 2.0]), vec![(2, Side::Buy)]);
     }
 
     #[test]
