@@ -33,10 +33,16 @@ pub async fn broker(partitions: i32) -> EmbeddedBroker {
         .expect("the embedded tansu broker must start");
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", b.bootstrap());
-    papertrader::kafka::ensure_topics(&c, &TOPICS, partitions)
-        .await
-        .expect("creating topics");
-    b
+    // On a loaded 2-core machine a first admin request can time out locally
+    // (seen once in a full run); the setup tries three times, then fails.
+    let mut last = None;
+    for _ in 0..3 {
+        match papertrader::kafka::ensure_topics(&c, &TOPICS, partitions).await {
+            Ok(()) => return b,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("creating topics: {:?}", last.expect("three attempts"));
 }
 
 pub fn producer(bootstrap: &str) -> FutureProducer {

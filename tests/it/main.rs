@@ -27,6 +27,7 @@ mod kcat_client;
 mod models;
 mod order_book_e2e;
 mod paper_e2e;
+mod parity;
 mod replay;
 mod report_html;
 mod restart_standalone;

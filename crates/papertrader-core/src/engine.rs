@@ -903,15 +903,16 @@ fn inst_counts<'a>(slot: &'a mut Slot, symbol: &str) -> &'a mut SymbolCounts {
 /// is allowed, nothing when already positioned on that side. A close-only
 /// decision orders the opposite position back to flat, or nothing.
 fn order_qty(slot: &Slot, symbol: &str, side: Side, price: Decimal, close_only: bool) -> Decimal {
-    let lot = slot
-        .sim
-        .venue(symbol)
-        .expect("a venue per symbol")
-        .cfg
-        .lot_size;
+    let inst = &slot.sim.venue(symbol).expect("a venue per symbol").cfg;
+    let (lot, fee_bps) = (inst.lot_size, inst.taker_fee_bps);
     let account = slot.sim.account();
     let position = account.position(symbol);
-    let target = target_qty(&slot.cfg, account, price);
+    // A position the order closes first pays its fee out of the equity.
+    let closing = match side {
+        Side::Buy => (-position).max(Decimal::ZERO),
+        Side::Sell => position.max(Decimal::ZERO),
+    };
+    let target = target_qty(&slot.cfg, account, price, fee_bps, closing);
     let target = (target / lot).floor() * lot;
     let allow_short = slot.cfg.account.allow_short;
     if close_only {
@@ -1391,12 +1392,26 @@ fn order_type(k: &OrderKind) -> OrderType {
 }
 
 /// The quantity a new position should have, rounded down to the lot size.
-fn target_qty(cfg: &StrategyConfig, account: &Account, price: Decimal) -> Decimal {
+/// `fraction_of_equity` pays the taker fee out of the fraction: of the
+/// equity less the fee of closing `closing` first, it buys what the fraction
+/// pays for at `price * (1 + fee)` (backtesting.py's sizing of orders given as
+/// a fraction).
+fn target_qty(
+    cfg: &StrategyConfig,
+    account: &Account,
+    price: Decimal,
+    fee_bps: Decimal,
+    closing: Decimal,
+) -> Decimal {
     let z = &cfg.sizing;
+    let rate = fee_bps / Decimal::from(10_000);
     let raw = match z.mode {
         SizingMode::FixedQuantity => z.quantity.unwrap_or_default(),
         SizingMode::FixedNotional => z.notional.unwrap_or_default() / price,
-        SizingMode::FractionOfEquity => z.fraction.unwrap_or_default() * account.equity() / price,
+        SizingMode::FractionOfEquity => {
+            let equity = account.equity() - closing * price * rate;
+            z.fraction.unwrap_or_default() * equity / (price * (Decimal::ONE + rate))
+        }
     };
     ((raw / z.lot_size).floor() * z.lot_size).max(Decimal::ZERO)
 }
