@@ -35,7 +35,7 @@ enum Command {
     /// Trade the configured strategies live against the input topics.
     Paper(PaperArgs),
     /// Run the strategies over recorded data (CSV files or the input topics) and
-    /// write a report: report.json, trades.csv, equity.csv, report.html.
+    /// write a report: report.json, trades.csv, round_trips.csv, equity.csv, report.html.
     Backtest(BacktestArgs),
     /// Backtest every point of a grid over the strategies' [rule] parameters, in
     /// parallel over one read of the events, and rank them: sweep.csv and a table.
@@ -123,7 +123,7 @@ impl DataArgs {
 struct BacktestArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Directory for report.json, trades.csv, equity.csv, report.html (and
+    /// Directory for report.json, trades.csv, round_trips.csv, equity.csv, report.html (and
     /// alerts.csv when the config has alert rules); created if missing.
     #[arg(long, value_name = "DIR")]
     report: PathBuf,

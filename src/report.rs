@@ -50,6 +50,40 @@ pub struct Trade {
     pub realized: Decimal,
 }
 
+/// One closed round trip, as backtesting.py's trades table has them: a
+/// quantity that fills opened and one fill closed (a fill that closes part of
+/// a position closes a round trip of that part).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundTrip {
+    pub strategy: String,
+    pub symbol: String,
+    /// The first fill that opened it, and the fill that closed it.
+    pub entry_ts: Ts,
+    pub exit_ts: Ts,
+    /// Signed: positive for a long, negative for a short.
+    pub size: Decimal,
+    /// The average price of the fills that opened it (not FIFO lots).
+    pub entry_price: Decimal,
+    pub exit_price: Decimal,
+    /// Its share of the opening fills' fees and of the closing fill's fee.
+    pub commission: Decimal,
+    /// `(exit_price - entry_price) * size - commission`.
+    pub pnl: Decimal,
+    /// `pnl / (|size| * entry_price)`.
+    pub return_pct: Decimal,
+}
+
+/// What is open of a symbol's position, for [`RoundTrip`]s.
+#[derive(Debug, Clone, Default)]
+struct OpenTrip {
+    entry_ts: Ts,
+    /// Signed quantity.
+    qty: Decimal,
+    /// Sum of quantity * price of what is open.
+    value: Decimal,
+    fees: Decimal,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Trips {
     /// Net P&L (realized minus fees) of the round trip now open, if any.
@@ -63,6 +97,9 @@ struct Trips {
 pub struct Collector {
     starting_cash: BTreeMap<String, Decimal>,
     pub trades: Vec<Trade>,
+    /// Closed round trips in the order they closed.
+    pub round_trips: Vec<RoundTrip>,
+    open_trips: BTreeMap<(String, String), OpenTrip>,
     /// Per strategy: `(ts, account equity)` of every P&L snapshot, in output order.
     pub equity: BTreeMap<String, Vec<(Ts, Decimal)>>,
     /// Replays the fills to attribute realized P&L to each one.
@@ -90,6 +127,8 @@ impl Collector {
                 .map(|s| (s.name.clone(), s.account.starting_cash))
                 .collect(),
             trades: Vec::new(),
+            round_trips: Vec::new(),
+            open_trips: BTreeMap::new(),
             equity: BTreeMap::new(),
             books: BTreeMap::new(),
             trips: BTreeMap::new(),
@@ -182,7 +221,56 @@ impl Collector {
                 }
             }
         }
+        self.round_trip(&f);
         self.trades.push(Trade { fill: f, realized });
+    }
+
+    /// Follow `f` in the open round trip of its strategy and symbol: what it
+    /// closes becomes a [`RoundTrip`], the rest opens or adds to one.
+    fn round_trip(&mut self, f: &FillMsg) {
+        let key = (f.strategy.clone(), f.symbol.clone());
+        let open = self.open_trips.entry(key).or_default();
+        let sign = f.side.sign();
+        let (mut left, mut fee_left) = (f.qty, f.fee);
+        if !open.qty.is_zero() && open.qty.is_sign_positive() != sign.is_sign_positive() {
+            let closing = left.min(open.qty.abs());
+            let exit_fee = f.fee * closing / f.qty;
+            let part = closing / open.qty.abs();
+            let (value, fees) = (open.value * part, open.fees * part);
+            let entry_price = open.value / open.qty.abs();
+            let size = if open.qty.is_sign_positive() {
+                closing
+            } else {
+                -closing
+            };
+            let commission = fees + exit_fee;
+            let pnl = (f.price - entry_price) * size - commission;
+            self.round_trips.push(RoundTrip {
+                strategy: f.strategy.clone(),
+                symbol: f.symbol.clone(),
+                entry_ts: open.entry_ts,
+                exit_ts: f.ts,
+                size,
+                entry_price,
+                exit_price: f.price,
+                commission,
+                pnl,
+                return_pct: pnl / value,
+            });
+            open.qty -= size;
+            open.value -= value;
+            open.fees -= fees;
+            left -= closing;
+            fee_left -= exit_fee;
+        }
+        if left > Decimal::ZERO {
+            if open.qty.is_zero() {
+                open.entry_ts = f.ts;
+            }
+            open.qty += left * sign;
+            open.value += left * f.price;
+            open.fees += fee_left;
+        }
     }
 
     /// The equity series of a strategy for the report: its starting cash at `start`,

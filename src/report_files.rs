@@ -1,4 +1,5 @@
-//! A backtest's report directory: `report.json`, `trades.csv`, `equity.csv`,
+//! A backtest's report directory: `report.json`, `trades.csv`,
+//! `round_trips.csv`, `equity.csv`,
 //! `alerts.csv` ([`crate::report`]'s metrics and series) and `report.html`
 //! ([`crate::report_html`]). Money is written exactly, rounded to 8 decimals.
 
@@ -10,7 +11,7 @@ use rust_decimal::Decimal;
 use crate::report::{drawdowns, Backtest, Report};
 use crate::wire::format_ts;
 
-/// Write `report.json`, `trades.csv`, `equity.csv`, `alerts.csv` (when the
+/// Write `report.json`, `trades.csv`, `round_trips.csv`, `equity.csv`, `alerts.csv` (when the
 /// run has alert rules) and `report.html` into `dir`
 /// (created if needed).
 pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
@@ -39,6 +40,26 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
         &dir.join("trades.csv"),
         "ts,strategy,symbol,side,qty,price,fee,realized_pnl,fill_id",
         trades,
+    )?;
+
+    let trips = bt.collector.round_trips.iter().map(|t| {
+        vec![
+            t.strategy.clone(),
+            t.symbol.clone(),
+            format_ts(t.entry_ts),
+            format_ts(t.exit_ts),
+            money(t.size),
+            money(t.entry_price),
+            money(t.exit_price),
+            money(t.commission),
+            money(t.pnl),
+            t.return_pct.round_dp(10).normalize().to_string(),
+        ]
+    });
+    write_csv(
+        &dir.join("round_trips.csv"),
+        "strategy,symbol,entry_ts,exit_ts,size,entry_price,exit_price,commission,pnl,return",
+        trips,
     )?;
 
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));

@@ -297,6 +297,7 @@ fn help_names_every_report_file_and_every_generate_option() {
     for f in [
         "report.json",
         "trades.csv",
+        "round_trips.csv",
         "equity.csv",
         "report.html",
         "alerts.csv",

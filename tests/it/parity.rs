@@ -111,6 +111,44 @@ fn smacross_on_goog_trades_as_backtesting_py_does() {
     let last = trades.last().unwrap();
     let f = fills.last().unwrap();
     assert_eq!((f.ts / 1_000_000, f.price), (last.exit_ms, last.exit_price));
+    // The round trips are backtesting.py's trades table: sizes and prices
+    // exactly, P&L (commissions included) and return to 1e-6.
+    let trips = &bt.collector.round_trips;
+    assert_eq!(trips.len(), trades.len());
+    let rows: Vec<Vec<String>> = fixture("backtesting_smacross_trades.csv")
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let close = |a: Decimal, b: &str| {
+        let (a, b) = (a.to_f64().unwrap(), b.parse::<f64>().unwrap());
+        (a - b).abs() <= 1e-6 * b.abs().max(1e-9)
+    };
+    for ((r, t), row) in trips.iter().zip(&trades).zip(&rows) {
+        assert_eq!(
+            (
+                r.entry_ts / 1_000_000,
+                r.exit_ts / 1_000_000,
+                r.size,
+                r.entry_price,
+                r.exit_price
+            ),
+            (
+                t.entry_ms,
+                t.exit_ms,
+                Decimal::from(t.size),
+                t.entry_price,
+                t.exit_price
+            )
+        );
+        assert!(close(r.pnl, &row[5]), "P&L {} against {}", r.pnl, row[5]);
+        assert!(
+            close(r.return_pct, &row[6]),
+            "return {} against {}",
+            r.return_pct,
+            row[6]
+        );
+    }
     // The final equity, open position marked at the last close, to 1e-6.
     let stats: serde_json::Value =
         serde_json::from_str(&fixture("backtesting_smacross_stats.json")).unwrap();
