@@ -67,6 +67,26 @@ struct LiveOrder {
     partials: u32,
 }
 
+impl LiveOrder {
+    /// What the engine keeps of `order`, sent for `signal_id` (empty for
+    /// exits and the end of a backtest).
+    fn of(order: &Order, signal_id: String) -> Self {
+        LiveOrder {
+            signal_id,
+            strategy_symbol: order.symbol.clone(),
+            side: order.side,
+            order_type: order_type(&order.kind),
+            price: order.limit_price(),
+            stop: order.stop_price(),
+            tif: order.tif,
+            qty: order.qty,
+            filled: Decimal::ZERO,
+            notional: Decimal::ZERO,
+            partials: 0,
+        }
+    }
+}
+
 struct Slot {
     cfg: StrategyConfig,
     /// The strategy's own venue, risk manager and account.
@@ -393,22 +413,7 @@ impl Engine {
                     reduce_only: true,
                     ..Order::market(&id, &symbol, side, qty.abs())
                 };
-                slot.live.insert(
-                    id,
-                    LiveOrder {
-                        signal_id: String::new(),
-                        strategy_symbol: symbol.clone(),
-                        side,
-                        order_type: OrderType::Market,
-                        price: None,
-                        stop: None,
-                        tif: Tif::Ioc,
-                        qty: qty.abs(),
-                        filled: Decimal::ZERO,
-                        notional: Decimal::ZERO,
-                        partials: 0,
-                    },
-                );
+                slot.live.insert(id, LiveOrder::of(&order, String::new()));
                 inst_counts(slot, &symbol).orders += 1;
                 slot.sim.submit(ts, order, &mut evs);
             }
@@ -860,23 +865,8 @@ fn decide(
             order.qty = cap;
         }
     }
-    let qty = order.qty;
-    slot.live.insert(
-        order_id.clone(),
-        LiveOrder {
-            signal_id,
-            strategy_symbol: symbol.to_string(),
-            side,
-            order_type: order_type(&order.kind),
-            price: order.limit_price(),
-            stop: order.stop_price(),
-            tif: order.tif,
-            qty,
-            filled: Decimal::ZERO,
-            notional: Decimal::ZERO,
-            partials: 0,
-        },
-    );
+    slot.live
+        .insert(order_id.clone(), LiveOrder::of(&order, signal_id));
     slot.working.insert(symbol.to_string(), order_id);
     inst_counts(slot, symbol).orders += 1;
     slot.sim.submit(ts, order, evs);
@@ -1207,22 +1197,8 @@ fn timed_exit(
         reduce_only: true,
         ..Order::market(&id, symbol, side, qty)
     };
-    slot.live.insert(
-        id.clone(),
-        LiveOrder {
-            signal_id,
-            strategy_symbol: symbol.to_string(),
-            side,
-            order_type: OrderType::Market,
-            price: None,
-            stop: None,
-            tif: Tif::Ioc,
-            qty,
-            filled: Decimal::ZERO,
-            notional: Decimal::ZERO,
-            partials: 0,
-        },
-    );
+    slot.live
+        .insert(id.clone(), LiveOrder::of(&order, signal_id));
     slot.working.insert(symbol.to_string(), id.clone());
     let inst = slot.instances.get_mut(symbol).expect("instance per symbol");
     inst.counts.orders += 1;
@@ -1330,22 +1306,8 @@ fn place_exits(slot: &mut Slot, symbol: &str, ts: Ts, origin: &Origin, evs: &mut
             reduce_only: true,
             oco: Some(format!("{prefix}:exit{again}")),
         };
-        slot.live.insert(
-            order.id.clone(),
-            LiveOrder {
-                signal_id: String::new(),
-                strategy_symbol: symbol.to_string(),
-                side,
-                order_type: order_type(&kind),
-                price: order.limit_price(),
-                stop: order.stop_price(),
-                tif: Tif::Gtc,
-                qty,
-                filled: Decimal::ZERO,
-                notional: Decimal::ZERO,
-                partials: 0,
-            },
-        );
+        slot.live
+            .insert(order.id.clone(), LiveOrder::of(&order, String::new()));
         legs.push(order.id.clone());
         inst.counts.orders += 1;
         slot.sim.submit(ts, order, evs);
