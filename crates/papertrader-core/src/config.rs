@@ -239,6 +239,27 @@ pub struct OrdersConfig {
     /// Limit orders: reject instead of taking liquidity.
     #[serde(default)]
     pub post_only: bool,
+    /// A signal that turns a position around: one order for the whole
+    /// quantity (`net`, default), or a reduce-only order closing the position
+    /// and a second one opening the new one (`close_then_open`, as
+    /// NautilusTrader's `close_all_positions` then `buy`).
+    #[serde(default, skip_serializing_if = "Reverse::is_net")]
+    pub reverse: Reverse,
+}
+
+/// How a signal turns a position around (`[orders] reverse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reverse {
+    #[default]
+    Net,
+    CloseThenOpen,
+}
+
+impl Reverse {
+    pub fn is_net(&self) -> bool {
+        *self == Reverse::Net
+    }
 }
 
 impl OrdersConfig {
@@ -471,6 +492,27 @@ pub struct MaCrossoverRule {
     /// `cross` (default) or `state`.
     #[serde(default, skip_serializing_if = "SignalOn::is_cross")]
     pub signal: SignalOn,
+    /// How an EMA starts: `sma` (default, TA-Lib) or `first`
+    /// (NautilusTrader, pandas `ewm(adjust=False)`).
+    #[serde(default, skip_serializing_if = "EmaSeed::is_sma")]
+    pub seed: EmaSeed,
+}
+
+/// How an event-count EMA starts ([`crate::indicators::Ema`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmaSeed {
+    /// The mean of the first `period` values (TA-Lib).
+    #[default]
+    Sma,
+    /// The first value, smoothed from there (NautilusTrader).
+    First,
+}
+
+impl EmaSeed {
+    pub fn is_sma(&self) -> bool {
+        *self == EmaSeed::Sma
+    }
 }
 
 /// When a crossover signals.
@@ -507,6 +549,14 @@ impl MaCrossoverRule {
                 "rule.fast",
                 "fast must be shorter than slow, and both counts or both durations",
                 "e.g. fast = 10, slow = 30, or fast = \"5m\", slow = \"30m\"",
+            ));
+        }
+        let counts = matches!(self.fast, Window::Events(_));
+        if self.seed == EmaSeed::First && (self.average != MaKind::Ema || !counts) {
+            return Err(problem(
+                "rule.seed",
+                "seed = \"first\" applies to an EMA over a count of updates",
+                "set average = \"ema\" and fast and slow as counts, or remove seed",
             ));
         }
         Ok(())

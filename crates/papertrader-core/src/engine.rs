@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::account::Account;
 use crate::analytics::{Analytics, AnalyticsConfig, AnalyticsState};
 use crate::bars::BarBuilder;
-use crate::config::{OrderStyle, SizingMode, StrategyConfig, TifConfig};
+use crate::config::{OrderStyle, Reverse, SizingMode, StrategyConfig, TifConfig};
 pub use crate::domain::{
     DeadLetterMsg, FillMsg, OrderMsg, OrderStatus, OrderType, Output, OutputKind, PnlMsg, SignalMsg,
 };
@@ -838,9 +838,27 @@ fn decide(
         }
         slot.working.remove(symbol);
     }
-    let qty = order_qty(slot, symbol, side, price, close_only);
+    let mut qty = order_qty(slot, symbol, side, price, close_only);
     if qty <= Decimal::ZERO {
         return;
+    }
+    let opposite = match side {
+        Side::Buy => (-slot.sim.account().position(symbol)).max(Decimal::ZERO),
+        Side::Sell => slot.sim.account().position(symbol).max(Decimal::ZERO),
+    };
+    if slot.cfg.orders.reverse == Reverse::CloseThenOpen
+        && qty > opposite
+        && opposite > Decimal::ZERO
+    {
+        // Close first, reduce-only, then open what is left.
+        let close_id = format!("{signal_id}:c");
+        let mut close = new_order(slot, &close_id, symbol, side, opposite, price);
+        close.reduce_only = true;
+        slot.live
+            .insert(close_id, LiveOrder::of(&close, signal_id.clone()));
+        inst_counts(slot, symbol).orders += 1;
+        slot.sim.submit(ts, close, evs);
+        qty -= opposite;
     }
     let order_id = format!("{signal_id}:o");
     let mut order = new_order(slot, &order_id, symbol, side, qty, price);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bars::Bar;
 use crate::config::{
-    BollingerRule, CustomRule, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule,
+    BollingerRule, CustomRule, EmaSeed, EnsembleRule, MaCrossoverRule, MaKind, ModelRule, RsiRule,
     RuleConfig, SentimentRule, SignalOn, Window,
 };
 use crate::domain::{Sentiment, Side, Tick, Ts};
@@ -141,9 +141,10 @@ pub fn try_build(rule: &RuleConfig, models: &Models) -> Result<Box<dyn Strategy>
             slow,
             average,
             signal,
+            seed,
         }) => Box::new(MaCrossover {
-            fast: MovingAverage::new(fast, average),
-            slow: MovingAverage::new(slow, average),
+            fast: MovingAverage::seeded(fast, average, seed),
+            slow: MovingAverage::seeded(slow, average, seed),
             last_diff: None,
             on_state: signal == SignalOn::State,
         }),
@@ -254,6 +255,16 @@ impl MovingAverage {
             (Window::Events(n), MaKind::Ema) => MovingAverage::Ema(Ema::new(n)),
             (Window::Time(w), MaKind::Sma) => MovingAverage::TimeSma(TimeSma::new(w)),
             (Window::Time(w), MaKind::Ema) => MovingAverage::TimeEma(TimeEma::new(w)),
+        }
+    }
+
+    /// [`MovingAverage::new`], with an EMA over a count seeded by `seed`.
+    pub fn seeded(window: Window, kind: MaKind, seed: EmaSeed) -> Self {
+        match (window, kind, seed) {
+            (Window::Events(n), MaKind::Ema, EmaSeed::First) => {
+                MovingAverage::Ema(Ema::from_first(n))
+            }
+            _ => MovingAverage::new(window, kind),
         }
     }
 
@@ -805,6 +816,7 @@ mod tests {
             slow: Window::Events(3),
             average: MaKind::Sma,
             signal: SignalOn::Cross,
+            seed: EmaSeed::Sma,
         };
         let mut s = build(&RuleConfig::MaCrossover(rule));
         // i=2: fast (2+1)/2=1.5, slow (3+2+1)/3=2 -> diff -0.5 (first, no signal)

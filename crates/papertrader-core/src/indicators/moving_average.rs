@@ -56,6 +56,11 @@ impl Sma {
 /// `ema += alpha * (x - ema)` (TA-Lib's `(x - prev) * k + prev`).
 /// Non-finite input is ignored: the state is unchanged and `update` returns
 /// `None`.
+///
+/// [`Ema::from_first`] seeds with the first value instead, as NautilusTrader
+/// (and pandas' `ewm(adjust=False)`) do: `ema = alpha * x + (1 - alpha) * ema`
+/// from the first input on (the first input is `x` itself), ready with the
+/// `period`-th input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ema {
     period: usize,
@@ -63,6 +68,12 @@ pub struct Ema {
     seen: usize,
     seed: CompensatedSum,
     value: Option<f64>,
+    /// Seeded with the first value ([`Ema::from_first`]).
+    #[serde(default)]
+    first: bool,
+    /// The running average of a first-seeded EMA before it is ready.
+    #[serde(default)]
+    running: Option<f64>,
 }
 
 impl Ema {
@@ -76,6 +87,20 @@ impl Ema {
             seen: 0,
             seed: CompensatedSum::default(),
             value: None,
+            first: false,
+            running: None,
+        }
+    }
+
+    /// An EMA seeded with its first value (type docs), NautilusTrader's
+    /// `ExponentialMovingAverage` to the bit.
+    ///
+    /// # Panics
+    /// If `period` is 0.
+    pub fn from_first(period: usize) -> Self {
+        Self {
+            first: true,
+            ..Self::new(period)
         }
     }
 
@@ -91,6 +116,16 @@ impl Ema {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         if !x.is_finite() {
             return None;
+        }
+        if self.first {
+            let prev = self.running.unwrap_or(x);
+            let v = self.alpha * x + ((1.0 - self.alpha) * prev);
+            self.running = Some(v);
+            self.seen += 1;
+            if self.seen >= self.period {
+                self.value = Some(v);
+            }
+            return self.value;
         }
         match self.value {
             Some(prev) => self.value = Some((x - prev) * self.alpha + prev),
@@ -153,6 +188,18 @@ mod tests {
             .map(|x| ema.update(x))
             .collect();
         assert_eq!(out, vec![None, None, Some(2.0), Some(6.0), Some(3.0)]);
+    }
+
+    #[test]
+    fn ema_from_first_by_hand() {
+        // period 3, alpha 0.5: 1, then 0.5*2 + 0.5*1 = 1.5, then
+        // 0.5*3 + 0.5*1.5 = 2.25 (ready), then 0.5*10 + 0.5*2.25 = 6.125.
+        let mut ema = Ema::from_first(3);
+        let out: Vec<_> = [1.0, 2.0, 3.0, 10.0]
+            .into_iter()
+            .map(|x| ema.update(x))
+            .collect();
+        assert_eq!(out, vec![None, None, Some(2.25), Some(6.125)]);
     }
 
     #[test]

@@ -173,6 +173,26 @@ impl Book {
         self.asks.insert(ask, depth);
     }
 
+    /// The book of `fill = "last_trade"`: the last trade's price (`slip`
+    /// ticks out) holding its `size` each side, and one tick further out a
+    /// level holding `rest`.
+    pub fn at_last_trade(&mut self, last: Decimal, slip: i64, size: Decimal, rest: Decimal) {
+        self.bids.clear();
+        self.asks.clear();
+        let bid = to_ticks(last, self.tick_size, Snap::Down) - slip;
+        let ask = to_ticks(last, self.tick_size, Snap::Up) + slip;
+        for (t, s) in [(bid, size), (bid - 1, rest)] {
+            if t > 0 && s > Decimal::ZERO {
+                self.bids.insert(t, s);
+            }
+        }
+        for (t, s) in [(ask, size), (ask + 1, rest)] {
+            if s > Decimal::ZERO {
+                self.asks.insert(t, s);
+            }
+        }
+    }
+
     /// Best bid as (ticks, size).
     pub fn best_bid(&self) -> Option<(i64, Decimal)> {
         self.bids.iter().next_back().map(|(t, s)| (*t, *s))

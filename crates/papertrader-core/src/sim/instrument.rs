@@ -29,10 +29,11 @@ pub struct InstrumentConfig {
     #[serde(default)]
     pub synth: SynthBook,
     /// How orders that take liquidity fill: `synth_book` (the book, observed
-    /// or synthesized) or `last_price` (at the last trade price).
+    /// or synthesized), `last_price` (at the last trade price) or
+    /// `last_trade` (the last trade's price and size, then one tick worse).
     #[serde(default)]
     pub fill: FillModel,
-    /// With `fill = "last_price"`: buys fill this far above the last trade,
+    /// With `fill = "last_price"` or `"last_trade"`: buys fill this far above the last trade,
     /// sells this far below (`"1 tick"`, `"5 bps"`, rounded up to ticks).
     #[serde(default)]
     pub slippage: Option<Spread>,
@@ -47,9 +48,22 @@ pub enum FillModel {
     #[default]
     SynthBook,
     /// At the last trade price (plus `slippage`), in any quantity: no spread,
-    /// no depth, order-book messages ignored. NautilusTrader's L1 book from
-    /// trades and backtesting.py fill this way.
+    /// no depth, order-book messages ignored. backtesting.py fills this way.
     LastPrice,
+    /// The last trade as a one-level book: its price (plus `slippage`) holds
+    /// the trade's size, and what an order takes beyond that fills one tick
+    /// worse. The level is rebuilt for every order (own fills do not use it
+    /// up) and order-book messages are ignored. NautilusTrader's L1 book from
+    /// trade ticks fills this way.
+    LastTrade,
+}
+
+impl FillModel {
+    /// The book is made from the last trade (`last_price`, `last_trade`),
+    /// not from depth messages or the synthesized book.
+    pub fn from_trades(self) -> bool {
+        matches!(self, FillModel::LastPrice | FillModel::LastTrade)
+    }
 }
 
 impl InstrumentConfig {
@@ -119,7 +133,7 @@ impl InstrumentConfig {
         match (self.fill, self.slippage) {
             (FillModel::SynthBook, Some(_)) if nonzero => {
                 return Err(
-                    "slippage applies to fill = \"last_price\"; with the synthesized book its spread is the slippage"
+                    "slippage applies to fill = \"last_price\" or \"last_trade\"; with the synthesized book its spread is the slippage"
                         .to_string(),
                 )
             }

@@ -61,6 +61,10 @@
 //! ignored. A market order fills whole at the last price plus or minus the
 //! slippage, a stop on the trade that triggers it at that trade's price (so a
 //! gap fills at the gap's price), a resting limit when a trade reaches it.
+//! With `fill = "last_trade"` the level at the last price holds only the last
+//! trade's size and a level one tick worse holds the rest (NautilusTrader's
+//! L1 book from trade ticks); the book is rebuilt for every order that takes,
+//! so two orders on one trade each meet the trade's size.
 //!
 //! # Session (DAY orders)
 //! [`Session`]: DAY orders expire at the first session end strictly after they
@@ -189,6 +193,9 @@ pub struct VenueState {
     pub resting: Vec<Working>,
     pub stops: Vec<Working>,
     pub synth_at: Option<Decimal>,
+    /// Size of the last trade (the level of `fill = "last_trade"`).
+    #[serde(default)]
+    pub last_size: Decimal,
 }
 
 /// The matching engine of one symbol.
@@ -199,6 +206,8 @@ pub struct Venue {
     pub book: Book,
     /// Last trade price.
     pub last_trade: Option<Decimal>,
+    /// Last trade size.
+    last_size: Decimal,
     /// Resting limit orders in arrival order.
     resting: Vec<Working>,
     /// Untriggered stop orders in arrival order.
@@ -222,6 +231,7 @@ impl Venue {
             book: Book::new(cfg.tick_size),
             cfg,
             last_trade: None,
+            last_size: Decimal::ZERO,
             resting: Vec::new(),
             stops: Vec::new(),
             synth_at: None,
@@ -238,6 +248,7 @@ impl Venue {
             resting: self.resting.clone(),
             stops: self.stops.clone(),
             synth_at: self.synth_at,
+            last_size: self.last_size,
         }
     }
 
@@ -248,14 +259,18 @@ impl Venue {
         self.resting = s.resting;
         self.stops = s.stops;
         self.synth_at = s.synth_at;
+        self.last_size = s.last_size;
     }
 
     /// Bring a synthesized book up to the last trade (see `synth_at`).
     pub fn sync_book(&mut self) {
         if let Some(price) = self.synth_at.take() {
+            let slip = self.cfg.slippage_ticks(price);
             if self.cfg.fill == FillModel::LastPrice {
-                let slip = self.cfg.slippage_ticks(price);
                 self.book.at_last_price(price, slip, LAST_PRICE_DEPTH);
+            } else if self.cfg.fill == FillModel::LastTrade {
+                self.book
+                    .at_last_trade(price, slip, self.last_size, LAST_PRICE_DEPTH);
             } else if self.cfg.synth.enabled && !self.book.observed() {
                 self.book
                     .synthesize(price, &self.cfg.synth, self.cfg.lot_size);
@@ -270,7 +285,7 @@ impl Venue {
 
     /// Apply a depth message; resting orders' queues follow the new level sizes.
     pub fn on_book(&mut self, u: &BookUpdate, q: &dyn QueueModel) {
-        if self.cfg.fill == FillModel::LastPrice {
+        if self.cfg.fill.from_trades() {
             // The last trade is the book; depth messages do not change it.
             return;
         }
@@ -314,6 +329,7 @@ impl Venue {
         out: &mut Vec<SimEvent>,
     ) {
         self.last_trade = Some(price);
+        self.last_size = size;
         // The trade printed against the book as it was: resting orders fill
         // first. Only then does a synthesized book move to the new price (its
         // levels are a model, not observed cancels: queue positions keep what
@@ -324,7 +340,7 @@ impl Venue {
             let own = self.book.price(t);
             // Under `last_price` a trade at the order's price fills it whole,
             // as a trade through it does.
-            let touch = self.cfg.fill == FillModel::LastPrice && price == own;
+            let touch = self.cfg.fill.from_trades() && price == own;
             let through = touch
                 || match w.order.side {
                     Side::Buy => price < own,
@@ -345,9 +361,7 @@ impl Venue {
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
         self.settle_exits(ts, out);
-        if self.cfg.fill == FillModel::LastPrice
-            || (self.cfg.synth.enabled && !self.book.observed())
-        {
+        if self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed()) {
             self.synth_at = Some(price);
         }
 
@@ -463,6 +477,10 @@ impl Venue {
 
     /// Take liquidity, then cancel, reject or rest the remainder (module docs).
     fn execute(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+        if self.cfg.fill == FillModel::LastTrade {
+            // Every order meets the last trade's level whole.
+            self.synth_at = self.last_trade.or(self.synth_at);
+        }
         self.sync_book();
         let side = w.order.side;
         let best = self.book.best_opposite(side).map(|(t, _)| t);

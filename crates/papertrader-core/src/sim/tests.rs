@@ -509,8 +509,12 @@ fn exits_reserve_nothing_and_leave_when_the_position_closes() {
 }
 
 fn last_price_sim(slippage: Option<Spread>) -> Simulator {
+    from_trades_sim(FillModel::LastPrice, slippage)
+}
+
+fn from_trades_sim(fill: FillModel, slippage: Option<Spread>) -> Simulator {
     let inst = InstrumentConfig {
-        fill: FillModel::LastPrice,
+        fill,
         slippage,
         ..inst()
     };
@@ -542,6 +546,43 @@ fn last_price_fills_whole_at_the_last_trade_and_ignores_depth() {
     assert_eq!((f[0].qty, f[0].price), (d("5000"), d("100.05")));
     // Fee: 5000 * 100.05 * 10 bps.
     assert_eq!(f[0].fee, d("500.25"));
+}
+
+#[test]
+fn last_trade_fills_the_trade_size_then_one_tick_worse_for_every_order() {
+    // NautilusTrader's L1 book from trade ticks: 79 at the trade's price,
+    // the rest one tick worse; a second order on the same trade meets the
+    // same level again (own fills do not use it up).
+    let mut s = from_trades_sim(FillModel::LastTrade, None);
+    let mut out = Vec::new();
+    s.on_trade("X", 1, d("99.18"), d("79"), &mut out);
+    s.submit(2, Order::market("a", "X", Side::Buy, d("100")), &mut out);
+    s.submit(2, Order::market("b", "X", Side::Buy, d("100")), &mut out);
+    s.submit(2, Order::market("c", "X", Side::Sell, d("50")), &mut out);
+    let f: Vec<_> = fills(&out)
+        .iter()
+        .map(|f| (f.order_id.clone(), f.qty, f.price))
+        .collect();
+    assert_eq!(
+        f,
+        [
+            ("a".to_string(), d("79"), d("99.18")),
+            ("a".to_string(), d("21"), d("99.19")),
+            ("b".to_string(), d("79"), d("99.18")),
+            ("b".to_string(), d("21"), d("99.19")),
+            ("c".to_string(), d("50"), d("99.18")),
+        ]
+    );
+    // Depth messages do not change it; the next trade does.
+    s.on_book(
+        &book(3, true, &[("90.00", "1000")], &[("95.00", "1000")]),
+        &mut out,
+    );
+    s.on_trade("X", 4, d("99.20"), d("10"), &mut out);
+    out.clear();
+    s.submit(5, Order::market("d", "X", Side::Sell, d("30")), &mut out);
+    let f: Vec<_> = fills(&out).iter().map(|f| (f.qty, f.price)).collect();
+    assert_eq!(f, [(d("10"), d("99.20")), (d("20"), d("99.19"))]);
 }
 
 #[test]
