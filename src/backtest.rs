@@ -47,7 +47,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::alerts::Alerts;
 use crate::config::Loaded;
-use crate::csvdata::NANOS_PER_DAY;
 use crate::csvdata::{ReadOptions, Record, RecordReader};
 use crate::domain::Output;
 use crate::domain::{MarketEvent, Origin, Ts};
@@ -122,20 +121,26 @@ fn drive<'a>(
     let mut out = Vec::new();
     let mut n = 0u64;
     let (mut start, mut end) = (None, None);
-    let mut day: Option<i64> = None;
+    // Equity marks (`report.mark_every`): the accounts after the last event
+    // of each period that has events, at that event's time.
+    let every = cfg.app.report.mark_every.nanos().max(1);
+    let mut period: Option<(i64, Ts)> = None;
     for ev in events {
         // An undecodable first message of a partition has no event time (Ts::MIN):
         // it opens no period and sets no bound.
         if ev.ts != Ts::MIN {
             start = Some(start.map_or(ev.ts, |s: Ts| s.min(ev.ts)));
             end = Some(end.map_or(ev.ts, |e: Ts| e.max(ev.ts)));
-            // Daily closes for the return statistics: the accounts after the last
-            // event of each UTC day that has events.
-            let d = ev.ts.div_euclid(NANOS_PER_DAY);
-            if day.is_some_and(|p| p != d) {
-                collector.close_period(&engine.summary());
-            }
-            day = Some(d);
+            let p = ev.ts.div_euclid(every);
+            let at = match period {
+                Some((q, at)) if q != p => {
+                    collector.mark(at, &engine, false);
+                    ev.ts
+                }
+                Some((_, at)) => at.max(ev.ts),
+                None => ev.ts,
+            };
+            period = Some((p, at));
         }
         let (ev, decoded) = match ev {
             Cow::Owned(mut e) => {
@@ -174,8 +179,8 @@ fn drive<'a>(
         }
     }
     let summary = engine.summary();
-    if day.is_some() {
-        collector.close_period(&summary);
+    if let Some((_, at)) = period {
+        collector.mark(at, &engine, true);
     }
     Ok(Backtest {
         summary,

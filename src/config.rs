@@ -50,6 +50,38 @@ pub struct AppConfig {
     /// Analytics streams: named expressions per symbol, on `topics.indicators`.
     #[serde(default)]
     pub analytics: Vec<AnalyticsConfig>,
+    /// Backtest reports.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// Backtest reports (`[report]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Each strategy's equity is marked at the end of every period of this
+    /// length (event time, UTC-aligned) in which its symbols had events: the
+    /// equity curve, drawdowns, exposure and daily returns are taken from the
+    /// marks (docs/metrics.md).
+    pub mark_every: Span,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            mark_every: Span::from_nanos(60_000_000_000),
+        }
+    }
+}
+
+impl ReportConfig {
+    fn check(&self) -> Result<(), Problem> {
+        positive(
+            "report.mark_every",
+            self.mark_every,
+            "write a duration such as \"1m\" or \"1d\"",
+        )
+    }
 }
 
 /// How to reach Kafka.
@@ -964,6 +996,7 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<(), Co
         app.http.check(),
         app.state.check(),
         app.alerts.check(),
+        app.report.check(),
     ];
     for c in checks.into_iter().chain(check_analytics(&app.analytics)) {
         c.map_err(|(key, problem, fix)| ConfigError::new(file_of(&key), key, problem, fix))?;

@@ -5,8 +5,8 @@
 //! re-exported here under their own names (`papertrader::engine`, ...).
 
 pub use papertrader_core::{
-    account, analytics, bars, domain, engine, exits, expr, features, indicators, model, sim, step,
-    strategy, summary, wire,
+    account, analytics, bars, domain, engine, exits, expr, features, indicators, model, sim, stats,
+    step, strategy, summary, wire,
 };
 
 pub mod alerts;

@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
+use serde_json::Value::Null;
 
 use crate::account::Account;
 use crate::config::Loaded;
 use crate::domain::{AlertMsg, FillMsg, Output};
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
+use crate::engine::Engine;
+use crate::stats::{self, ClosedTrade, Mark};
 use crate::summary::InputCounts;
 use crate::summary::Summary;
 use crate::wire::format_ts;
@@ -84,14 +87,6 @@ struct OpenTrip {
     fees: Decimal,
 }
 
-#[derive(Debug, Clone, Default)]
-struct Trips {
-    /// Net P&L (realized minus fees) of the round trip now open, if any.
-    open: Option<Decimal>,
-    /// Net P&L of each closed round trip, in order.
-    closed: Vec<Decimal>,
-}
-
 /// Collects what the report needs from the engine's outputs.
 #[derive(Debug, Clone)]
 pub struct Collector {
@@ -100,18 +95,18 @@ pub struct Collector {
     /// Closed round trips in the order they closed.
     pub round_trips: Vec<RoundTrip>,
     open_trips: BTreeMap<(String, String), OpenTrip>,
-    /// Per strategy: `(ts, account equity)` of every P&L snapshot, in output order.
-    pub equity: BTreeMap<String, Vec<(Ts, Decimal)>>,
+    /// Per strategy: its equity at the end of every marking period
+    /// (`report.mark_every`) in which its symbols had events.
+    pub marks: BTreeMap<String, Vec<Mark>>,
     /// Replays the fills to attribute realized P&L to each one.
     books: BTreeMap<String, Account>,
-    trips: BTreeMap<(String, String), Trips>,
-    /// Per strategy: equity at the close of each period (UTC day with events).
-    pub closes: BTreeMap<String, Vec<Decimal>>,
-    /// Per strategy, beside `closes`: whether its own symbols had events in
-    /// that period.
-    pub active: BTreeMap<String, Vec<bool>>,
-    /// Per strategy: its symbols' events (ticks and sentiment) up to the last close.
+    /// Per strategy: its symbols' events (ticks and sentiment) at the last mark.
     seen: BTreeMap<String, u64>,
+    /// Per strategy: its symbols.
+    symbols: BTreeMap<String, Vec<String>>,
+    /// Each symbol's last price at its first mark, and at the last one.
+    first_price: BTreeMap<String, Decimal>,
+    last_price: BTreeMap<String, Decimal>,
     /// The alerts the run's `[[alerts.rules]]` fired, in output order.
     pub alerts: Vec<AlertMsg>,
     /// The run has alert rules (`alerts.csv` is written, empty or not).
@@ -129,12 +124,16 @@ impl Collector {
             trades: Vec::new(),
             round_trips: Vec::new(),
             open_trips: BTreeMap::new(),
-            equity: BTreeMap::new(),
+            marks: BTreeMap::new(),
             books: BTreeMap::new(),
-            trips: BTreeMap::new(),
-            closes: BTreeMap::new(),
-            active: BTreeMap::new(),
             seen: BTreeMap::new(),
+            symbols: cfg
+                .strategies
+                .iter()
+                .map(|s| (s.name.clone(), s.symbols.clone()))
+                .collect(),
+            first_price: BTreeMap::new(),
+            last_price: BTreeMap::new(),
             alerts: Vec::new(),
             has_alert_rules: !cfg.app.alerts.rules.is_empty(),
         }
@@ -144,49 +143,56 @@ impl Collector {
     pub fn push(&mut self, o: Output) {
         match o {
             Output::Fill(f) => self.fill(f),
-            Output::Pnl(p) => self
-                .equity
-                .entry(p.strategy)
-                .or_default()
-                .push((p.ts, p.account_equity)),
             Output::Alert(a) => self.alerts.push(a),
             _ => {}
         }
     }
 
-    /// Record every strategy's equity as the close of a period, and whether
-    /// its own symbols had events in it (`active`).
-    pub fn close_period(&mut self, summary: &Summary) {
-        for s in &summary.strategies {
-            self.closes
-                .entry(s.name.clone())
-                .or_default()
-                .push(s.equity);
-            let seen: u64 = s
-                .symbols
-                .values()
-                .map(|c| c.counts.ticks + c.counts.sentiment)
-                .sum();
-            let before = self.seen.insert(s.name.clone(), seen).unwrap_or(0);
-            self.active
-                .entry(s.name.clone())
-                .or_default()
-                .push(seen > before);
+    /// Mark every strategy whose symbols had events since its last mark, at
+    /// `ts` (the end of a marking period). With `last`, the end of the run:
+    /// a strategy without new events has its last mark brought up to date
+    /// (what `exits.close_at_end` changed), at `ts`.
+    pub fn mark(&mut self, ts: Ts, engine: &Engine, last: bool) {
+        for m in engine.marks() {
+            let before = self.seen.insert(m.strategy.to_string(), m.events);
+            let marks = self.marks.entry(m.strategy.to_string()).or_default();
+            let mark = Mark {
+                ts,
+                equity: m.equity,
+                exposed: m.exposed,
+            };
+            if m.events > before.unwrap_or(0) {
+                marks.push(mark);
+            } else if last {
+                if let Some(l) = marks.last_mut() {
+                    l.equity = m.equity;
+                    l.exposed = m.exposed;
+                }
+            }
+        }
+        for symbols in self.symbols.values() {
+            for sym in symbols {
+                if let Some(p) = engine.last_price(sym) {
+                    self.first_price.entry(sym.clone()).or_insert(p);
+                    self.last_price.insert(sym.clone(), p);
+                }
+            }
         }
     }
 
-    /// The closes of the periods in which `strategy`'s own symbols had events
-    /// (the periods of its return statistics: a day on which nothing it trades
-    /// moved is not a zero return of it).
-    pub fn active_closes(&self, strategy: &str) -> Vec<Decimal> {
-        let closes = self.closes.get(strategy).map_or(&[][..], Vec::as_slice);
-        let active = self.active.get(strategy).map_or(&[][..], Vec::as_slice);
-        closes
+    /// The buy-and-hold return of a strategy's symbols from the first mark to
+    /// the last: the mean of `last / first - 1` over those with prices.
+    pub fn buy_and_hold(&self, strategy: &str) -> Option<f64> {
+        let r: Vec<f64> = self
+            .symbols
+            .get(strategy)?
             .iter()
-            .zip(active)
-            .filter(|(_, a)| **a)
-            .map(|(c, _)| *c)
-            .collect()
+            .filter_map(|s| {
+                let (a, b) = (self.first_price.get(s)?, self.last_price.get(s)?);
+                (!a.is_zero()).then(|| to_f64(*b / *a) - 1.0)
+            })
+            .collect();
+        (!r.is_empty()).then(|| r.iter().sum::<f64>() / r.len() as f64)
     }
 
     fn fill(&mut self, f: FillMsg) {
@@ -194,33 +200,12 @@ impl Collector {
             .books
             .entry(f.strategy.clone())
             .or_insert_with(|| Account::new(Decimal::ZERO));
-        let before_qty = book.position(&f.symbol);
         let before = book
             .positions
             .get(&f.symbol)
             .map_or(Decimal::ZERO, |p| p.realized);
         book.apply_fill(&f.symbol, f.side, f.qty, f.price, f.fee);
-        let after_qty = book.position(&f.symbol);
         let realized = book.positions[&f.symbol].realized - before;
-        let trips = self
-            .trips
-            .entry((f.strategy.clone(), f.symbol.clone()))
-            .or_default();
-        let net = realized - f.fee;
-        if before_qty.is_zero() {
-            trips.open = Some(net);
-        } else {
-            *trips.open.get_or_insert(Decimal::ZERO) += net;
-            let flipped = before_qty.is_sign_positive() != after_qty.is_sign_positive();
-            if after_qty.is_zero() || flipped {
-                trips.closed.push(trips.open.take().unwrap_or_default());
-                if !after_qty.is_zero() {
-                    // The remainder of a flip opens a new round trip (the whole fee
-                    // went to the closing one).
-                    trips.open = Some(Decimal::ZERO);
-                }
-            }
-        }
         self.round_trip(&f);
         self.trades.push(Trade { fill: f, realized });
     }
@@ -273,9 +258,8 @@ impl Collector {
         }
     }
 
-    /// The equity series of a strategy for the report: its starting cash at `start`,
-    /// every P&L snapshot, and its final equity (open positions marked at their last
-    /// price) at `end`.
+    /// The equity series of a strategy for the report: its starting cash at
+    /// `start`, then its marks (or, without any, its final equity at `end`).
     pub fn series(
         &self,
         strategy: &str,
@@ -290,12 +274,38 @@ impl Collector {
                 .copied()
                 .unwrap_or_default(),
         )];
-        if let Some(v) = self.equity.get(strategy) {
-            s.extend(v.iter().copied());
+        match self.marks.get(strategy).filter(|m| !m.is_empty()) {
+            Some(m) => s.extend(m.iter().map(|m| (m.ts, m.equity))),
+            None => s.push((end, final_equity)),
         }
-        s.push((end, final_equity));
         s
     }
+
+    /// The closed round trips of `strategy` (and of `symbol`, if given) as
+    /// the statistics take them.
+    pub fn closed_trades(&self, strategy: &str, symbol: Option<&str>) -> Vec<ClosedTrade> {
+        self.round_trips
+            .iter()
+            .filter(|r| r.strategy == strategy && symbol.is_none_or(|s| r.symbol == s))
+            .map(RoundTrip::closed)
+            .collect()
+    }
+}
+
+impl RoundTrip {
+    fn closed(&self) -> ClosedTrade {
+        ClosedTrade {
+            entry_ts: self.entry_ts,
+            exit_ts: self.exit_ts,
+            pnl: to_f64(self.pnl),
+            ret: to_f64(self.return_pct),
+        }
+    }
+}
+
+fn to_f64(d: Decimal) -> f64 {
+    use rust_decimal::prelude::ToPrimitive;
+    d.to_f64().unwrap_or(f64::NAN)
 }
 
 // ---------------------------------------------------------------------------
@@ -387,57 +397,6 @@ pub fn total_return(series: &[(Ts, Decimal)]) -> Decimal {
     }
 }
 
-/// Periods per year used to annualize daily statistics (trading days).
-pub const PERIODS_PER_YEAR: f64 = 252.0;
-
-/// Return statistics of a series of period closes (see docs/metrics.md).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ReturnStats {
-    /// Number of period returns.
-    pub periods: usize,
-    pub mean: Option<f64>,
-    /// Sample standard deviation (n - 1) times `sqrt(PERIODS_PER_YEAR)`.
-    pub volatility: Option<f64>,
-    /// `mean / stdev * sqrt(PERIODS_PER_YEAR)`, risk-free rate 0.
-    pub sharpe: Option<f64>,
-    /// `mean / downside deviation * sqrt(PERIODS_PER_YEAR)`, where the downside
-    /// deviation is `sqrt(sum(min(r, 0)^2) / n)`.
-    pub sortino: Option<f64>,
-}
-
-/// Statistics of the simple returns `c[i] / c[i-1] - 1` of `closes` (the first
-/// close is the starting cash). `None` where undefined: fewer than two returns,
-/// or a zero deviation.
-pub fn return_stats(closes: &[Decimal]) -> ReturnStats {
-    use rust_decimal::prelude::ToPrimitive;
-    let c: Vec<f64> = closes
-        .iter()
-        .map(|d| d.to_f64().unwrap_or(f64::NAN))
-        .collect();
-    let r: Vec<f64> = c
-        .windows(2)
-        .filter(|w| w[0] != 0.0)
-        .map(|w| w[1] / w[0] - 1.0)
-        .collect();
-    let n = r.len();
-    let mut st = ReturnStats {
-        periods: n,
-        ..ReturnStats::default()
-    };
-    if n < 2 {
-        return st;
-    }
-    let mean = r.iter().sum::<f64>() / n as f64;
-    let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    let down = (r.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / n as f64).sqrt();
-    let k = PERIODS_PER_YEAR.sqrt();
-    st.mean = Some(mean);
-    st.volatility = Some(sd * k);
-    st.sharpe = (sd > 0.0).then(|| mean / sd * k);
-    st.sortino = (down > 0.0).then(|| mean / down * k);
-    st
-}
-
 fn opt(x: Option<f64>) -> serde_json::Value {
     x.map_or(serde_json::Value::Null, |v| fixed(v, 6))
 }
@@ -452,15 +411,11 @@ fn fixed(x: f64, dp: usize) -> serde_json::Value {
 }
 
 fn secs(ns: Ts) -> serde_json::Value {
-    fixed(ns as f64 / NANOS_PER_SEC as f64, 3)
+    secs_f(ns as f64)
 }
 
-fn ratio(wins: usize, n: usize) -> serde_json::Value {
-    if n == 0 {
-        serde_json::Value::Null
-    } else {
-        fixed(wins as f64 / n as f64, 6)
-    }
+fn secs_f(ns: f64) -> serde_json::Value {
+    fixed(ns / NANOS_PER_SEC as f64, 3)
 }
 
 // ---------------------------------------------------------------------------
@@ -486,6 +441,46 @@ pub struct Totals {
     pub fills: u64,
     pub fees: Decimal,
     pub turnover: Decimal,
+    /// Over every strategy's closed round trips.
+    #[serde(flatten)]
+    pub trades: TradeStats,
+}
+
+/// The statistics of closed round trips (docs/metrics.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct TradeStats {
+    pub round_trips: usize,
+    pub wins: usize,
+    pub win_rate: serde_json::Value,
+    pub best_trade: serde_json::Value,
+    pub worst_trade: serde_json::Value,
+    pub avg_trade: serde_json::Value,
+    pub max_trade_duration_s: serde_json::Value,
+    pub avg_trade_duration_s: serde_json::Value,
+    pub profit_factor: serde_json::Value,
+    pub expectancy: serde_json::Value,
+    pub sqn: serde_json::Value,
+    pub kelly: serde_json::Value,
+}
+
+impl TradeStats {
+    fn of(trades: &[ClosedTrade]) -> Self {
+        let st = stats::compute(Decimal::ZERO, &[], trades);
+        TradeStats {
+            round_trips: st.trades,
+            wins: trades.iter().filter(|t| t.pnl > 0.0).count(),
+            win_rate: opt(st.win_rate),
+            best_trade: opt(st.best_trade),
+            worst_trade: opt(st.worst_trade),
+            avg_trade: opt(st.avg_trade),
+            max_trade_duration_s: st.max_trade_duration.map_or(Null, secs),
+            avg_trade_duration_s: st.avg_trade_duration.map_or(Null, secs_f),
+            profit_factor: opt(st.profit_factor),
+            expectancy: opt(st.expectancy),
+            sqn: opt(st.sqn),
+            kelly: opt(st.kelly),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -502,27 +497,44 @@ pub struct StrategyReport {
     /// Of `fills`, those of the orders `exits.close_at_end` sent after the
     /// last event (`...:end:o`), not the strategy's own decisions.
     pub fills_at_end: u64,
-    pub round_trips: usize,
-    pub wins: usize,
-    pub win_rate: serde_json::Value,
-    /// From the equity series (P&L snapshots, start and end).
+    #[serde(flatten)]
+    pub trades: TradeStats,
+    /// Fraction of the equity marks with a position open.
+    pub exposure: serde_json::Value,
+    pub equity_peak: Decimal,
+    /// Buy-and-hold return of its symbols over the marks (mean over symbols).
+    pub buy_and_hold_return: serde_json::Value,
+    /// From the equity marks (`report.mark_every`), with the starting cash first.
+    pub marks: usize,
     pub max_drawdown: Decimal,
     pub max_drawdown_peak: Option<String>,
     pub max_drawdown_trough: Option<String>,
     pub max_drawdown_recovery: Option<String>,
     pub max_drawdown_duration_s: serde_json::Value,
     pub longest_drawdown_s: serde_json::Value,
-    /// The account's own max drawdown, marked at every tick (finer than the series).
+    pub avg_drawdown: serde_json::Value,
+    pub avg_drawdown_duration_s: serde_json::Value,
+    /// The account's own max drawdown, marked at every tick (finer than the marks).
     pub max_drawdown_marked: Decimal,
-    /// Daily returns (UTC days with events): count, annualized volatility, Sharpe, Sortino.
+    /// Daily returns (UTC days with marks) and the trading days per year.
     pub daily_returns: usize,
+    pub periods_per_year: serde_json::Value,
+    pub cagr: serde_json::Value,
+    /// backtesting.py's conventions (geometric): annualised return and
+    /// volatility, Sharpe, Sortino, Calmar.
+    pub return_ann: serde_json::Value,
+    pub volatility_ann: serde_json::Value,
+    pub sharpe_bt: serde_json::Value,
+    pub sortino_bt: serde_json::Value,
+    pub calmar: serde_json::Value,
+    /// quantstats' conventions (arithmetic mean, sample deviation).
     pub volatility: serde_json::Value,
     pub sharpe: serde_json::Value,
     pub sortino: serde_json::Value,
     pub symbols: BTreeMap<String, SymbolReport>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SymbolReport {
     pub fills: u64,
     pub buys: u64,
@@ -537,9 +549,28 @@ pub struct SymbolReport {
     pub net_pnl: Decimal,
     pub position: Decimal,
     pub last_price: Decimal,
-    pub round_trips: usize,
-    pub wins: usize,
-    pub win_rate: serde_json::Value,
+    #[serde(flatten)]
+    pub trades: TradeStats,
+}
+
+impl Default for SymbolReport {
+    fn default() -> Self {
+        SymbolReport {
+            fills: 0,
+            buys: 0,
+            sells: 0,
+            qty_bought: Decimal::ZERO,
+            qty_sold: Decimal::ZERO,
+            turnover: Decimal::ZERO,
+            fees: Decimal::ZERO,
+            realized: Decimal::ZERO,
+            unrealized: Decimal::ZERO,
+            net_pnl: Decimal::ZERO,
+            position: Decimal::ZERO,
+            last_price: Decimal::ZERO,
+            trades: TradeStats::of(&[]),
+        }
+    }
 }
 
 impl Report {
@@ -554,7 +585,9 @@ impl Report {
             fills: 0,
             fees: Decimal::ZERO,
             turnover: Decimal::ZERO,
+            trades: TradeStats::of(&[]),
         };
+        let mut all_trades = Vec::new();
         for s in &bt.summary.strategies {
             let mut symbols: BTreeMap<String, SymbolReport> = BTreeMap::new();
             for (sym, x) in &s.symbols {
@@ -582,21 +615,15 @@ impl Report {
                 }
                 r.turnover += (f.qty * f.price).abs();
             }
-            let (mut trips, mut wins) = (0, 0);
             for (sym, r) in symbols.iter_mut() {
-                if let Some(tr) = c.trips.get(&(s.name.clone(), sym.clone())) {
-                    r.round_trips = tr.closed.len();
-                    r.wins = tr.closed.iter().filter(|p| **p > Decimal::ZERO).count();
-                }
-                r.win_rate = ratio(r.wins, r.round_trips);
-                trips += r.round_trips;
-                wins += r.wins;
+                r.trades = TradeStats::of(&c.closed_trades(&s.name, Some(sym)));
             }
+            let trades = c.closed_trades(&s.name, None);
+            let marks = c.marks.get(&s.name).map_or(&[][..], Vec::as_slice);
+            let st = stats::compute(s.starting_cash, marks, &trades);
+            all_trades.extend(trades.iter().copied());
             let series = c.series(&s.name, start, end, s.equity);
             let dd = drawdown_stats(&series);
-            let mut closes = vec![s.starting_cash];
-            closes.extend(c.active_closes(&s.name));
-            let rs = return_stats(&closes);
             let fills: u64 = symbols.values().map(|r| r.fills).sum();
             let fills_at_end = c
                 .trades
@@ -622,24 +649,36 @@ impl Report {
                     turnover,
                     fills,
                     fills_at_end,
-                    round_trips: trips,
-                    wins,
-                    win_rate: ratio(wins, trips),
+                    trades: TradeStats::of(&trades),
+                    exposure: opt(st.exposure),
+                    equity_peak: st.equity_peak,
+                    buy_and_hold_return: opt(c.buy_and_hold(&s.name)),
+                    marks: marks.len(),
                     max_drawdown: dd.max_drawdown,
                     max_drawdown_peak: dd.peak_ts.map(format_ts),
                     max_drawdown_trough: dd.trough_ts.map(format_ts),
                     max_drawdown_recovery: dd.recovery_ts.map(format_ts),
                     max_drawdown_duration_s: secs(dd.max_drawdown_duration),
                     longest_drawdown_s: secs(dd.longest_drawdown),
+                    avg_drawdown: opt(st.avg_drawdown),
+                    avg_drawdown_duration_s: st.avg_drawdown_duration.map_or(Null, secs_f),
                     max_drawdown_marked: s.max_drawdown,
-                    daily_returns: rs.periods,
-                    volatility: opt(rs.volatility),
-                    sharpe: opt(rs.sharpe),
-                    sortino: opt(rs.sortino),
+                    daily_returns: st.daily_returns,
+                    periods_per_year: fixed(st.periods_per_year, 0),
+                    cagr: opt(st.cagr),
+                    return_ann: opt(st.return_ann),
+                    volatility_ann: opt(st.volatility_ann),
+                    sharpe_bt: opt(st.sharpe),
+                    sortino_bt: opt(st.sortino),
+                    calmar: opt(st.calmar),
+                    volatility: opt(st.volatility_qs),
+                    sharpe: opt(st.sharpe_qs),
+                    sortino: opt(st.sortino_qs),
                     symbols,
                 },
             );
         }
+        totals.trades = TradeStats::of(&all_trades);
         if !totals.starting_cash.is_zero() {
             totals.total_return =
                 ((totals.final_equity - totals.starting_cash) / totals.starting_cash).round_dp(8);

@@ -48,6 +48,7 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
     );
     totals_table(&mut h, report);
     strategies_table(&mut h, report);
+    statistics_table(&mut h, report);
     symbols_table(&mut h, report);
 
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
@@ -77,9 +78,9 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
 
 /// The equity series drawn for a strategy: `equity.csv`'s, with the starting-cash
 /// point moved from the first event of the whole backtest to the strategy's first
-/// P&L snapshot. Equity is exactly the starting cash until the first fill, and
-/// every fill is snapshotted, so nothing is lost; a strategy whose symbols trade
-/// only late in a long multi-file backtest gets a readable time axis.
+/// mark. Its equity is the starting cash until its symbols have events, so
+/// nothing is lost; a strategy whose symbols trade only late in a long
+/// multi-file backtest gets a readable time axis.
 fn chart_series(mut series: Vec<(Ts, Decimal)>) -> Vec<(Ts, Decimal)> {
     if series.len() > 2 {
         series[0].0 = series[1].0;
@@ -134,7 +135,7 @@ fn strategies_table(h: &mut String, r: &Report) {
         "starting cash",
         "final equity",
         "total return",
-        "max drawdown (at P&L snapshots)",
+        "max drawdown",
         "Sharpe",
         "Sortino",
         "volatility",
@@ -163,13 +164,89 @@ fn strategies_table(h: &mut String, r: &Report) {
             td(json_num(&s.sortino)),
             td(json_num(&s.volatility)),
             td(s.fills.to_string()),
-            td(s.round_trips.to_string()),
-            td(json_num(&s.win_rate)),
+            td(s.trades.round_trips.to_string()),
+            td(json_num(&s.trades.win_rate)),
             td(money(s.realized)),
             td(money(s.unrealized)),
             td(money(s.fees)),
             td(money(s.turnover)),
         );
+    }
+    h.push_str("</table></div>\n");
+}
+
+/// A JSON fraction of the report as a percentage (`-` for `null`).
+fn json_pct(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".into(), |x| format!("{:.2}%", x * 100.0))
+}
+
+/// A JSON number rounded to `dp` decimals (`-` for `null`).
+fn json_fixed(v: &serde_json::Value, dp: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".into(), |x| format!("{x:.dp$}"))
+}
+
+/// Seconds of the report as days (`-` for `null`).
+fn json_days(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".into(), |x| format!("{:.1} d", x / 86_400.0))
+}
+
+/// The statistics of every strategy (docs/metrics.md), one row per statistic
+/// and one column per strategy, as backtesting.py prints its own.
+fn statistics_table(h: &mut String, r: &Report) {
+    h.push_str("<h2>Statistics</h2>\n<div class=\"wrap\"><table class=\"metrics\" id=\"statistics\">\n<tr><th>statistic</th>");
+    for name in r.strategies.keys() {
+        let _ = write!(h, "<th>{}</th>", esc(name));
+    }
+    h.push_str("</tr>\n");
+    type Row = (&'static str, fn(&crate::report::StrategyReport) -> String);
+    let rows: [Row; 27] = [
+        ("return", |s| pct(s.total_return)),
+        ("buy &amp; hold return", |s| {
+            json_pct(&s.buy_and_hold_return)
+        }),
+        ("CAGR", |s| json_pct(&s.cagr)),
+        ("annual return", |s| json_pct(&s.return_ann)),
+        ("annual volatility", |s| json_pct(&s.volatility_ann)),
+        ("Sharpe (backtesting.py)", |s| json_fixed(&s.sharpe_bt, 2)),
+        ("Sortino (backtesting.py)", |s| json_fixed(&s.sortino_bt, 2)),
+        ("Sharpe (quantstats)", |s| json_fixed(&s.sharpe, 2)),
+        ("Sortino (quantstats)", |s| json_fixed(&s.sortino, 2)),
+        ("Calmar", |s| json_fixed(&s.calmar, 2)),
+        ("max drawdown", |s| pct(s.max_drawdown)),
+        ("average drawdown", |s| json_pct(&s.avg_drawdown)),
+        ("max drawdown duration", |s| {
+            json_days(&s.longest_drawdown_s)
+        }),
+        ("average drawdown duration", |s| {
+            json_days(&s.avg_drawdown_duration_s)
+        }),
+        ("exposure", |s| json_pct(&s.exposure)),
+        ("equity peak", |s| money(s.equity_peak)),
+        ("round trips", |s| s.trades.round_trips.to_string()),
+        ("win rate", |s| json_pct(&s.trades.win_rate)),
+        ("best trade", |s| json_pct(&s.trades.best_trade)),
+        ("worst trade", |s| json_pct(&s.trades.worst_trade)),
+        ("average trade", |s| json_pct(&s.trades.avg_trade)),
+        ("max trade duration", |s| {
+            json_days(&s.trades.max_trade_duration_s)
+        }),
+        ("average trade duration", |s| {
+            json_days(&s.trades.avg_trade_duration_s)
+        }),
+        ("profit factor", |s| json_fixed(&s.trades.profit_factor, 2)),
+        ("expectancy", |s| json_pct(&s.trades.expectancy)),
+        ("SQN", |s| json_fixed(&s.trades.sqn, 2)),
+        ("Kelly criterion", |s| json_fixed(&s.trades.kelly, 3)),
+    ];
+    for (label, value) in rows {
+        let _ = write!(h, "<tr><th>{label}</th>");
+        for s in r.strategies.values() {
+            h.push_str(&td(value(s)));
+        }
+        h.push_str("</tr>\n");
     }
     h.push_str("</table></div>\n");
 }
@@ -212,8 +289,8 @@ fn symbols_table(h: &mut String, r: &Report) {
                 td(money(x.fees)),
                 td(money(x.position)),
                 td(money(x.last_price)),
-                td(x.round_trips.to_string()),
-                td(json_num(&x.win_rate)),
+                td(x.trades.round_trips.to_string()),
+                td(json_num(&x.trades.win_rate)),
             );
         }
     }

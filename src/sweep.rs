@@ -31,7 +31,8 @@ use rust_decimal::Decimal;
 use crate::backtest::{self, Backtest, Event};
 use crate::config::{self, Loaded, RuleConfig, StrategyConfig};
 use crate::domain::Ts;
-use crate::report::{drawdown_stats, return_stats, Report};
+use crate::report::{drawdown_stats, Report};
+use crate::stats::{self, Mark};
 
 /// Errors in a sweep's grid, named with the key and the fix.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -498,34 +499,30 @@ pub struct Outcome {
 pub fn metrics(set: ParamSet, bt: &Backtest) -> Row {
     let report = Report::new(bt);
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
-    // Summed daily closes: every strategy is closed at the same instants.
-    let mut closes: Vec<Decimal> = Vec::new();
-    let mut curves: Vec<Vec<(Ts, Decimal)>> = Vec::new();
-    for s in &bt.summary.strategies {
-        let mut c = vec![s.starting_cash];
-        c.extend(
-            bt.collector
-                .closes
-                .get(&s.name)
-                .into_iter()
-                .flatten()
-                .copied(),
-        );
-        if closes.len() < c.len() {
-            closes.resize(c.len(), Decimal::ZERO);
-        }
-        for (t, x) in closes.iter_mut().zip(c) {
-            *t += x;
-        }
-        curves.push(bt.collector.series(&s.name, start, end, s.equity));
-    }
-    let rs = return_stats(&closes);
-    let dd = drawdown_stats(&portfolio_series(&curves));
+    let curves: Vec<Vec<(Ts, Decimal)>> = bt
+        .summary
+        .strategies
+        .iter()
+        .map(|s| bt.collector.series(&s.name, start, end, s.equity))
+        .collect();
+    let portfolio = portfolio_series(&curves);
+    let dd = drawdown_stats(&portfolio);
+    // The daily returns of the summed equity (its marks after the starting cash).
+    let marks: Vec<Mark> = portfolio
+        .iter()
+        .skip(1)
+        .map(|&(ts, equity)| Mark {
+            ts,
+            equity,
+            exposed: false,
+        })
+        .collect();
+    let rs = stats::compute(report.total.starting_cash, &marks, &[]);
     Row {
         set,
         total_return: report.total.total_return,
-        sharpe: rs.sharpe,
-        sortino: rs.sortino,
+        sharpe: rs.sharpe_qs,
+        sortino: rs.sortino_qs,
         max_drawdown: dd.max_drawdown,
         fills: report.total.fills,
         fees: report.total.fees,

@@ -275,28 +275,6 @@ fn drawdown_and_return_worked_out_by_hand() {
     assert_eq!(report::total_return(&series), d("-0.1"));
 }
 
-#[test]
-fn daily_return_statistics_worked_out_by_hand() {
-    // Closes 100, 110, 99, 108.9: returns +10%, -10%, +10%.
-    // mean = 0.1/3 = 0.0333333; sample variance = (2 * 0.0666667^2 + 0.1333333^2) / 2
-    // = 0.0133333, sd = 0.1154701; sqrt(252) = 15.8745079.
-    // volatility = 0.1154701 * 15.8745079 = 1.8330303
-    // Sharpe = 0.0333333 / 0.1154701 * 15.8745079 = 4.5825757
-    // downside deviation = sqrt(0.01 / 3) = 0.0577350; Sortino = 9.1651514
-    let closes = [d("100"), d("110"), d("99"), d("108.9")];
-    let st = report::return_stats(&closes);
-    assert_eq!(st.periods, 3);
-    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-6;
-    assert!(close(st.mean, 0.0333333), "{st:?}");
-    assert!(close(st.volatility, 1.8330303), "{st:?}");
-    assert!(close(st.sharpe, 4.5825757), "{st:?}");
-    assert!(close(st.sortino, 9.1651514), "{st:?}");
-    // Undefined with fewer than two returns, and without a loss for Sortino.
-    assert_eq!(report::return_stats(&closes[..2]).sharpe, None);
-    let up = report::return_stats(&[d("100"), d("101"), d("103")]);
-    assert!(up.sharpe.is_some() && up.sortino.is_none());
-}
-
 /// The four bundled strategy files.
 fn bundled_strategies() -> Vec<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -24,6 +24,7 @@ mod expr_strategies;
 mod fuzz_inputs;
 mod indicators;
 mod kcat_client;
+mod metrics;
 mod models;
 mod order_book_e2e;
 mod paper_e2e;

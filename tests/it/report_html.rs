@@ -215,6 +215,34 @@ fn report_html_renders_in_headless_chromium() {
         dom.contains("<table class=\"metrics\" id=\"strategies\">"),
         "{dom}"
     );
+    // The statistics, one row each, a column per strategy.
+    let stats = dom
+        .split("id=\"statistics\"")
+        .nth(1)
+        .expect("a statistics table")
+        .split("</table>")
+        .next()
+        .unwrap();
+    for label in [
+        "CAGR",
+        "Sharpe (backtesting.py)",
+        "Sortino (quantstats)",
+        "Calmar",
+        "average drawdown",
+        "exposure",
+        "profit factor",
+        "expectancy",
+        "SQN",
+        "Kelly criterion",
+        "buy &amp; hold return",
+    ] {
+        let row = stats
+            .split(&format!("<th>{label}</th>"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row {label}"));
+        let row = row.split("</tr>").next().unwrap();
+        assert_eq!(row.matches("<td class=\"n\">").count(), 5, "{label}: {row}");
+    }
     assert_eq!(dom.matches("<svg class=\"equity-chart\"").count(), 5);
     assert_eq!(dom.matches("<svg class=\"drawdown-chart\"").count(), 5);
     let paths = |class: &str| -> Vec<String> {

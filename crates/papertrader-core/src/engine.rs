@@ -197,6 +197,17 @@ pub struct EngineSpec {
     pub analytics: Vec<AnalyticsConfig>,
 }
 
+/// One strategy's state for an equity mark ([`Engine::marks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StrategyMark<'a> {
+    pub strategy: &'a str,
+    pub equity: Decimal,
+    /// It holds a position in some symbol.
+    pub exposed: bool,
+    /// Ticks and sentiment of its symbols admitted so far.
+    pub events: u64,
+}
+
 /// The engine. Build it from a loaded configuration.
 pub struct Engine {
     slots: Vec<Slot>,
@@ -588,6 +599,29 @@ impl Engine {
     /// The newest event time seen.
     pub fn last_ts(&self) -> Ts {
         self.last_ts
+    }
+
+    /// Every strategy's state for an equity mark (`stats::Mark`), cheaper
+    /// than a [`Engine::summary`].
+    pub fn marks(&self) -> impl Iterator<Item = StrategyMark<'_>> {
+        self.slots.iter().map(|s| {
+            let a = s.account();
+            StrategyMark {
+                strategy: &s.cfg.name,
+                equity: a.equity(),
+                exposed: a.positions.values().any(|p| !p.qty.is_zero()),
+                events: s
+                    .instances
+                    .values()
+                    .map(|i| i.counts.ticks + i.counts.sentiment)
+                    .sum(),
+            }
+        })
+    }
+
+    /// The last trade price of `symbol`, if it has traded.
+    pub fn last_price(&self, symbol: &str) -> Option<Decimal> {
+        self.last_price.get(symbol).copied()
     }
 
     /// A summary of every strategy, symbol and account.

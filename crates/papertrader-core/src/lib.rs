@@ -66,6 +66,7 @@ pub mod features;
 pub mod indicators;
 pub mod model;
 pub mod sim;
+pub mod stats;
 pub mod step;
 pub mod strategy;
 pub mod summary;
