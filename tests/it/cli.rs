@@ -457,7 +457,8 @@ fn one_day_strategies_get_no_ratios_beside_years_of_bars() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
     let st = &json["strategies"];
-    // bb_breakout trades ACME and GLOBEX only: one day of ticks.
+    // bb_breakout trades ACME and GLOBEX only: one day of ticks, whose close
+    // (it traded) is one return from the starting cash.
     assert_eq!(
         st["bb_breakout"]["daily_returns"], 1,
         "{}",
@@ -468,8 +469,9 @@ fn one_day_strategies_get_no_ratios_beside_years_of_bars() {
         "{}",
         st["bb_breakout"]
     );
-    // ma_cross also trades AAPL and MSFT: a day for each of their bars
-    // (2011-2013: 543 bar days) and the day of ticks.
-    assert_eq!(st["ma_cross"]["daily_returns"], 544, "{}", st["ma_cross"]);
+    // ma_cross also trades AAPL and MSFT: a close for each day of their bars
+    // (2011-2013: 543 bar days) and the day of ticks, 544 closes; the first
+    // day's close (no trade yet) is the base of the first of 543 returns.
+    assert_eq!(st["ma_cross"]["daily_returns"], 543, "{}", st["ma_cross"]);
     assert!(st["ma_cross"]["sharpe"].is_number(), "{}", st["ma_cross"]);
 }

@@ -194,7 +194,7 @@ fn report_html_renders_in_headless_chromium() {
         &dir.path().join("profile"),
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1280,2000".into(),
+            "--window-size=1280,2900".into(),
             "--hide-scrollbars".into(),
             "--dump-dom".into(),
             file_url(&html_path),
@@ -289,7 +289,7 @@ fn report_html_renders_in_headless_chromium() {
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height), (1280, 2000));
+    assert_eq!((info.width, info.height), (1280, 2900));
     let channels = info.color_type.samples();
     assert!(channels >= 3, "{:?}", info.color_type);
     let mut counts = std::collections::HashMap::new();
