@@ -683,8 +683,10 @@ pub fn config_fingerprint(cfg: &EngineSpec) -> String {
     h.update(serde_json::to_vec(&cfg.strategies).expect("strategies serialize"));
     // The fill model's fields at their defaults are left out, so that
     // checkpoints written before they existed still restore.
-    let instruments =
-        format!("{:?}", cfg.instruments).replace(", fill: SynthBook, slippage: None", "");
+    let instruments = format!("{:?}", cfg.instruments).replace(
+        ", fill: SynthBook, slippage: None, volume_cap: None, volume_cap_rest: Work",
+        "",
+    );
     h.update(format!(
         "{instruments}|{}|{}|{:?}|{}",
         cfg.venue_latency, cfg.max_out_of_order, cfg.symbols, cfg.pnl_every_ticks

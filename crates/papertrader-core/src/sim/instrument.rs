@@ -37,6 +37,23 @@ pub struct InstrumentConfig {
     /// sells this far below (`"1 tick"`, `"5 bps"`, rounded up to ticks).
     #[serde(default)]
     pub slippage: Option<Spread>,
+    /// Own orders take at most this fraction of each trade's size (in
+    /// (0, 1]; none: no cap): market orders, marketable and resting limits.
+    #[serde(default)]
+    pub volume_cap: Option<Decimal>,
+    /// What a capped market order does with the rest: `work` (default: it
+    /// takes again at the next trades) or `cancel`.
+    #[serde(default)]
+    pub volume_cap_rest: CapRest,
+}
+
+/// What a market order held back by `volume_cap` does with the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapRest {
+    #[default]
+    Work,
+    Cancel,
 }
 
 /// How orders that take liquidity fill (`[venue.default] fill`).
@@ -78,6 +95,8 @@ impl InstrumentConfig {
             synth: SynthBook::default(),
             fill: FillModel::SynthBook,
             slippage: None,
+            volume_cap: None,
+            volume_cap_rest: CapRest::Work,
         }
     }
 
@@ -116,6 +135,11 @@ impl InstrumentConfig {
         ] {
             if v < z {
                 return Err(format!("{name} must be >= 0, got {v}"));
+            }
+        }
+        if let Some(c) = self.volume_cap {
+            if c <= z || c > Decimal::ONE {
+                return Err(format!("volume_cap must be in (0, 1], got {c}"));
             }
         }
         let s = &self.synth;

@@ -66,6 +66,15 @@
 //! L1 book from trade ticks); the book is rebuilt for every order that takes,
 //! so two orders on one trade each meet the trade's size.
 //!
+//! # Volume cap
+//! With `volume_cap = f`, own orders take at most `f` of each trade's size,
+//! together: a market order takes what the last trade leaves it, and with
+//! `volume_cap_rest = "work"` the rest works, taking again at each later
+//! trade (at that trade's book) until filled or cancelled; with `"cancel"`
+//! the rest is cancelled. Resting limits fill by at most what the cap leaves
+//! of the trade that reaches them. A bar of a bar file is four trades
+//! (docs/topics.md), each with its share of the bar's volume.
+//!
 //! # Session (DAY orders)
 //! [`Session`]: DAY orders expire at the first session end strictly after they
 //! reach the venue; session ends are `offset_ns + k * length_ns` in event time
@@ -80,7 +89,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::book::Book;
-use super::instrument::{to_ticks_exact, FillModel, InstrumentConfig};
+use super::instrument::{to_ticks_exact, CapRest, FillModel, InstrumentConfig};
 use super::order::{EventKind, Fill, Liquidity, Order, OrderKind, SimEvent, Tif};
 use crate::domain::{BookUpdate, Side, Ts, NANOS_PER_SEC};
 
@@ -196,6 +205,12 @@ pub struct VenueState {
     /// Size of the last trade (the level of `fill = "last_trade"`).
     #[serde(default)]
     pub last_size: Decimal,
+    /// Market orders held back by `volume_cap`, working.
+    #[serde(default)]
+    pub participating: Vec<Working>,
+    /// What `volume_cap` leaves of the last trade's size.
+    #[serde(default)]
+    pub cap_left: Decimal,
 }
 
 /// The matching engine of one symbol.
@@ -208,6 +223,11 @@ pub struct Venue {
     pub last_trade: Option<Decimal>,
     /// Last trade size.
     last_size: Decimal,
+    /// Market orders held back by `volume_cap`, in arrival order: each trade
+    /// lets them take again.
+    participating: Vec<Working>,
+    /// What own orders may still take of the last trade under `volume_cap`.
+    cap_left: Decimal,
     /// Resting limit orders in arrival order.
     resting: Vec<Working>,
     /// Untriggered stop orders in arrival order.
@@ -232,6 +252,8 @@ impl Venue {
             cfg,
             last_trade: None,
             last_size: Decimal::ZERO,
+            participating: Vec::new(),
+            cap_left: Decimal::ZERO,
             resting: Vec::new(),
             stops: Vec::new(),
             synth_at: None,
@@ -249,6 +271,8 @@ impl Venue {
             stops: self.stops.clone(),
             synth_at: self.synth_at,
             last_size: self.last_size,
+            participating: self.participating.clone(),
+            cap_left: self.cap_left,
         }
     }
 
@@ -260,6 +284,8 @@ impl Venue {
         self.stops = s.stops;
         self.synth_at = s.synth_at;
         self.last_size = s.last_size;
+        self.participating = s.participating;
+        self.cap_left = s.cap_left;
     }
 
     /// Bring a synthesized book up to the last trade (see `synth_at`).
@@ -278,9 +304,13 @@ impl Venue {
         }
     }
 
-    /// Open orders: resting limits, then untriggered stops.
+    /// Open orders: resting limits, then untriggered stops, then market
+    /// orders working under `volume_cap`.
     pub fn open_orders(&self) -> impl Iterator<Item = &Working> {
-        self.resting.iter().chain(self.stops.iter())
+        self.resting
+            .iter()
+            .chain(self.stops.iter())
+            .chain(self.participating.iter())
     }
 
     /// Apply a depth message; resting orders' queues follow the new level sizes.
@@ -330,6 +360,9 @@ impl Venue {
     ) {
         self.last_trade = Some(price);
         self.last_size = size;
+        if let Some(cap) = self.cfg.volume_cap {
+            self.cap_left = cap * size;
+        }
         // The trade printed against the book as it was: resting orders fill
         // first. Only then does a synthesized book move to the new price (its
         // levels are a model, not observed cancels: queue positions keep what
@@ -353,13 +386,23 @@ impl Venue {
             } else {
                 Decimal::ZERO
             };
-            let qty = self.capped(&w.order, qty);
+            let qty = self.by_volume(self.capped(&w.order, qty));
             if qty > Decimal::ZERO {
                 self.fill(w, ts, qty, t, Liquidity::Maker, out);
             }
         }
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
+        if !self.participating.is_empty() {
+            // Market orders held back by the cap take again from this trade.
+            if self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed()) {
+                self.synth_at = Some(price);
+            }
+            self.sync_book();
+            for w in std::mem::take(&mut self.participating) {
+                self.execute(ts, w, out);
+            }
+        }
         self.settle_exits(ts, out);
         if self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed()) {
             self.synth_at = Some(price);
@@ -387,6 +430,17 @@ impl Venue {
         self.settle_exits(ts, out);
     }
 
+    /// What of `qty` `volume_cap` lets own orders take of the last trade
+    /// (all of it without a cap), taken from what is left of it.
+    fn by_volume(&mut self, qty: Decimal) -> Decimal {
+        if self.cfg.volume_cap.is_none() {
+            return qty;
+        }
+        let q = qty.min(self.cap_left).max(Decimal::ZERO);
+        self.cap_left -= q;
+        q
+    }
+
     /// What of `qty` a fill of `order` may take: all of it, or for a
     /// reduce-only order at most the position left on the other side.
     fn capped(&self, order: &Order, qty: Decimal) -> Decimal {
@@ -400,7 +454,7 @@ impl Venue {
     /// cancel the reduce-only orders with no position left to reduce.
     fn settle_exits(&mut self, ts: Ts, out: &mut Vec<SimEvent>) {
         for (group, id, qty) in std::mem::take(&mut self.oco_fills) {
-            for list in [&mut self.resting, &mut self.stops] {
+            for list in [&mut self.resting, &mut self.stops, &mut self.participating] {
                 list.retain_mut(|w| {
                     if w.order.oco.as_deref() != Some(group.as_str()) || w.order.id == id {
                         return true;
@@ -415,7 +469,7 @@ impl Venue {
             }
         }
         let position = self.position;
-        for list in [&mut self.resting, &mut self.stops] {
+        for list in [&mut self.resting, &mut self.stops, &mut self.participating] {
             list.retain(|w| {
                 let keep =
                     !w.order.reduce_only || reducible(position, w.order.side) > Decimal::ZERO;
@@ -528,9 +582,11 @@ impl Venue {
             w.accepted = true;
             push(out, ts, &w.order, EventKind::Accepted);
         }
-        // Walk the book.
+        // Walk the book, as far as `volume_cap` lets it.
         let mut levels = Vec::new();
-        let mut want = self.capped(&w.order, w.leaves);
+        let capped = self.capped(&w.order, w.leaves);
+        let mut want = self.by_volume(capped);
+        let held_back = want < capped;
         for (t, s) in self.book.takeable(side, w.limit) {
             if want <= Decimal::ZERO {
                 break;
@@ -539,11 +595,28 @@ impl Venue {
             levels.push((t, q));
             want -= q;
         }
+        if want > Decimal::ZERO && self.cfg.volume_cap.is_some() {
+            // The book had less than the cap allowed: give the rest back.
+            self.cap_left += want;
+        }
         for (t, q) in levels {
             self.book.take(side, t, q);
             self.fill(&mut w, ts, q, t, Liquidity::Taker, out);
         }
         if w.leaves.is_zero() {
+            return;
+        }
+        if held_back && want.is_zero() && w.order.kind == OrderKind::Market {
+            if self.cfg.volume_cap_rest == CapRest::Work {
+                self.participating.push(w);
+            } else {
+                let reason = format!(
+                    "volume cap: {} of the last trade's {} taken, remainder cancelled",
+                    self.cfg.volume_cap.unwrap_or_default(),
+                    self.last_size
+                );
+                push(out, ts, &w.order, EventKind::Cancelled { reason });
+            }
             return;
         }
         if w.order.reduce_only && reducible(self.position, side).is_zero() {
@@ -621,7 +694,7 @@ impl Venue {
 
     /// Cancel one open order. Returns false when it is not open here.
     pub fn cancel(&mut self, ts: Ts, id: &str, reason: &str, out: &mut Vec<SimEvent>) -> bool {
-        for list in [&mut self.resting, &mut self.stops] {
+        for list in [&mut self.resting, &mut self.stops, &mut self.participating] {
             if let Some(i) = list.iter().position(|w| w.order.id == id) {
                 let w = list.remove(i);
                 push(
@@ -643,6 +716,7 @@ impl Venue {
         for w in std::mem::take(&mut self.resting)
             .into_iter()
             .chain(std::mem::take(&mut self.stops))
+            .chain(std::mem::take(&mut self.participating))
         {
             push(
                 out,

@@ -46,7 +46,7 @@ use crate::domain::{BookUpdate, Side, Ts};
 pub use book::Book;
 pub use fee::{BpsFee, FeeModel, Liquidity};
 use instrument::to_ticks_exact;
-pub use instrument::{FillModel, InstrumentConfig, Spread, SynthBook};
+pub use instrument::{CapRest, FillModel, InstrumentConfig, Spread, SynthBook};
 pub use latency::{ConstantLatency, LatencyModel};
 pub use matching::{QueueModel, Session, TradesReduceQueue, Venue, VenueState};
 pub use order::{EventKind, Fill, Order, OrderKind, SimEvent, Tif};

@@ -585,6 +585,85 @@ fn last_trade_fills_the_trade_size_then_one_tick_worse_for_every_order() {
     assert_eq!(f, [(d("10"), d("99.20")), (d("20"), d("99.19"))]);
 }
 
+fn capped_sim(rest: CapRest) -> Simulator {
+    let inst = InstrumentConfig {
+        fill: FillModel::LastPrice,
+        volume_cap: Some(d("0.1")),
+        volume_cap_rest: rest,
+        ..inst()
+    };
+    Simulator::new(
+        BTreeMap::from([("X".to_string(), inst)]),
+        0,
+        RiskLimits::default(),
+        d("1000000"),
+    )
+    .expect("valid instruments")
+}
+
+#[test]
+fn volume_cap_takes_a_tenth_of_each_trade_and_works_the_rest() {
+    let mut s = capped_sim(CapRest::Work);
+    let mut out = Vec::new();
+    s.on_trade("X", 1, d("100.00"), d("100"), &mut out);
+    // 10 of the trade's 100 now; two orders on one trade share the 10.
+    s.submit(2, Order::market("a", "X", Side::Buy, d("25")), &mut out);
+    s.submit(2, Order::market("b", "X", Side::Buy, d("5")), &mut out);
+    // The next trades: 5 of 50 for a, then 10 of 200 (a's last 10), and
+    // b's 5 from what a leaves of that trade.
+    s.on_trade("X", 3, d("100.50"), d("50"), &mut out);
+    s.on_trade("X", 4, d("101.00"), d("200"), &mut out);
+    let f: Vec<_> = fills(&out)
+        .iter()
+        .map(|f| (f.order_id.clone(), f.qty, f.price))
+        .collect();
+    assert_eq!(
+        f,
+        [
+            ("a".to_string(), d("10"), d("100.00")),
+            ("a".to_string(), d("5"), d("100.50")),
+            ("a".to_string(), d("10"), d("101.00")),
+            ("b".to_string(), d("5"), d("101.00")),
+        ]
+    );
+    // While working, an order is open and can be cancelled: a sell of 20
+    // takes the 5 the last trade left, then 1 of a trade of 10.
+    out.clear();
+    s.submit(5, Order::market("c", "X", Side::Sell, d("20")), &mut out);
+    s.on_trade("X", 6, d("101.00"), d("10"), &mut out);
+    let f: Vec<_> = fills(&out).iter().map(|f| f.qty).collect();
+    assert_eq!(f, [d("5"), d("1")]);
+    assert_eq!(s.venue("X").unwrap().open_orders().count(), 1);
+    s.cancel(7, "c", &mut out);
+    s.on_trade("X", 8, d("101.00"), d("10"), &mut out);
+    assert_eq!(s.venue("X").unwrap().open_orders().count(), 0);
+    assert_eq!(kinds(&out).last(), Some(&"cancelled"));
+}
+
+#[test]
+fn volume_cap_cancels_the_rest_when_told_and_caps_resting_limits() {
+    let mut s = capped_sim(CapRest::Cancel);
+    let mut out = Vec::new();
+    s.on_trade("X", 1, d("100.00"), d("100"), &mut out);
+    s.submit(2, Order::market("a", "X", Side::Buy, d("25")), &mut out);
+    assert_eq!(kinds(&out), ["new", "accepted", "partial", "cancelled"]);
+    assert!(reason(&out[3]).starts_with("volume cap: 0.1 of the last trade's 100"));
+    out.clear();
+    // A resting buy at 99.00 meets a trade of 30 there: 3 fill.
+    s.submit(3, limit("l", Side::Buy, "20", "99.00", Tif::Gtc), &mut out);
+    s.on_trade("X", 4, d("99.00"), d("30"), &mut out);
+    assert_eq!(fills(&out)[0].qty, d("3"));
+    // And the cap must be a fraction.
+    let bad = InstrumentConfig {
+        volume_cap: Some(d("1.5")),
+        ..inst()
+    };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .starts_with("volume_cap must be in (0, 1]"));
+}
+
 #[test]
 fn last_price_limits_fill_whole_at_a_touch() {
     let mut s = last_price_sim(None);
