@@ -9,6 +9,7 @@ the files written here:
   tests/fixtures/parity/goog_daily.csv             the input bars (ts in ms, OHLCV)
   tests/fixtures/parity/backtesting_smacross_trades.csv   backtesting.py's trades table
   tests/fixtures/parity/backtesting_smacross_stats.json   its statistics
+  tests/fixtures/parity/backtesting_smacross_on_close_*   the same with trade_on_close=True
 """
 
 import json
@@ -61,10 +62,18 @@ def main():
         f.write("ts,symbol,open,high,low,close,volume\n")
         for ts, r in bars.iterrows():
             f.write(f"{ms(ts)},GOOG,{r.Open},{r.High},{r.Low},{r.Close},{int(r.Volume)}\n")
-    bt = Backtest(bars, SmaCross, commission=0.002, exclusive_orders=True)
+    for name, toc in (("backtesting_smacross", False), ("backtesting_smacross_on_close", True)):
+        run(bars, name, toc)
+
+
+def run(bars, name, trade_on_close):
+    """One run, written as NAME_trades.csv and NAME_stats.json."""
+    bt = Backtest(
+        bars, SmaCross, commission=0.002, exclusive_orders=True, trade_on_close=trade_on_close
+    )
     stats = bt.run()
     trades = stats["_trades"]
-    with open(OUT / "backtesting_smacross_trades.csv", "w") as f:
+    with open(OUT / f"{name}_trades.csv", "w") as f:
         f.write("entry_ms,exit_ms,size,entry_price,exit_price,pnl,return_pct\n")
         for _, t in trades.iterrows():
             f.write(
@@ -77,13 +86,14 @@ def main():
         "strategy": "SmaCross(10, 20) on Close",
         "commission": 0.002,
         "exclusive_orders": True,
+        "trade_on_close": trade_on_close,
         "cash": 10000,
         "data": "backtesting.test.GOOG",
     }
-    with open(OUT / "backtesting_smacross_stats.json", "w") as f:
+    with open(OUT / f"{name}_stats.json", "w") as f:
         json.dump(keep, f, indent=1, sort_keys=True)
         f.write("\n")
-    print(f"{len(trades)} trades, return {keep['Return [%]']:.2f} %, written to {OUT}")
+    print(f"{name}: {len(trades)} trades, return {keep['Return [%]']:.2f} %, written to {OUT}")
 
 
 if __name__ == "__main__":

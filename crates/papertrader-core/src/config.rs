@@ -245,6 +245,11 @@ pub struct OrdersConfig {
     /// NautilusTrader's `close_all_positions` then `buy`).
     #[serde(default, skip_serializing_if = "Reverse::is_net")]
     pub reverse: Reverse,
+    /// Market orders decided on a bar fill at that bar's close (sized at it
+    /// too), not at the tick that closed the bar: backtesting.py's
+    /// `trade_on_close=True`. Needs `[bars]` and a fill model from trades.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trade_on_close: bool,
 }
 
 /// How a signal turns a position around (`[orders] reverse`).

@@ -139,6 +139,16 @@ impl Slot {
                         strategy: strategy(),
                         symbol: sym.clone(),
                     })?;
+            if s.orders.trade_on_close && (s.bars.is_none() || !inst.fill.from_trades()) {
+                return Err(SpecError::Instrument {
+                    strategy: strategy(),
+                    problem: format!(
+                        "orders.trade_on_close needs [bars] and fill = \"last_price\" or \"last_trade\" for {sym} \
+                         (it fills at the close of the bar that decided): add [bars], or set fill in [venue.default] \
+                         or [venue.symbols.{sym}], or remove trade_on_close"
+                    ),
+                });
+            }
             instruments.insert(sym.clone(), inst);
         }
         let limits = RiskLimits {
@@ -357,7 +367,9 @@ impl Engine {
                     inst.rule.set_position(qty, cost);
                     if let Some(d) = inst.rule.on_sentiment(&s) {
                         let price = self.last_price.get(&s.symbol).copied();
-                        decide(slot, &s.symbol, s.ts, price, d, origin, "", &mut evs, out);
+                        decide(
+                            slot, &s.symbol, s.ts, price, d, origin, "", None, &mut evs, out,
+                        );
                     }
                     report(slot, &mut evs, origin, &mut filled, out);
                     kill_switch(slot, s.ts, origin, &mut evs, &mut filled, out);
@@ -537,13 +549,21 @@ impl Engine {
                 .expect("instance per symbol");
             let (qty, cost) = position_of(slot.sim.account(), &t.symbol);
             inst.rule.set_position(qty, cost);
+            // `orders.trade_on_close`: a bar's decision is sized and filled
+            // at the bar's close.
+            let at_close = match &bar {
+                Some(Some(b)) if slot.cfg.orders.trade_on_close => Some(b.close),
+                _ => None,
+            };
             let decision = match bar {
                 None => inst.rule.on_tick(t, price),
                 Some(bar) => bar.and_then(|bar| inst.rule.on_bar(&bar)),
             };
             if let Some(d) = decision {
-                let p = Some(t.price);
-                decide(slot, &t.symbol, t.ts, p, d, origin, "", &mut evs, out);
+                let p = Some(at_close.unwrap_or(t.price));
+                decide(
+                    slot, &t.symbol, t.ts, p, d, origin, "", at_close, &mut evs, out,
+                );
                 report(slot, &mut evs, origin, &mut filled, out);
             }
             settle(slot, &mut filled, t.ts, origin, &mut evs, out);
@@ -854,6 +874,7 @@ fn decide(
     d: Decision,
     origin: &Origin,
     suffix: &str,
+    at_close: Option<Decimal>,
     evs: &mut Vec<SimEvent>,
     out: &mut Vec<Output>,
 ) {
@@ -890,6 +911,7 @@ fn decide(
         let close_id = format!("{signal_id}:c");
         let mut close = new_order(slot, &close_id, symbol, side, opposite, price);
         close.reduce_only = true;
+        close.at_price = at_close.filter(|_| close.kind == OrderKind::Market);
         slot.live
             .insert(close_id, LiveOrder::of(&close, signal_id.clone()));
         inst_counts(slot, symbol).orders += 1;
@@ -898,6 +920,7 @@ fn decide(
     }
     let order_id = format!("{signal_id}:o");
     let mut order = new_order(slot, &order_id, symbol, side, qty, price);
+    order.at_price = at_close.filter(|_| order.kind == OrderKind::Market);
     // An order that can only close is reduce-only at the venue: an exit that
     // fills first (a stop loss, a timed exit) cannot turn it into a new
     // position on the other side.
@@ -956,7 +979,7 @@ fn order_qty(slot: &Slot, symbol: &str, side: Side, price: Decimal, close_only: 
         Side::Buy => (-position).max(Decimal::ZERO),
         Side::Sell => position.max(Decimal::ZERO),
     };
-    let target = target_qty(&slot.cfg, account, price, fee_bps, closing);
+    let target = target_qty(&slot.cfg, account, symbol, price, fee_bps, closing);
     let target = (target / lot).floor() * lot;
     let allow_short = slot.cfg.account.allow_short;
     if close_only {
@@ -1359,6 +1382,7 @@ fn place_exits(slot: &mut Slot, symbol: &str, ts: Ts, origin: &Origin, evs: &mut
             post_only: false,
             reduce_only: true,
             oco: Some(format!("{prefix}:exit{again}")),
+            at_price: None,
         };
         slot.live
             .insert(order.id.clone(), LiveOrder::of(&order, String::new()));
@@ -1415,6 +1439,7 @@ fn order_type(k: &OrderKind) -> OrderType {
 fn target_qty(
     cfg: &StrategyConfig,
     account: &Account,
+    symbol: &str,
     price: Decimal,
     fee_bps: Decimal,
     closing: Decimal,
@@ -1425,7 +1450,13 @@ fn target_qty(
         SizingMode::FixedQuantity => z.quantity.unwrap_or_default(),
         SizingMode::FixedNotional => z.notional.unwrap_or_default() / price,
         SizingMode::FractionOfEquity => {
-            let equity = account.equity() - closing * price * rate;
+            // The symbol's position marked at the sizing price (the bar's
+            // close under `trade_on_close`; otherwise the last price itself).
+            let remark = account
+                .positions
+                .get(symbol)
+                .map_or(Decimal::ZERO, |p| p.qty * (price - p.last_price));
+            let equity = account.equity() + remark - closing * price * rate;
             z.fraction.unwrap_or_default() * equity / (price * (Decimal::ONE + rate))
         }
     };

@@ -304,6 +304,21 @@ impl Venue {
         }
     }
 
+    /// Bring the book up to date for `order`: a market order with
+    /// `at_price` under a fill model from trades meets the book of a last
+    /// trade at that price (the next read of the book returns to the real
+    /// last trade).
+    pub fn book_for(&mut self, order: &Order) {
+        match order.at_price {
+            Some(p) if self.cfg.fill.from_trades() && order.kind == OrderKind::Market => {
+                self.synth_at = Some(p);
+                self.sync_book();
+                self.synth_at = self.last_trade;
+            }
+            _ => self.sync_book(),
+        }
+    }
+
     /// Open orders: resting limits, then untriggered stops, then market
     /// orders working under `volume_cap`.
     pub fn open_orders(&self) -> impl Iterator<Item = &Working> {
@@ -530,12 +545,25 @@ impl Venue {
     }
 
     /// Take liquidity, then cancel, reject or rest the remainder (module docs).
-    fn execute(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+    fn execute(&mut self, ts: Ts, w: Working, out: &mut Vec<SimEvent>) {
         if self.cfg.fill == FillModel::LastTrade {
             // Every order meets the last trade's level whole.
             self.synth_at = self.last_trade.or(self.synth_at);
         }
-        self.sync_book();
+        let at_price = w.order.at_price.is_some();
+        self.book_for(&w.order);
+        if at_price {
+            // book_for left the real last trade to be rebuilt: the order
+            // walks the book at its price now.
+            let real = self.synth_at.take();
+            self.take_or_rest(ts, w, out);
+            self.synth_at = real.or(self.synth_at);
+        } else {
+            self.take_or_rest(ts, w, out);
+        }
+    }
+
+    fn take_or_rest(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
         let side = w.order.side;
         let best = self.book.best_opposite(side).map(|(t, _)| t);
         w.reference = best;

@@ -341,8 +341,8 @@ impl Simulator {
             kind: EventKind::New,
         });
         if let Some(v) = self.venues.get_mut(&order.symbol) {
-            // The risk checks price the order off the current book.
-            v.sync_book();
+            // The risk checks price the order off the book it will meet.
+            v.book_for(&order);
         }
         if let Err(reason) = self.admit(ts, &order) {
             out.push(SimEvent {
@@ -369,7 +369,7 @@ impl Simulator {
             return None;
         }
         let v = self.venues.get_mut(&order.symbol)?;
-        v.sync_book();
+        v.book_for(order);
         let v = self.venues.get(&order.symbol)?;
         let ctx = self.risk_context(order, v);
         let price = ctx.price.filter(|p| *p > Decimal::ZERO)?;

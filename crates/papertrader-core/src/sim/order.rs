@@ -62,6 +62,11 @@ pub struct Order {
     /// nothing (a stop loss and its take profit).
     #[serde(default)]
     pub oco: Option<String>,
+    /// A market order to fill as if the last trade were at this price
+    /// (`[orders] trade_on_close`: the close of the bar that decided it),
+    /// under `fill = "last_price"` or `"last_trade"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_price: Option<Decimal>,
 }
 
 impl Order {
@@ -76,6 +81,7 @@ impl Order {
             post_only: false,
             reduce_only: false,
             oco: None,
+            at_price: None,
         }
     }
 
@@ -97,6 +103,7 @@ impl Order {
             post_only: false,
             reduce_only: false,
             oco: None,
+            at_price: None,
         }
     }
 
