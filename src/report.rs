@@ -573,6 +573,43 @@ impl Default for SymbolReport {
     }
 }
 
+/// The report of each symbol of strategy `s`.
+fn symbol_reports(
+    c: &Collector,
+    s: &crate::summary::StrategySummary,
+) -> BTreeMap<String, SymbolReport> {
+    let mut symbols: BTreeMap<String, SymbolReport> = BTreeMap::new();
+    for (sym, x) in &s.symbols {
+        let r = symbols.entry(sym.clone()).or_default();
+        r.fees = x.fees;
+        r.realized = x.realized;
+        r.unrealized = x.unrealized;
+        r.net_pnl = x.realized + x.unrealized - x.fees;
+        r.position = x.position;
+        r.last_price = x.last_price;
+    }
+    for t in c.trades.iter().filter(|t| t.fill.strategy == s.name) {
+        let f = &t.fill;
+        let r = symbols.entry(f.symbol.clone()).or_default();
+        r.fills += 1;
+        match f.side {
+            Side::Buy => {
+                r.buys += 1;
+                r.qty_bought += f.qty;
+            }
+            Side::Sell => {
+                r.sells += 1;
+                r.qty_sold += f.qty;
+            }
+        }
+        r.turnover += (f.qty * f.price).abs();
+    }
+    for (sym, r) in symbols.iter_mut() {
+        r.trades = TradeStats::of(&c.closed_trades(&s.name, Some(sym)));
+    }
+    symbols
+}
+
 impl Report {
     pub fn new(bt: &Backtest) -> Self {
         let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
@@ -589,35 +626,7 @@ impl Report {
         };
         let mut all_trades = Vec::new();
         for s in &bt.summary.strategies {
-            let mut symbols: BTreeMap<String, SymbolReport> = BTreeMap::new();
-            for (sym, x) in &s.symbols {
-                let r = symbols.entry(sym.clone()).or_default();
-                r.fees = x.fees;
-                r.realized = x.realized;
-                r.unrealized = x.unrealized;
-                r.net_pnl = x.realized + x.unrealized - x.fees;
-                r.position = x.position;
-                r.last_price = x.last_price;
-            }
-            for t in c.trades.iter().filter(|t| t.fill.strategy == s.name) {
-                let f = &t.fill;
-                let r = symbols.entry(f.symbol.clone()).or_default();
-                r.fills += 1;
-                match f.side {
-                    Side::Buy => {
-                        r.buys += 1;
-                        r.qty_bought += f.qty;
-                    }
-                    Side::Sell => {
-                        r.sells += 1;
-                        r.qty_sold += f.qty;
-                    }
-                }
-                r.turnover += (f.qty * f.price).abs();
-            }
-            for (sym, r) in symbols.iter_mut() {
-                r.trades = TradeStats::of(&c.closed_trades(&s.name, Some(sym)));
-            }
+            let symbols = symbol_reports(c, s);
             let trades = c.closed_trades(&s.name, None);
             let marks = c.marks.get(&s.name).map_or(&[][..], Vec::as_slice);
             let st = stats::compute(s.starting_cash, marks, &trades);
