@@ -132,15 +132,15 @@ fn drive<'a>(
             start = Some(start.map_or(ev.ts, |s: Ts| s.min(ev.ts)));
             end = Some(end.map_or(ev.ts, |e: Ts| e.max(ev.ts)));
             let p = ev.ts.div_euclid(every);
-            let at = match period {
-                Some((q, at)) if q != p => {
+            // A late event (an earlier period) belongs to the period open now.
+            period = Some(match period {
+                Some((q, at)) if p > q => {
                     collector.mark(at, &engine, false);
-                    ev.ts
+                    (p, ev.ts)
                 }
-                Some((_, at)) => at.max(ev.ts),
-                None => ev.ts,
-            };
-            period = Some((p, at));
+                Some((q, at)) => (q, at.max(ev.ts)),
+                None => (p, ev.ts),
+            });
         }
         let (ev, decoded) = match ev {
             Cow::Owned(mut e) => {

@@ -150,8 +150,9 @@ impl Collector {
 
     /// Mark every strategy whose symbols had events since its last mark, at
     /// `ts` (the end of a marking period). With `last`, the end of the run:
-    /// a strategy without new events has its last mark brought up to date
-    /// (what `exits.close_at_end` changed), at `ts`.
+    /// a strategy without new events has the equity and exposure of its last
+    /// mark brought up to date (what `exits.close_at_end` changed), its time
+    /// left as it was.
     pub fn mark(&mut self, ts: Ts, engine: &Engine, last: bool) {
         for m in engine.marks() {
             let before = self.seen.insert(m.strategy.to_string(), m.events);
@@ -259,7 +260,9 @@ impl Collector {
     }
 
     /// The equity series of a strategy for the report: its starting cash at
-    /// `start`, then its marks (or, without any, its final equity at `end`).
+    /// its first mark's time (`start` without marks), then its marks (or,
+    /// without any, its final equity at `end`). Drawdown durations are so
+    /// measured as the statistics measure them (`stats::compute`).
     pub fn series(
         &self,
         strategy: &str,
@@ -267,14 +270,15 @@ impl Collector {
         end: Ts,
         final_equity: Decimal,
     ) -> Vec<(Ts, Decimal)> {
+        let marks = self.marks.get(strategy).filter(|m| !m.is_empty());
         let mut s = vec![(
-            start,
+            marks.map_or(start, |m| m[0].ts),
             self.starting_cash
                 .get(strategy)
                 .copied()
                 .unwrap_or_default(),
         )];
-        match self.marks.get(strategy).filter(|m| !m.is_empty()) {
+        match marks {
             Some(m) => s.extend(m.iter().map(|m| (m.ts, m.equity))),
             None => s.push((end, final_equity)),
         }

@@ -697,16 +697,22 @@ struct InstanceState {
 /// A digest of everything in the configuration that shapes the engine's state
 /// and outputs: the strategies, the instruments, latency, symbol list,
 /// ordering slack and P&L cadence.
+/// The instruments as the fingerprint hashes them: fields added later are
+/// left out at their defaults, each on its own, so that a checkpoint written
+/// before they existed still restores (whatever its fill model).
+fn instruments_digest(instruments: &BTreeMap<String, InstrumentConfig>) -> String {
+    format!("{instruments:?}")
+        .replace(", volume_cap: None, volume_cap_rest: Work", "")
+        .replace(", fill: SynthBook, slippage: None", "")
+}
+
 pub fn config_fingerprint(cfg: &EngineSpec) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&cfg.strategies).expect("strategies serialize"));
     // The fill model's fields at their defaults are left out, so that
     // checkpoints written before they existed still restore.
-    let instruments = format!("{:?}", cfg.instruments).replace(
-        ", fill: SynthBook, slippage: None, volume_cap: None, volume_cap_rest: Work",
-        "",
-    );
+    let instruments = instruments_digest(&cfg.instruments);
     h.update(format!(
         "{instruments}|{}|{}|{:?}|{}",
         cfg.venue_latency, cfg.max_out_of_order, cfg.symbols, cfg.pnl_every_ticks
@@ -890,7 +896,14 @@ fn decide(
     if let Some(id) = slot.working.get(symbol).cloned() {
         match slot.live.get(&id) {
             Some(o) if o.side == side => return,
-            Some(_) => slot.sim.cancel(ts, &id, evs),
+            Some(_) => {
+                slot.sim.cancel(ts, &id, evs);
+                // The close of a `close_then_open` reversal goes with it.
+                let close = id.strip_suffix(":o").map(|p| format!("{p}:c"));
+                if let Some(c) = close.filter(|c| slot.live.contains_key(c)) {
+                    slot.sim.cancel(ts, &c, evs);
+                }
+            }
             None => {}
         }
         slot.working.remove(symbol);
@@ -1482,4 +1495,29 @@ fn pnl(slot: &Slot, symbol: &str, ts: Ts, origin: &Origin) -> Output {
         account_drawdown: a.drawdown(),
         account_max_drawdown: a.max_drawdown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::FillModel;
+
+    #[test]
+    fn instrument_fields_added_later_leave_the_fingerprint_alone() {
+        let d = |v: i64| Decimal::new(v, 2);
+        let mut inst = InstrumentConfig::new(d(1), d(100));
+        let one = |i: &InstrumentConfig| {
+            instruments_digest(&BTreeMap::from([("X".to_string(), i.clone())]))
+        };
+        // As before the fill models and the volume cap existed...
+        let s = one(&inst);
+        assert!(!s.contains("fill:") && !s.contains("volume_cap"), "{s}");
+        // ...and with a fill model from before the volume cap.
+        inst.fill = FillModel::LastPrice;
+        let s = one(&inst);
+        assert!(s.contains(", fill: LastPrice, slippage: None }"), "{s}");
+        assert!(!s.contains("volume_cap"), "{s}");
+        inst.volume_cap = Some(d(10));
+        assert!(one(&inst).contains("volume_cap: Some(0.10)"));
+    }
 }

@@ -315,7 +315,13 @@ impl Venue {
                 self.sync_book();
                 self.synth_at = self.last_trade;
             }
-            _ => self.sync_book(),
+            _ => {
+                if self.cfg.fill == FillModel::LastTrade {
+                    // Every order meets the last trade's level whole.
+                    self.synth_at = self.last_trade.or(self.synth_at);
+                }
+                self.sync_book();
+            }
         }
     }
 
@@ -408,9 +414,13 @@ impl Venue {
         }
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
-        if !self.participating.is_empty() {
-            // Market orders held back by the cap take again from this trade.
-            if self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed()) {
+        let rebuild =
+            self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed());
+        let worked = !self.participating.is_empty();
+        if worked {
+            // Market orders held back by the cap take again from this trade,
+            // from the book rebuilt at it (what they take stays taken).
+            if rebuild {
                 self.synth_at = Some(price);
             }
             self.sync_book();
@@ -419,7 +429,7 @@ impl Venue {
             }
         }
         self.settle_exits(ts, out);
-        if self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed()) {
+        if rebuild && !worked {
             self.synth_at = Some(price);
         }
 
@@ -546,10 +556,6 @@ impl Venue {
 
     /// Take liquidity, then cancel, reject or rest the remainder (module docs).
     fn execute(&mut self, ts: Ts, w: Working, out: &mut Vec<SimEvent>) {
-        if self.cfg.fill == FillModel::LastTrade {
-            // Every order meets the last trade's level whole.
-            self.synth_at = self.last_trade.or(self.synth_at);
-        }
         let at_price = w.order.at_price.is_some();
         self.book_for(&w.order);
         if at_price {
@@ -593,11 +599,15 @@ impl Venue {
             }
         }
         if w.order.tif == Tif::Fok {
-            let depth: Decimal = self.book.takeable(side, w.limit).map(|(_, s)| s).sum();
+            let mut depth: Decimal = self.book.takeable(side, w.limit).map(|(_, s)| s).sum();
+            if self.cfg.volume_cap.is_some() {
+                depth = depth.min(self.cap_left);
+            }
             if depth < w.leaves {
                 let reason = format!(
                     "FOK: {} available within the limit, {} needed",
-                    depth, w.leaves
+                    depth.normalize(),
+                    w.leaves
                 );
                 return refuse(&w, out, reason);
             }
@@ -636,6 +646,9 @@ impl Venue {
         }
         if held_back && want.is_zero() && w.order.kind == OrderKind::Market {
             if self.cfg.volume_cap_rest == CapRest::Work {
+                // The rest trades at the later trades' prices, not at the
+                // bar close it was decided on.
+                w.order.at_price = None;
                 self.participating.push(w);
             } else {
                 let reason = format!(

@@ -653,6 +653,22 @@ fn volume_cap_cancels_the_rest_when_told_and_caps_resting_limits() {
     s.submit(3, limit("l", Side::Buy, "20", "99.00", Tif::Gtc), &mut out);
     s.on_trade("X", 4, d("99.00"), d("30"), &mut out);
     assert_eq!(fills(&out)[0].qty, d("3"));
+    // A FOK order sees only what the cap leaves of the last trade: 3 of 30
+    // were taken above, so a FOK of 1 more than is left is refused whole.
+    out.clear();
+    s.on_trade("X", 5, d("100.00"), d("50"), &mut out);
+    let fok = Order {
+        tif: Tif::Fok,
+        ..limit("f", Side::Buy, "6", "100.00", Tif::Fok)
+    };
+    out.clear();
+    s.submit(6, fok, &mut out);
+    assert_eq!(kinds(&out), ["new", "rejected"]);
+    assert!(
+        reason(&out[1]).starts_with("FOK: 5 available"),
+        "{}",
+        reason(&out[1])
+    );
     // And the cap must be a fraction.
     let bad = InstrumentConfig {
         volume_cap: Some(d("1.5")),
