@@ -569,18 +569,10 @@ impl Venue {
         }
     }
 
-    fn take_or_rest(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+    /// Why `w` may not take or rest now (post-only that would cross, FOK
+    /// short of depth, reduce-only with nothing to reduce), if it may not.
+    fn refusal(&self, w: &Working, best: Option<i64>) -> Option<String> {
         let side = w.order.side;
-        let best = self.book.best_opposite(side).map(|(t, _)| t);
-        w.reference = best;
-        let refuse = |w: &Working, out: &mut Vec<SimEvent>, reason: String| {
-            let kind = if w.accepted {
-                EventKind::Cancelled { reason }
-            } else {
-                EventKind::Rejected { reason }
-            };
-            push(out, ts, &w.order, kind);
-        };
         if w.order.post_only {
             if let (Some(l), Some(b)) = (w.limit, best) {
                 let crosses = match side {
@@ -594,7 +586,7 @@ impl Venue {
                         if side == Side::Buy { "ask" } else { "bid" },
                         self.book.price(b)
                     );
-                    return refuse(&w, out, reason);
+                    return Some(reason);
                 }
             }
         }
@@ -609,11 +601,29 @@ impl Venue {
                     depth.normalize(),
                     w.leaves
                 );
-                return refuse(&w, out, reason);
+                return Some(reason);
             }
         }
         if w.order.reduce_only && reducible(self.position, side).is_zero() {
             let reason = "reduce-only: no position to reduce".to_string();
+            return Some(reason);
+        }
+        None
+    }
+
+    fn take_or_rest(&mut self, ts: Ts, mut w: Working, out: &mut Vec<SimEvent>) {
+        let side = w.order.side;
+        let best = self.book.best_opposite(side).map(|(t, _)| t);
+        w.reference = best;
+        let refuse = |w: &Working, out: &mut Vec<SimEvent>, reason: String| {
+            let kind = if w.accepted {
+                EventKind::Cancelled { reason }
+            } else {
+                EventKind::Rejected { reason }
+            };
+            push(out, ts, &w.order, kind);
+        };
+        if let Some(reason) = self.refusal(&w, best) {
             return refuse(&w, out, reason);
         }
         if !w.accepted {
