@@ -46,6 +46,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Generate the synthetic sample data (ticks and correlated sentiment).
     Generate(GenerateArgs),
+    /// Write a starter project into DIR: an application config, a strategy
+    /// file and sample data that run as they are (the next commands are printed).
+    Init(InitArgs),
     /// Inspect the ONNX models.
     Models {
         #[command(subcommand)]
@@ -56,6 +59,10 @@ enum Command {
 // The arguments of `papertrader paper` (a plain comment: clap takes the command's help from the variant).
 #[derive(clap::Args)]
 struct PaperArgs {
+    /// A strategy file to run instead of the config's `strategies` list
+    /// (repeatable).
+    #[arg(long = "strategy", value_name = "FILE")]
+    strategy: Vec<PathBuf>,
     /// Stop after this many seconds without input. Before the first input
     /// arrives, at least --startup-grace is waited.
     #[arg(long, value_name = "SECS")]
@@ -123,6 +130,10 @@ impl DataArgs {
 struct BacktestArgs {
     #[command(flatten)]
     data: DataArgs,
+    /// A strategy file to run instead of the config's `strategies` list
+    /// (repeatable).
+    #[arg(long = "strategy", value_name = "FILE")]
+    strategy: Vec<PathBuf>,
     /// Directory for report.json, trades.csv, round_trips.csv, equity.csv, report.html (and
     /// alerts.csv when the config has alert rules); created if missing.
     #[arg(long, value_name = "DIR")]
@@ -140,6 +151,10 @@ struct BacktestArgs {
 struct SweepArgs {
     #[command(flatten)]
     data: DataArgs,
+    /// A strategy file to run instead of the config's `strategies` list
+    /// (repeatable).
+    #[arg(long = "strategy", value_name = "FILE")]
+    strategy: Vec<PathBuf>,
     /// The grid: `KEY=VALUES` items, comma-separated; values a range
     /// `a..b:step` (inclusive) or a comma list, e.g. 'fast=5..20:5,slow=50,100'.
     /// KEY is a [rule] parameter (`fast`, `rule.fast`) or one strategy's
@@ -193,6 +208,13 @@ struct ReplayArgs {
     brokers: Option<String>,
 }
 
+// The arguments of `papertrader init` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The directory to write into (created if missing; existing files are not overwritten).
+    dir: PathBuf,
+}
+
 // The arguments of `papertrader generate` (a plain comment: clap takes the command's help from the variant).
 #[derive(clap::Args)]
 struct GenerateArgs {
@@ -225,9 +247,24 @@ enum ModelsCommand {
 pub fn main() {
     let cli = Cli::parse();
     // Only paper mode and backtests run strategies; the other commands need no strategy files.
-    let loaded = match cli.command {
-        Command::Paper(_) | Command::Backtest(_) | Command::Sweep(_) => {
-            config::load(cli.config.as_deref())
+    let loaded = match &cli.command {
+        Command::Paper(PaperArgs { strategy, .. })
+        | Command::Backtest(BacktestArgs { strategy, .. })
+        | Command::Sweep(SweepArgs { strategy, .. }) => {
+            config::load_with_strategies(cli.config.as_deref(), strategy)
+        }
+        Command::Init(args) => {
+            // Needs no configuration: it writes one.
+            match crate::init::write(&args.dir) {
+                Ok(report) => {
+                    print_out(&report);
+                    std::process::exit(0);
+                }
+                Err(e) => {
+                    eprintln!("papertrader: {e:#}");
+                    std::process::exit(1);
+                }
+            }
         }
         _ => config::load_app(cli.config.as_deref()),
     };
@@ -414,6 +451,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             action: ModelsCommand::Check { dir },
         } => models_check(&dir),
         Command::Generate(args) => generate(args),
+        Command::Init(_) => unreachable!("init runs before the configuration is loaded"),
     }
 }
 

@@ -635,10 +635,25 @@ fn resolve_instrument(v: &VenueConfig, symbol: &str) -> Result<InstrumentConfig,
 
 /// Load the layered application config and every strategy it names.
 pub fn load(user_file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    load_with_strategies(user_file, &[])
+}
+
+/// [`load`], with `strategies` (the command line's `--strategy` files, when
+/// there are any) in place of the configuration's `strategies` list.
+pub fn load_with_strategies(
+    user_file: Option<&Path>,
+    strategies: &[std::path::PathBuf],
+) -> Result<Loaded, ConfigError> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("PAPERTRADER__"))
         .collect();
-    load_with_env(user_file, &env)
+    let list: Vec<String> = strategies.iter().map(|p| p.display().to_string()).collect();
+    load_inner(
+        user_file,
+        &env,
+        true,
+        (!list.is_empty()).then_some(&list[..]),
+    )
 }
 
 /// Load the layered application config alone, for commands that run no strategy
@@ -647,7 +662,7 @@ pub fn load_app(user_file: Option<&Path>) -> Result<Loaded, ConfigError> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("PAPERTRADER__"))
         .collect();
-    load_inner(user_file, &env, false)
+    load_inner(user_file, &env, false, None)
 }
 
 /// Environment variables that look like papertrader settings but are ignored
@@ -664,21 +679,31 @@ pub fn load_with_env(
     user_file: Option<&Path>,
     env: &[(String, String)],
 ) -> Result<Loaded, ConfigError> {
-    load_inner(user_file, env, true)
+    load_inner(user_file, env, true, None)
 }
 
 fn load_inner(
     user_file: Option<&Path>,
     env: &[(String, String)],
     with_strategies: bool,
+    strategies: Option<&[String]>,
 ) -> Result<Loaded, ConfigError> {
     let user = read_user_file(user_file)?;
     let (user_text, user_name) = match &user {
         Some((text, name)) => (Some(text.as_str()), Some(name.as_str())),
         None => (None, None),
     };
-    let file_of = |key: &str| origin_of(key, user_text, user_name, env);
-    let app = layered_app(user.as_ref(), env, &file_of)?;
+    let file_of = |key: &str| {
+        if strategies.is_some() && key.starts_with("strategies") {
+            "--strategy".to_string()
+        } else {
+            origin_of(key, user_text, user_name, env)
+        }
+    };
+    let mut app = layered_app(user.as_ref(), env, &file_of)?;
+    if let Some(list) = strategies {
+        app.strategies = list.to_vec();
+    }
     check_app(&app, &file_of)?;
     let paths = if with_strategies {
         &app.strategies[..]
@@ -1030,7 +1055,7 @@ mod tests {
     fn list_variables_take_commas_or_a_toml_array() {
         let var = "PAPERTRADER__INPUT__SYMBOLS";
         let symbols = |v: &str| {
-            load_inner(None, &[(var.to_string(), v.to_string())], false)
+            load_inner(None, &[(var.to_string(), v.to_string())], false, None)
                 .map(|l| l.app.input.symbols)
         };
         let want = vec!["ACME".to_string(), "GLOBEX".to_string()];

@@ -475,3 +475,98 @@ fn one_day_strategies_get_no_ratios_beside_years_of_bars() {
     assert_eq!(st["ma_cross"]["daily_returns"], 543, "{}", st["ma_cross"]);
     assert!(st["ma_cross"]["sharpe"].is_number(), "{}", st["ma_cross"]);
 }
+
+#[test]
+fn strategy_flags_replace_the_configured_list_for_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r");
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["backtest", "--input", "data/synthetic_ticks.csv"])
+        .args(["--strategy", "strategies/rsi_mean_reversion.toml"])
+        .args(["--strategy", "strategies/bollinger_breakout.toml"])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    let names: Vec<&String> = json["strategies"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["bb_breakout", "rsi_revert"]);
+    // A file that is not there stops start-up, naming the flag.
+    let (code, err) = papertrader(
+        &[
+            "backtest",
+            "--input",
+            "data/synthetic_ticks.csv",
+            "--strategy",
+            "strategies/nope.toml",
+            "--report",
+            &report.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--strategy") && err.contains("strategies/nope.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_writes_a_project_whose_backtest_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("proj");
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .arg("init")
+        .arg(&project)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("papertrader backtest --config papertrader.toml"),
+        "{stdout}"
+    );
+    // Its next command, as printed, from the project directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(&project)
+        .args(["backtest", "--config", "papertrader.toml"])
+        .args(["--input", "data/ticks.csv", "--input", "data/sentiment.csv"])
+        .args(["--report", "report"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.join("report/report.json")).unwrap())
+            .unwrap();
+    let st = &json["strategies"]["starter"];
+    assert!(st["fills"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(json["events"].as_u64().unwrap() > 12_000, true, "{json}");
+    // A second init into the same directory overwrites nothing.
+    let before = std::fs::read(project.join("papertrader.toml")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .arg("init")
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+    assert_eq!(
+        std::fs::read(project.join("papertrader.toml")).unwrap(),
+        before
+    );
+}
