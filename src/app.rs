@@ -113,6 +113,8 @@ pub fn demo_records(cfg: &Loaded) -> anyhow::Result<Vec<(String, Record)>> {
 pub struct Files {
     pub paths: Vec<std::path::PathBuf>,
     pub symbol: Option<String>,
+    /// `--columns`: the files' column names, by papertrader's.
+    pub columns: Option<String>,
 }
 
 /// A backtest as the CLI runs it: over `inputs` (CSV files) when there are any,
@@ -171,7 +173,12 @@ pub async fn backtest_events(
 ) -> anyhow::Result<(Vec<crate::backtest::Event>, u64)> {
     use crate::backtest::{self, KafkaRange};
     if !inputs.paths.is_empty() {
-        return backtest::file_events_counted(&inputs.paths, range, inputs.symbol.as_deref());
+        return backtest::file_events_counted(
+            &inputs.paths,
+            range,
+            inputs.symbol.as_deref(),
+            inputs.columns.as_deref(),
+        );
     }
     let opts = KafkaRange {
         range,

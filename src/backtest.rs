@@ -305,7 +305,7 @@ pub fn file_events_for(
     range: TimeRange,
     symbol: Option<&str>,
 ) -> anyhow::Result<Vec<Event>> {
-    file_events_counted(paths, range, symbol).map(|(events, _)| events)
+    file_events_counted(paths, range, symbol, None).map(|(events, _)| events)
 }
 
 /// [`file_events_for`], and how many rows could not be read (each logged and
@@ -314,10 +314,15 @@ pub fn file_events_counted(
     paths: &[PathBuf],
     range: TimeRange,
     symbol: Option<&str>,
+    columns: Option<&str>,
 ) -> anyhow::Result<(Vec<Event>, u64)> {
     let mut skipped = 0u64;
+    let (columns, ts_unit) =
+        crate::csvdata::parse_columns(columns.unwrap_or("")).map_err(anyhow::Error::msg)?;
     let opts = ReadOptions {
         default_symbol: symbol.map(str::to_string),
+        columns,
+        ts_unit,
         ..ReadOptions::default()
     };
     let mut stems: BTreeMap<String, &Path> = BTreeMap::new();
@@ -380,7 +385,7 @@ pub fn run_files(
     range: TimeRange,
     progress: bool,
 ) -> anyhow::Result<Backtest> {
-    let (events, skipped) = file_events_counted(paths, range, None)?;
+    let (events, skipped) = file_events_counted(paths, range, None, None)?;
     let mut bt = run(cfg, events, progress)?;
     bt.summary.inputs.rows_skipped = skipped;
     Ok(bt)

@@ -97,6 +97,12 @@ struct DataArgs {
     /// The symbol of input files that have no symbol (or ticker) column.
     #[arg(long)]
     symbol: Option<String>,
+    /// The input files' column names where they differ from papertrader's:
+    /// `ts=Time:us,price=Last,size=Qty` (names: ts, symbol, price, size,
+    /// bid, ask, score, source, headline, open, high, low, close, volume; a
+    /// unit s, ms, us or ns after the time column's name).
+    #[arg(long, value_name = "MAP")]
+    columns: Option<String>,
     /// First event time to include: `earliest` or a time (epoch ms, RFC 3339, yyyy-mm-dd).
     #[arg(long, default_value = "earliest", value_name = "TIME")]
     from: String,
@@ -116,6 +122,7 @@ impl DataArgs {
         crate::app::Files {
             paths: self.input.clone(),
             symbol: self.symbol.clone(),
+            columns: self.columns.clone(),
         }
     }
 

@@ -227,6 +227,90 @@ pub struct ReadOptions {
     pub default_symbol: Option<String>,
     /// Period of bars in nanoseconds; `None` (or a value <= 0) infers it per symbol.
     pub bar_period: Option<Ts>,
+    /// The file's names of columns, by papertrader's name (`--columns`):
+    /// `("price", "Last")`.
+    pub columns: Vec<(String, String)>,
+    /// The unit of whole-number times (`--columns ts=NAME:us`); else the time
+    /// column's name says it (`ts_ms`), else the magnitude ([`parse_ts`]).
+    pub ts_unit: Option<TsUnit>,
+}
+
+/// The unit of a time written as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsUnit {
+    S,
+    Ms,
+    Us,
+    Ns,
+}
+
+impl TsUnit {
+    fn parse(s: &str) -> Option<TsUnit> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "secs" | "seconds" => Some(TsUnit::S),
+            "ms" | "millis" => Some(TsUnit::Ms),
+            "us" | "micros" => Some(TsUnit::Us),
+            "ns" | "nanos" => Some(TsUnit::Ns),
+            _ => None,
+        }
+    }
+
+    fn nanos(self) -> i64 {
+        match self {
+            TsUnit::S => NANOS_PER_SEC,
+            TsUnit::Ms => NANOS_PER_MILLI,
+            TsUnit::Us => 1_000,
+            TsUnit::Ns => 1,
+        }
+    }
+
+    /// The unit a time column's name ends with (`ts_ms`, `timestamp_s`).
+    fn of_name(name: &str) -> Option<TsUnit> {
+        let (_, suffix) = name.rsplit_once('_')?;
+        TsUnit::parse(suffix)
+    }
+}
+
+/// papertrader's column names that `--columns` can map.
+pub const COLUMN_NAMES: [&str; 14] = [
+    "ts", "symbol", "price", "size", "bid", "ask", "score", "source", "headline", "open", "high",
+    "low", "close", "volume",
+];
+
+/// Parse `--columns`: `ts=Time:us,price=Last,size=Qty` (papertrader's name =
+/// the file's, a unit after the time column's name).
+///
+/// # Errors
+/// An item without `=`, or a name papertrader does not know, or a unit it
+/// does not know; the message lists what it accepts.
+pub fn parse_columns(s: &str) -> Result<(Vec<(String, String)>, Option<TsUnit>), String> {
+    let mut map = Vec::new();
+    let mut unit = None;
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((key, name)) = item.split_once('=') else {
+            return Err(format!(
+                "--columns item {item:?} is not NAME=COLUMN (e.g. ts=Time:us,price=Last)"
+            ));
+        };
+        let key = key.trim().to_ascii_lowercase();
+        if !COLUMN_NAMES.contains(&key.as_str()) {
+            return Err(format!(
+                "--columns: {key:?} is not one of papertrader's column names: {}",
+                COLUMN_NAMES.join(", ")
+            ));
+        }
+        let mut name = name.trim();
+        if key == "ts" {
+            if let Some((n, u)) = name.rsplit_once(':') {
+                unit = Some(TsUnit::parse(u).ok_or_else(|| {
+                    format!("--columns: time unit {u:?} is not one of s, ms, us, ns")
+                })?);
+                name = n.trim();
+            }
+        }
+        map.push((key, normalize(name)));
+    }
+    Ok((map, unit))
 }
 
 // ---------------------------------------------------------------------------
@@ -257,19 +341,36 @@ const DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y"];
 
 /// Parses a timestamp into nanoseconds since the epoch.
 ///
-/// Accepted: an integer (epoch milliseconds); RFC 3339; `yyyy-mm-dd`,
+/// Accepted: an integer (epoch time, its unit told by its magnitude:
+/// `unit_of_magnitude`); RFC 3339; `yyyy-mm-dd`,
 /// `m/d/yyyy` or `dd.mm.yyyy`, each optionally followed by `HH:MM`,
 /// `HH:MM:SS` or `HH:MM:SS.fff` (UTC; a `T` separator also works after
 /// `yyyy-mm-dd`). `None` if the text matches none of these or is outside the
 /// range of [`Ts`] (years 1677..2262).
 pub fn parse_ts(s: &str) -> Option<Ts> {
+    parse_ts_in(s, None)
+}
+
+/// [`parse_ts`], with whole numbers (and, in seconds or milliseconds,
+/// decimals) in `unit` when it is given.
+pub fn parse_ts_in(s: &str, unit: Option<TsUnit>) -> Option<Ts> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
     let digits = s.strip_prefix('-').unwrap_or(s);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<i64>().ok()?.checked_mul(NANOS_PER_MILLI);
+        let n = s.parse::<i64>().ok()?;
+        return n
+            .checked_mul(unit.unwrap_or_else(|| unit_of_magnitude(n)).nanos())
+            .filter(|t| *t != Ts::MIN);
+    }
+    if let Some(u) = unit {
+        let numeric = digits.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if numeric && digits.contains('.') {
+            let v = parse_decimal(s)? * Decimal::from(u.nanos());
+            return v.trunc().to_string().parse().ok();
+        }
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return dt.timestamp_nanos_opt();
@@ -285,6 +386,20 @@ pub fn parse_ts(s: &str) -> Option<Ts> {
         }
     }
     None
+}
+
+/// The unit of an epoch time written as a whole number without one, by its
+/// magnitude: below 10^9 milliseconds (small test times, as before units were
+/// read), below 10^11 seconds (2001 to 5138), below 10^14 milliseconds, below
+/// 10^17 microseconds, else nanoseconds.
+fn unit_of_magnitude(n: i64) -> TsUnit {
+    match n.unsigned_abs() {
+        m if m < 1_000_000_000 => TsUnit::Ms,
+        m if m < 100_000_000_000 => TsUnit::S,
+        m if m < 100_000_000_000_000 => TsUnit::Ms,
+        m if m < 100_000_000_000_000_000 => TsUnit::Us,
+        _ => TsUnit::Ns,
+    }
 }
 
 /// Formats a timestamp as written by the writers: epoch milliseconds if `ts`
@@ -307,6 +422,8 @@ fn normalize(h: &str) -> String {
 struct Header {
     names: Vec<String>,
     norm: Vec<String>,
+    /// `--columns`: papertrader's name -> the file's (normalized).
+    map: Vec<(String, String)>,
 }
 
 impl Header {
@@ -316,17 +433,26 @@ impl Header {
             .map(|s| s.as_ref().trim().trim_start_matches('\u{feff}').to_string())
             .collect();
         let norm = names.iter().map(|s| normalize(s)).collect();
-        Header { names, norm }
+        Header {
+            names,
+            norm,
+            map: Vec::new(),
+        }
     }
 
+    /// The column of papertrader's name `aliases[0]` (or one of its other
+    /// names): the file's column that `--columns` maps to it, if mapped.
     fn find(&self, aliases: &[&str]) -> Option<usize> {
+        if let Some((_, name)) = self.map.iter().find(|(k, _)| k == aliases[0]) {
+            return self.norm.iter().position(|n| n == name);
+        }
         aliases
             .iter()
             .find_map(|a| self.norm.iter().position(|n| n == a))
     }
 
     fn time(&self) -> Option<TimeCol> {
-        if let Some(i) = self.find(&["ts", "timestamp", "datetime"]) {
+        if let Some(i) = self.find(TIME_NAMES) {
             return Some(TimeCol::One(i));
         }
         match (self.find(&["date"]), self.find(&["time"])) {
@@ -380,6 +506,12 @@ impl Layout {
         }
     }
 
+    fn ts(&self) -> TimeCol {
+        match *self {
+            Layout::Ticks { ts, .. } | Layout::Sentiment { ts, .. } | Layout::Bars { ts, .. } => ts,
+        }
+    }
+
     fn symbol(&self) -> Option<usize> {
         match *self {
             Layout::Ticks { symbol, .. }
@@ -390,8 +522,34 @@ impl Layout {
 }
 
 const SYMBOL: &[&str] = &["symbol", "ticker"];
+/// Names of a time column in one (`date` and `time` may also be two columns);
+/// a suffix names the unit of whole-number times.
+const TIME_NAMES: &[&str] = &[
+    "ts",
+    "timestamp",
+    "datetime",
+    "ts_s",
+    "ts_ms",
+    "ts_us",
+    "ts_ns",
+    "timestamp_s",
+    "timestamp_ms",
+    "timestamp_us",
+    "timestamp_ns",
+    "time_s",
+    "time_ms",
+    "time_us",
+    "time_ns",
+    "epoch_s",
+    "epoch_ms",
+    "epoch_us",
+    "epoch_ns",
+];
 const EXPECTED: &str = "expected ticks (ts,symbol,price,size[,bid,ask]), sentiment \
-    (ts,symbol,score,source[,headline]) or bars (Date|Time|Datetime|Timestamp,Open,High,Low,Close[,Volume][,Ticker|Symbol])";
+    (ts,symbol,score,source[,headline]) or bars (ts,open,high,low,close[,volume][,symbol]); \
+    the time column may be named ts, timestamp, datetime, date, time (or date and time), \
+    with a unit: ts_s, ts_ms, ts_us, ts_ns (also timestamp_*, time_*, epoch_*); \
+    map other names with --columns, e.g. --columns ts=Time:us,price=Last,size=Qty";
 
 fn layout(h: &Header) -> Result<Layout, String> {
     let need = |aliases: &[&str], what: &str| {
@@ -446,6 +604,7 @@ pub fn detect_file_kind(path: impl AsRef<Path>) -> Result<FileKind, CsvDataError
     let opts = ReadOptions {
         default_symbol: Some(String::new()),
         bar_period: None,
+        ..ReadOptions::default()
     };
     Ok(RecordReader::open(path, &opts)?.kind())
 }
@@ -530,6 +689,8 @@ pub struct RecordReader<R: Read> {
     fixed_period: Option<Ts>,
     symbols: HashMap<String, SymbolBars>,
     queue: VecDeque<Slot>,
+    /// The unit of whole-number times, when told (`--columns`, the column's name).
+    ts_unit: Option<TsUnit>,
 }
 
 impl RecordReader<File> {
@@ -575,7 +736,8 @@ impl<R: Read> RecordReader<R> {
             return Err(CsvDataError::Empty { path: file });
         }
         let names: Vec<&str> = raw.iter().collect();
-        let header = Header::new(&names);
+        let mut header = Header::new(&names);
+        header.map = opts.columns.clone();
         let layout = layout(&header).map_err(|reason| CsvDataError::BadHeader {
             path: file.clone(),
             header: names.join(","),
@@ -585,6 +747,10 @@ impl<R: Read> RecordReader<R> {
         if layout.symbol().is_none() && default_symbol.is_none() {
             return Err(CsvDataError::NoSymbol { path: file });
         }
+        let ts_unit = opts.ts_unit.or(match layout.ts() {
+            TimeCol::One(i) => TsUnit::of_name(&header.norm[i]),
+            TimeCol::DateAndTime(..) => None,
+        });
         Ok(RecordReader {
             file,
             rdr,
@@ -596,6 +762,7 @@ impl<R: Read> RecordReader<R> {
             fixed_period: opts.bar_period.filter(|p| *p > 0),
             symbols: HashMap::new(),
             queue: VecDeque::new(),
+            ts_unit,
         })
     }
 
@@ -750,7 +917,7 @@ impl<R: Read> RecordReader<R> {
                 format!("{}+{}", self.header.names[d], self.header.names[t]),
             ),
         };
-        parse_ts(&text).ok_or(RowErrorKind::BadTimestamp {
+        parse_ts_in(&text, self.ts_unit).ok_or(RowErrorKind::BadTimestamp {
             column,
             value: text,
         })
@@ -924,6 +1091,7 @@ pub fn read_records(
     let opts = ReadOptions {
         default_symbol: default_symbol.map(str::to_string),
         bar_period: None,
+        ..ReadOptions::default()
     };
     read_records_with(path, &opts)
 }
@@ -1075,6 +1243,82 @@ mod tests {
     // ---- values
 
     #[test]
+    fn time_units_by_name_by_flag_and_by_magnitude() {
+        let t = D20110103; // 1294012800 s
+                           // By magnitude: seconds, milliseconds, microseconds, nanoseconds.
+        assert_eq!(parse_ts("1294012800"), Some(t));
+        assert_eq!(parse_ts("1294012800000"), Some(t));
+        assert_eq!(parse_ts("1294012800000000"), Some(t));
+        assert_eq!(parse_ts("1294012800000000000"), Some(t));
+        // Below 10^9: milliseconds, as before units were read.
+        assert_eq!(parse_ts("1000"), Some(1000 * MS));
+        // A unit given wins, and takes decimals in s and ms.
+        assert_eq!(
+            parse_ts_in("1000", Some(TsUnit::S)),
+            Some(1000 * NANOS_PER_SEC)
+        );
+        assert_eq!(
+            parse_ts_in("1294012800.25", Some(TsUnit::S)),
+            Some(t + 250 * MS)
+        );
+        assert_eq!(TsUnit::of_name("ts_ms"), Some(TsUnit::Ms));
+        assert_eq!(TsUnit::of_name("timestamp_us"), Some(TsUnit::Us));
+        assert_eq!(TsUnit::of_name("ts"), None);
+        // A file whose time column is named with its unit.
+        let text = "time_s,symbol,price,size\n1000,X,1,1\n";
+        let opts = ReadOptions::default();
+        let mut r = RecordReader::from_reader("t.csv", text.as_bytes(), &opts).unwrap();
+        match r.next() {
+            Some(Ok(Record::Tick(k))) => assert_eq!(k.ts, 1000 * NANOS_PER_SEC),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn columns_map_names_and_refuse_unknown_ones() {
+        let (map, unit) = parse_columns("ts=Time:us, price=Last,size=Qty").unwrap();
+        assert_eq!(unit, Some(TsUnit::Us));
+        assert_eq!(
+            map,
+            [
+                ("ts".to_string(), "time".to_string()),
+                ("price".to_string(), "last".to_string()),
+                ("size".to_string(), "qty".to_string())
+            ]
+        );
+        let e = parse_columns("prix=Last").unwrap_err();
+        assert!(e.contains("ts, symbol, price"), "{e}");
+        assert!(parse_columns("ts=Time:weeks")
+            .unwrap_err()
+            .contains("s, ms, us, ns"));
+        assert!(parse_columns("price").unwrap_err().contains("NAME=COLUMN"));
+        let text = "Time,Sym,Last,Qty\n1294012800000000,X,1.5,2\n";
+        let opts = ReadOptions {
+            columns: vec![
+                ("ts".into(), "time".into()),
+                ("symbol".into(), "sym".into()),
+                ("price".into(), "last".into()),
+                ("size".into(), "qty".into()),
+            ],
+            ts_unit: Some(TsUnit::Us),
+            ..ReadOptions::default()
+        };
+        let mut r = RecordReader::from_reader("t.csv", text.as_bytes(), &opts).unwrap();
+        match r.next() {
+            Some(Ok(Record::Tick(k))) => {
+                assert_eq!((k.ts, k.symbol.as_str()), (D20110103, "X"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without the mapping the header is refused, and the message shows the flag.
+        let e = RecordReader::from_reader("t.csv", text.as_bytes(), &ReadOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--columns ts=Time:us,price=Last"), "{e}");
+    }
+
+    #[test]
     fn parse_ts_formats() {
         assert_eq!(parse_ts("1294012800000"), Some(D20110103));
         assert_eq!(parse_ts("1294012800123"), Some(D20110103 + 123 * MS));
@@ -1121,8 +1365,8 @@ mod tests {
             "2011-01-03X",
             "1.5",
             "99999999999999999999",
-            "9223372036854775807", // ms overflow the ns range
-            "2300-01-01",          // past the range of Ts
+            "-9223372036854775808", // Ts::MIN marks a message without a time
+            "2300-01-01",           // past the range of Ts
         ] {
             assert_eq!(parse_ts(bad), None, "{bad:?}");
         }
@@ -1344,6 +1588,7 @@ mod tests {
         let opts = ReadOptions {
             default_symbol: Some("XYZ".into()),
             bar_period: None,
+            ..ReadOptions::default()
         };
         let (good, _) = read_str_with(text, &opts);
         assert_eq!(good[0].symbol(), "XYZ");
@@ -1535,6 +1780,7 @@ mod tests {
         let opts = ReadOptions {
             default_symbol: Some("SPX".into()),
             bar_period: None,
+            ..ReadOptions::default()
         };
         let (good, bad) = read_str_with(text, &opts);
         assert!(bad.is_empty());
@@ -1547,6 +1793,7 @@ mod tests {
         let opts = ReadOptions {
             default_symbol: Some("SPX".into()),
             bar_period: Some(4 * HOUR),
+            ..ReadOptions::default()
         };
         let (good, _) = read_str_with(text, &opts);
         let ts: Vec<Ts> = good.iter().map(|r| r.ts() - fri).collect();
@@ -1558,6 +1805,7 @@ mod tests {
             &ReadOptions {
                 default_symbol: Some("S".into()),
                 bar_period: None,
+                ..ReadOptions::default()
             },
         );
         assert_eq!(good[3].ts(), D20110103 + 18 * HOUR);
@@ -1568,6 +1816,7 @@ mod tests {
         let opts = ReadOptions {
             default_symbol: Some("S".into()),
             bar_period: None,
+            ..ReadOptions::default()
         };
         let cases = [
             (

@@ -75,6 +75,7 @@ pub async fn publish_file(
     let ropts = ReadOptions {
         default_symbol: opts.symbol.clone(),
         bar_period: None,
+        ..ReadOptions::default()
     };
     let reader = RecordReader::open(path, &ropts).map_err(anyhow::Error::msg)?;
     if let Some(want) = opts.expect {

@@ -570,3 +570,122 @@ fn init_writes_a_project_whose_backtest_runs() {
         before
     );
 }
+
+#[test]
+fn csv_time_columns_by_their_common_names_and_units_and_a_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    // The same three instants, from 2026-01-01T00:00:00Z one second apart,
+    // written as users' files write them.
+    let s0 = 1_767_225_600i64;
+    let rows = |f: &dyn Fn(i64) -> String| -> String {
+        (0..3)
+            .map(|i| format!("{},ACME,{}.00,10\n", f(s0 + i), 100 + i))
+            .collect()
+    };
+    let files = [
+        (
+            "seconds.csv",
+            format!("timestamp,symbol,price,size\n{}", rows(&|s| s.to_string())),
+            None,
+        ),
+        (
+            "millis.csv",
+            format!(
+                "ts_ms,symbol,price,size\n{}",
+                rows(&|s| (s * 1000).to_string())
+            ),
+            None,
+        ),
+        (
+            "nanos.csv",
+            format!(
+                "time_ns,symbol,price,size\n{}",
+                rows(&|s| (s * 1_000_000_000).to_string())
+            ),
+            None,
+        ),
+        (
+            "iso.csv",
+            format!(
+                "datetime,symbol,price,size\n{}",
+                rows(&|s| format!("2026-01-01T00:00:0{}Z", s - s0))
+            ),
+            None,
+        ),
+        (
+            "mapped.csv",
+            format!(
+                "Time,Sym,Last,Qty\n{}",
+                rows(&|s| (s * 1_000_000).to_string())
+            )
+            .replace(",ACME,", ",ACME,"),
+            Some("ts=Time:us,symbol=Sym,price=Last,size=Qty"),
+        ),
+    ];
+    for (name, text, columns) in &files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let report = dir.path().join(format!("r-{name}"));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_papertrader"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "backtest",
+                "--strategy",
+                "strategies/ma_crossover.toml",
+                "--input",
+            ])
+            .arg(&path)
+            .arg("--report")
+            .arg(&report);
+        if let Some(m) = columns {
+            c.args(["--columns", m]);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+        assert_eq!(json["start"], "2026-01-01T00:00:00Z", "{name}");
+        assert_eq!(json["end"], "2026-01-01T00:00:02Z", "{name}");
+        assert_eq!(json["inputs"]["processed"]["prices"], 3, "{name}");
+    }
+    // The mapped file without its mapping: refused, and the message shows the flag.
+    let (code, err) = papertrader(
+        &[
+            "backtest",
+            "--strategy",
+            "strategies/ma_crossover.toml",
+            "--input",
+            &dir.path().join("mapped.csv").display().to_string(),
+            "--report",
+            &dir.path().join("r-x").display().to_string(),
+        ],
+        &[],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("unrecognised header") && err.contains("--columns ts=Time:us,price=Last"),
+        "{err}"
+    );
+    // A mapping with a name papertrader does not have says which it has.
+    let (code, err) = papertrader(
+        &[
+            "backtest",
+            "--input",
+            &dir.path().join("mapped.csv").display().to_string(),
+            "--columns",
+            "when=Time",
+            "--report",
+            &dir.path().join("r-y").display().to_string(),
+        ],
+        &[],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("not one of papertrader's column names: ts, symbol"),
+        "{err}"
+    );
+}

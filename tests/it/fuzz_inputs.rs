@@ -732,6 +732,7 @@ fn read_csv_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
     let opts = ReadOptions {
         default_symbol: Some("DFLT".into()),
         bar_period: None,
+        ..ReadOptions::default()
     };
     let Ok(reader) = RecordReader::from_reader("fuzz.csv", Cursor::new(bytes.to_vec()), &opts)
     else {
