@@ -228,8 +228,8 @@ pub struct ReadOptions {
     /// Period of bars in nanoseconds; `None` (or a value <= 0) infers it per symbol.
     pub bar_period: Option<Ts>,
     /// The file's names of columns, by papertrader's name (`--columns`):
-    /// `("price", "Last")`.
-    pub columns: Vec<(String, String)>,
+    /// `("price", "last")`.
+    pub columns: ColumnMap,
     /// The unit of whole-number times (`--columns ts=NAME:us`); else the time
     /// column's name says it (`ts_ms`), else the magnitude ([`parse_ts`]).
     pub ts_unit: Option<TsUnit>,
@@ -271,6 +271,9 @@ impl TsUnit {
     }
 }
 
+/// `--columns` parsed: papertrader's column name -> the file's (normalized).
+pub type ColumnMap = Vec<(String, String)>;
+
 /// papertrader's column names that `--columns` can map.
 pub const COLUMN_NAMES: [&str; 14] = [
     "ts", "symbol", "price", "size", "bid", "ask", "score", "source", "headline", "open", "high",
@@ -283,7 +286,7 @@ pub const COLUMN_NAMES: [&str; 14] = [
 /// # Errors
 /// An item without `=`, or a name papertrader does not know, or a unit it
 /// does not know; the message lists what it accepts.
-pub fn parse_columns(s: &str) -> Result<(Vec<(String, String)>, Option<TsUnit>), String> {
+pub fn parse_columns(s: &str) -> Result<(ColumnMap, Option<TsUnit>), String> {
     let mut map = Vec::new();
     let mut unit = None;
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {

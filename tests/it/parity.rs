@@ -72,21 +72,29 @@ fn bt_trades_of(name: &str) -> Vec<BtTrade> {
         .collect()
 }
 
+/// papertrader over the fixture `input` with one strategy file (`strategy`)
+/// and the application config `app`, as a user would run them.
+fn backtest(
+    strategy: &str,
+    app: &str,
+    input: &str,
+) -> anyhow::Result<papertrader::report::Backtest> {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("strategy.toml");
+    std::fs::write(&s, strategy).unwrap();
+    let app_path = dir.path().join("app.toml");
+    let text = format!("strategies = [{:?}]\n{app}", s.display().to_string());
+    std::fs::write(&app_path, text).unwrap();
+    let cfg = config::load_with_env(Some(&app_path), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(input);
+    papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false)
+}
+
 #[test]
 fn smacross_on_goog_trades_as_backtesting_py_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("smacross.toml");
-    std::fs::write(&s, STRATEGY).unwrap();
-    let app = dir.path().join("app.toml");
-    std::fs::write(
-        &app,
-        format!("strategies = [{:?}]\n{APP}", s.display().to_string()),
-    )
-    .unwrap();
-    let cfg = config::load_with_env(Some(&app), &[]).unwrap_or_else(|e| panic!("{e}"));
-    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity/goog_daily.csv");
-    let bt = papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false).unwrap();
+    let bt = backtest(STRATEGY, APP, "goog_daily.csv").unwrap();
     let fills: Vec<_> = bt.collector.trades.iter().map(|t| t.fill.clone()).collect();
     let trades = bt_trades();
     assert_eq!(trades.len(), 93);
@@ -187,36 +195,33 @@ fn statistics_as_backtesting_py(bt: &papertrader::report::Backtest, stats: &serd
         );
     };
     let pct = |k: &str| bt_stat(k) / 100.0;
-    same(num(&st["total_return"]), pct("Return [%]"), "return");
-    same(
-        num(&st["equity_peak"]),
-        bt_stat("Equity Peak [$]"),
-        "equity peak",
-    );
-    same(
-        num(&st["return_ann"]),
-        pct("Return (Ann.) [%]"),
-        "annual return",
-    );
-    same(
-        num(&st["volatility_ann"]),
-        pct("Volatility (Ann.) [%]"),
-        "annual volatility",
-    );
-    same(num(&st["cagr"]), pct("CAGR [%]"), "CAGR");
-    same(num(&st["sharpe_bt"]), bt_stat("Sharpe Ratio"), "Sharpe");
-    same(num(&st["sortino_bt"]), bt_stat("Sortino Ratio"), "Sortino");
-    same(num(&st["calmar"]), bt_stat("Calmar Ratio"), "Calmar");
-    same(
-        num(&st["max_drawdown"]),
-        -pct("Max. Drawdown [%]"),
-        "max drawdown",
-    );
-    same(
-        num(&st["avg_drawdown"]),
-        -pct("Avg. Drawdown [%]"),
-        "average drawdown",
-    );
+    // (report.json's field, backtesting.py's statistic, its scale to ours:
+    // percent to a fraction, and drawdowns negative there).
+    let table = [
+        ("total_return", "Return [%]", 0.01),
+        ("equity_peak", "Equity Peak [$]", 1.0),
+        ("return_ann", "Return (Ann.) [%]", 0.01),
+        ("volatility_ann", "Volatility (Ann.) [%]", 0.01),
+        ("cagr", "CAGR [%]", 0.01),
+        ("sharpe_bt", "Sharpe Ratio", 1.0),
+        ("sortino_bt", "Sortino Ratio", 1.0),
+        ("calmar", "Calmar Ratio", 1.0),
+        ("max_drawdown", "Max. Drawdown [%]", -0.01),
+        ("avg_drawdown", "Avg. Drawdown [%]", -0.01),
+        // Trades: the closed round trips (backtesting.py leaves the open one out).
+        ("win_rate", "Win Rate [%]", 0.01),
+        ("best_trade", "Best Trade [%]", 0.01),
+        ("worst_trade", "Worst Trade [%]", 0.01),
+        ("avg_trade", "Avg. Trade [%]", 0.01),
+        ("profit_factor", "Profit Factor", 1.0),
+        ("expectancy", "Expectancy [%]", 0.01),
+        ("sqn", "SQN", 1.0),
+        ("kelly", "Kelly Criterion", 1.0),
+    ];
+    for (ours, theirs, scale) in table {
+        same(num(&st[ours]), bt_stat(theirs) * scale, ours);
+    }
+    assert_eq!(st["round_trips"], 93);
     // Durations: backtesting.py rounds them up to its bars' resolution (days).
     let days = |v: &serde_json::Value| (num(v) / 86_400.0).ceil() as i64;
     let iso_days = |k: &str| -> i64 {
@@ -244,28 +249,6 @@ fn statistics_as_backtesting_py(bt: &papertrader::report::Backtest, stats: &serd
         days(&st["avg_trade_duration_s"]),
         iso_days("Avg. Trade Duration")
     );
-    // Trades: the closed round trips (backtesting.py leaves the open one out).
-    assert_eq!(st["round_trips"], 93);
-    same(num(&st["win_rate"]), pct("Win Rate [%]"), "win rate");
-    same(num(&st["best_trade"]), pct("Best Trade [%]"), "best trade");
-    same(
-        num(&st["worst_trade"]),
-        pct("Worst Trade [%]"),
-        "worst trade",
-    );
-    same(
-        num(&st["avg_trade"]),
-        pct("Avg. Trade [%]"),
-        "average trade",
-    );
-    same(
-        num(&st["profit_factor"]),
-        bt_stat("Profit Factor"),
-        "profit factor",
-    );
-    same(num(&st["expectancy"]), pct("Expectancy [%]"), "expectancy");
-    same(num(&st["sqn"]), bt_stat("SQN"), "SQN");
-    same(num(&st["kelly"]), bt_stat("Kelly Criterion"), "Kelly");
     // Two differences of definition (docs/parity.md), worked out from the
     // fixtures. Exposure: papertrader counts every daily mark with a position,
     // the open trade's too; backtesting.py counts the bars from each closed
@@ -336,22 +319,7 @@ const EMACROSS_APP: &str = "[venue]\nlatency = \"0ms\"\n[venue.default]\ntick_si
 
 #[test]
 fn emacross_on_generated_ticks_fills_as_nautilus_trader_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("emacross.toml");
-    std::fs::write(&s, EMACROSS).unwrap();
-    let app = dir.path().join("app.toml");
-    std::fs::write(
-        &app,
-        format!(
-            "strategies = [{:?}]\n{EMACROSS_APP}",
-            s.display().to_string()
-        ),
-    )
-    .unwrap();
-    let cfg = config::load_with_env(Some(&app), &[]).unwrap_or_else(|e| panic!("{e}"));
-    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity/nautilus_ticks.csv");
-    let bt = papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false).unwrap();
+    let bt = backtest(EMACROSS, EMACROSS_APP, "nautilus_ticks.csv").unwrap();
     let got: Vec<(i64, Side, Decimal, Decimal)> = bt
         .collector
         .trades
@@ -409,19 +377,8 @@ fn emacross_on_generated_ticks_fills_as_nautilus_trader_does() {
 /// tick tells that the deciding bar is complete (docs/parity.md).
 #[test]
 fn smacross_trading_on_close_as_backtesting_py_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = dir.path().join("smacross.toml");
-    std::fs::write(&s, format!("{STRATEGY}[orders]\ntrade_on_close = true\n")).unwrap();
-    let app = dir.path().join("app.toml");
-    std::fs::write(
-        &app,
-        format!("strategies = [{:?}]\n{APP}", s.display().to_string()),
-    )
-    .unwrap();
-    let cfg = config::load_with_env(Some(&app), &[]).unwrap_or_else(|e| panic!("{e}"));
-    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity/goog_daily.csv");
-    let bt = papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false).unwrap();
+    let on_close = format!("{STRATEGY}[orders]\ntrade_on_close = true\n");
+    let bt = backtest(&on_close, APP, "goog_daily.csv").unwrap();
     let bars: Vec<i64> = fixture("goog_daily.csv")
         .lines()
         .skip(1)
@@ -470,18 +427,7 @@ fn smacross_trading_on_close_as_backtesting_py_does() {
     );
     // On the synthesized book there is no "price of the bar's close" to
     // fill at: start-up refuses, naming the key and the fix.
-    std::fs::write(
-        &app,
-        format!(
-            "strategies = [{:?}]\n[venue]\nlatency = \"0ms\"\n",
-            s.display().to_string()
-        ),
-    )
-    .unwrap();
-    let cfg = config::load_with_env(Some(&app), &[]).unwrap_or_else(|e| panic!("{e}"));
-    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity/goog_daily.csv");
-    let err = papertrader::backtest::run_files(&cfg, &[csv], Default::default(), false)
+    let err = backtest(&on_close, "[venue]\nlatency = \"0ms\"\n", "goog_daily.csv")
         .err()
         .expect("refused")
         .to_string();
