@@ -49,6 +49,7 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
     totals_table(&mut h, report);
     strategies_table(&mut h, report);
     statistics_table(&mut h, report);
+    monthly_table(&mut h, bt);
     symbols_table(&mut h, report);
 
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
@@ -247,6 +248,44 @@ fn statistics_table(h: &mut String, r: &Report) {
             h.push_str(&td(value(s)));
         }
         h.push_str("</tr>\n");
+    }
+    h.push_str("</table></div>\n");
+}
+
+/// Monthly returns per strategy: a row per year, a column per month and the
+/// year's compounded return (docs/metrics.md).
+fn monthly_table(h: &mut String, bt: &Backtest) {
+    h.push_str("<h2>Monthly returns</h2>\n<div class=\"wrap\"><table class=\"metrics\" id=\"monthly\">\n<tr><th>strategy</th><th>year</th>");
+    for m in [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ] {
+        let _ = write!(h, "<th>{m}</th>");
+    }
+    h.push_str("<th>year</th></tr>\n");
+    for s in &bt.summary.strategies {
+        let marks = bt
+            .collector
+            .marks
+            .get(&s.name)
+            .map_or(&[][..], Vec::as_slice);
+        let months = crate::stats::monthly_returns(s.starting_cash, marks);
+        let mut years: Vec<i64> = months.iter().map(|((y, _), _)| *y).collect();
+        years.dedup();
+        for y in years {
+            let _ = write!(h, "<tr><td>{}</td><td>{y}</td>", esc(&s.name));
+            let mut year = 1.0;
+            for m in 1..=12u32 {
+                match months.iter().find(|(k, _)| *k == (y, m)) {
+                    Some((_, r)) => {
+                        year *= 1.0 + r;
+                        h.push_str(&td(format!("{:.2}%", r * 100.0)));
+                    }
+                    None => h.push_str(&td("-".into())),
+                }
+            }
+            h.push_str(&td(format!("{:.2}%", (year - 1.0) * 100.0)));
+            h.push_str("</tr>\n");
+        }
     }
     h.push_str("</table></div>\n");
 }

@@ -243,6 +243,25 @@ fn report_html_renders_in_headless_chromium() {
         let row = row.split("</tr>").next().unwrap();
         assert_eq!(row.matches("<td class=\"n\">").count(), 5, "{label}: {row}");
     }
+    // Monthly returns: the demo's bar data runs from January 2011 to 1 March
+    // 2013, so ma_cross (which trades AAPL and MSFT) has rows 2011 and 2012
+    // with 12 months and the year, and 2013 with three months and the year.
+    let monthly = dom
+        .split("id=\"monthly\"")
+        .nth(1)
+        .expect("a monthly-returns table")
+        .split("</table>")
+        .next()
+        .unwrap();
+    for (y, cells) in [("2011", 13), ("2012", 13), ("2013", 4)] {
+        let row = monthly
+            .split(&format!("<td>ma_cross</td><td>{y}</td>"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {y} row: {monthly}"));
+        let row = row.split("</tr>").next().unwrap();
+        assert_eq!(row.matches('%').count(), cells, "{y}: {row}");
+        assert_eq!(row.matches("<td").count(), 13, "{y}: {row}");
+    }
     assert_eq!(dom.matches("<svg class=\"equity-chart\"").count(), 5);
     assert_eq!(dom.matches("<svg class=\"drawdown-chart\"").count(), 5);
     let paths = |class: &str| -> Vec<String> {

@@ -161,6 +161,46 @@ pub fn daily_returns(starting_cash: Decimal, marks: &[Mark]) -> Vec<f64> {
         .collect()
 }
 
+/// The civil (proleptic Gregorian) year and month of `ts`, UTC (Howard
+/// Hinnant's `civil_from_days`).
+pub fn year_month(ts: Ts) -> (i64, u32) {
+    let z = ts.div_euclid(NANOS_PER_DAY) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month)
+}
+
+/// The return of every calendar month (UTC) with marks: its last mark over
+/// the last mark before it (the starting cash for the first month).
+pub fn monthly_returns(starting_cash: Decimal, marks: &[Mark]) -> Vec<((i64, u32), f64)> {
+    let mut closes: Vec<((i64, u32), Decimal)> = Vec::new();
+    for m in marks {
+        let ym = year_month(m.ts);
+        match closes.last_mut() {
+            Some((k, e)) if *k == ym => *e = m.equity,
+            _ => closes.push((ym, m.equity)),
+        }
+    }
+    let mut base = starting_cash;
+    closes
+        .into_iter()
+        .map(|(ym, e)| {
+            let r = if base.is_zero() {
+                f64::NAN
+            } else {
+                f(e) / f(base) - 1.0
+            };
+            base = e;
+            (ym, r)
+        })
+        .collect()
+}
+
 /// Drawdown episodes of `series` as backtesting.py finds them: between two
 /// consecutive points at a running peak (or the last point) with points
 /// under water between them; each as (duration in ns, deepest drawdown).
@@ -295,6 +335,36 @@ mod tests {
         assert!((g - (-0.005_012_562_9)).abs() < 1e-9, "{g}");
         assert_eq!(geometric_mean(&[0.1, -1.0]), Some(0.0));
         assert_eq!(geometric_mean(&[]), None);
+    }
+
+    #[test]
+    fn civil_months() {
+        assert_eq!(year_month(0), (1970, 1));
+        assert_eq!(year_month(-1), (1969, 12));
+        // 2024-02-29 (a leap day) and 2024-03-01.
+        assert_eq!(year_month(19_782 * NANOS_PER_DAY), (2024, 2));
+        assert_eq!(year_month(19_783 * NANOS_PER_DAY), (2024, 3));
+        // 2000-12-31T23:59:59.999999999
+        assert_eq!(year_month(11_323 * NANOS_PER_DAY - 1), (2000, 12));
+    }
+
+    #[test]
+    fn monthly_returns_by_hand() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let at = |days: i64, e: &str| Mark {
+            ts: days * NANOS_PER_DAY,
+            equity: d(e),
+            exposed: true,
+        };
+        // January 1970: 100 -> 110 (10 %); February: 110 -> 99 (-10 %);
+        // April (no March): 99 -> 108.9 (10 %).
+        let marks = [at(0, "105"), at(30, "110"), at(40, "99"), at(95, "108.9")];
+        let r = monthly_returns(d("100"), &marks);
+        let keys: Vec<_> = r.iter().map(|x| x.0).collect();
+        assert_eq!(keys, [(1970, 1), (1970, 2), (1970, 4)]);
+        for (got, want) in r.iter().map(|x| x.1).zip([0.1, -0.1, 0.1]) {
+            assert!((got - want).abs() < 1e-12, "{got}");
+        }
     }
 
     #[test]
