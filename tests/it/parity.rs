@@ -72,6 +72,48 @@ fn bt_trades_of(name: &str) -> Vec<BtTrade> {
         .collect()
 }
 
+/// papertrader's round trips are backtesting.py's trades table (`fixture`):
+/// entry and exit times (through `time`, from backtesting.py's to
+/// papertrader's), sizes and prices exactly, P&L (commissions included) and
+/// return to 1e-6.
+fn assert_round_trips(
+    trips: &[papertrader::report::RoundTrip],
+    fixture_name: &str,
+    time: impl Fn(i64) -> i64,
+) {
+    let trades = bt_trades_of(fixture_name);
+    let rows: Vec<Vec<String>> = fixture(fixture_name)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(trips.len(), trades.len());
+    let close = |a: Decimal, b: &str| {
+        let (a, b) = (a.to_f64().unwrap(), b.parse::<f64>().unwrap());
+        (a - b).abs() <= 1e-6 * b.abs().max(1e-9)
+    };
+    for ((r, t), row) in trips.iter().zip(&trades).zip(&rows) {
+        assert_eq!(
+            (
+                r.entry_ts / 1_000_000,
+                r.exit_ts / 1_000_000,
+                r.size,
+                r.entry_price,
+                r.exit_price
+            ),
+            (
+                time(t.entry_ms),
+                time(t.exit_ms),
+                Decimal::from(t.size),
+                t.entry_price,
+                t.exit_price
+            )
+        );
+        assert!(close(r.pnl, &row[5]), "P&L {} against {}", r.pnl, row[5]);
+        assert!(close(r.return_pct, &row[6]), "return {}", r.return_pct);
+    }
+}
+
 /// papertrader over the fixture `input` with one strategy file (`strategy`)
 /// and the application config `app`, as a user would run them.
 fn backtest(
@@ -126,42 +168,11 @@ fn smacross_on_goog_trades_as_backtesting_py_does() {
     assert_eq!((f.ts / 1_000_000, f.price), (last.exit_ms, last.exit_price));
     // The round trips are backtesting.py's trades table: sizes and prices
     // exactly, P&L (commissions included) and return to 1e-6.
-    let trips = &bt.collector.round_trips;
-    assert_eq!(trips.len(), trades.len());
-    let rows: Vec<Vec<String>> = fixture("backtesting_smacross_trades.csv")
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect();
-    let close = |a: Decimal, b: &str| {
-        let (a, b) = (a.to_f64().unwrap(), b.parse::<f64>().unwrap());
-        (a - b).abs() <= 1e-6 * b.abs().max(1e-9)
-    };
-    for ((r, t), row) in trips.iter().zip(&trades).zip(&rows) {
-        assert_eq!(
-            (
-                r.entry_ts / 1_000_000,
-                r.exit_ts / 1_000_000,
-                r.size,
-                r.entry_price,
-                r.exit_price
-            ),
-            (
-                t.entry_ms,
-                t.exit_ms,
-                Decimal::from(t.size),
-                t.entry_price,
-                t.exit_price
-            )
-        );
-        assert!(close(r.pnl, &row[5]), "P&L {} against {}", r.pnl, row[5]);
-        assert!(
-            close(r.return_pct, &row[6]),
-            "return {} against {}",
-            r.return_pct,
-            row[6]
-        );
-    }
+    assert_round_trips(
+        &bt.collector.round_trips,
+        "backtesting_smacross_trades.csv",
+        |ms| ms,
+    );
     // The final equity, open position marked at the last close, to 1e-6.
     let stats: serde_json::Value =
         serde_json::from_str(&fixture("backtesting_smacross_stats.json")).unwrap();
@@ -385,38 +396,12 @@ fn smacross_trading_on_close_as_backtesting_py_does() {
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     let next_bar = |ms: i64| bars[bars.iter().position(|b| *b == ms).unwrap() + 1];
-    let trades = bt_trades_of("backtesting_smacross_on_close_trades.csv");
-    let rows: Vec<Vec<String>> = fixture("backtesting_smacross_on_close_trades.csv")
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect();
-    let trips = &bt.collector.round_trips;
-    assert_eq!((trades.len(), trips.len()), (93, 93));
-    let close = |a: Decimal, b: &str| {
-        let (a, b) = (a.to_f64().unwrap(), b.parse::<f64>().unwrap());
-        (a - b).abs() <= 1e-6 * b.abs().max(1e-9)
-    };
-    for ((r, t), row) in trips.iter().zip(&trades).zip(&rows) {
-        assert_eq!(
-            (
-                r.entry_ts / 1_000_000,
-                r.exit_ts / 1_000_000,
-                r.size,
-                r.entry_price,
-                r.exit_price
-            ),
-            (
-                next_bar(t.entry_ms),
-                next_bar(t.exit_ms),
-                Decimal::from(t.size),
-                t.entry_price,
-                t.exit_price
-            )
-        );
-        assert!(close(r.pnl, &row[5]), "P&L {} against {}", r.pnl, row[5]);
-        assert!(close(r.return_pct, &row[6]), "return {}", r.return_pct);
-    }
+    assert_eq!(bt.collector.round_trips.len(), 93);
+    assert_round_trips(
+        &bt.collector.round_trips,
+        "backtesting_smacross_on_close_trades.csv",
+        next_bar,
+    );
     let stats: serde_json::Value =
         serde_json::from_str(&fixture("backtesting_smacross_on_close_stats.json")).unwrap();
     let want = stats["Equity Final [$]"].as_f64().unwrap();
