@@ -17,6 +17,25 @@ fn papertrader(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
+/// `papertrader backtest ARGS --report DIR` from the repository root: it
+/// succeeds, and its report.json.
+fn backtest_report(args: &[&str], report: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("backtest")
+        .args(args)
+        .arg("--report")
+        .arg(report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn bad_configuration_stops_start_up_with_file_key_and_fix() {
     let dir = tempfile::tempdir().unwrap();
@@ -437,25 +456,17 @@ fn input_and_broker_errors_say_it_once_and_name_what_was_given() {
 fn one_day_strategies_get_no_ratios_beside_years_of_bars() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bt");
-    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["backtest", "--input", "data/synthetic_ticks.csv", "--input"])
-        .args([
+    let json = backtest_report(
+        &[
+            "--input",
+            "data/synthetic_ticks.csv",
+            "--input",
             "data/synthetic_sentiment.csv",
             "--input",
             "data/aapl_msft_daily_2011_2013.csv",
-        ])
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &report,
     );
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
     let st = &json["strategies"];
     // bb_breakout trades ACME and GLOBEX only: one day of ticks, whose close
     // (it traded) is one return from the starting cash.
@@ -480,22 +491,17 @@ fn one_day_strategies_get_no_ratios_beside_years_of_bars() {
 fn strategy_flags_replace_the_configured_list_for_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r");
-    let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["backtest", "--input", "data/synthetic_ticks.csv"])
-        .args(["--strategy", "strategies/rsi_mean_reversion.toml"])
-        .args(["--strategy", "strategies/bollinger_breakout.toml"])
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let json = backtest_report(
+        &[
+            "--input",
+            "data/synthetic_ticks.csv",
+            "--strategy",
+            "strategies/rsi_mean_reversion.toml",
+            "--strategy",
+            "strategies/bollinger_breakout.toml",
+        ],
+        &report,
     );
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
     let names: Vec<&String> = json["strategies"].as_object().unwrap().keys().collect();
     assert_eq!(names, ["bb_breakout", "rsi_revert"]);
     // A file that is not there stops start-up, naming the flag.
@@ -626,28 +632,17 @@ fn csv_time_columns_by_their_common_names_and_units_and_a_mapping() {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let report = dir.path().join(format!("r-{name}"));
-        let mut c = Command::new(env!("CARGO_BIN_EXE_papertrader"));
-        c.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "backtest",
-                "--strategy",
-                "strategies/ma_crossover.toml",
-                "--input",
-            ])
-            .arg(&path)
-            .arg("--report")
-            .arg(&report);
+        let path = path.display().to_string();
+        let mut args = vec![
+            "--strategy",
+            "strategies/ma_crossover.toml",
+            "--input",
+            &path,
+        ];
         if let Some(m) = columns {
-            c.args(["--columns", m]);
+            args.extend(["--columns", m]);
         }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+        let json = backtest_report(&args, &report);
         assert_eq!(json["start"], "2026-01-01T00:00:00Z", "{name}");
         assert_eq!(json["end"], "2026-01-01T00:00:02Z", "{name}");
         assert_eq!(json["inputs"]["processed"]["prices"], 3, "{name}");
