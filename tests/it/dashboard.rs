@@ -553,8 +553,18 @@ async fn dashboard_in_headless_chromium_draws_equity_and_fills() {
         60.0,
     )
     .await;
-    let fills =
-        metric(&text, "papertrader_fills_total{strategy=\"cross\"}").unwrap_or(0.0) as usize;
+    // Inputs are counted as they are consumed; the engine takes them after
+    // the event-time merge's hold, so the fills may follow a moment later.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut text = text;
+    let fills = loop {
+        let n = metric(&text, "papertrader_fills_total{strategy=\"cross\"}").unwrap_or(0.0);
+        if n >= 2.0 || Instant::now() >= deadline {
+            break n as usize;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = get(&format!("{base}/metrics")).await.1;
+    };
     assert!(fills >= 2, "the zigzag should trade: {text}");
 
     let (_, state) = get(&format!("{base}/api/state")).await;
