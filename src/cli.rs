@@ -46,6 +46,10 @@ enum Command {
     Replay(ReplayArgs),
     /// Generate the synthetic sample data (ticks and correlated sentiment).
     Generate(GenerateArgs),
+    /// Write output topics (fills, orders, pnl, signals, indicators, alerts,
+    /// dead_letters) or a backtest report's tables to Parquet files, typed, for
+    /// DuckDB, Polars or Spark (docs/export.md).
+    Export(ExportArgs),
     /// Write a starter project into DIR: an application config, a strategy
     /// file and sample data that run as they are (the next commands are printed).
     Init(InitArgs),
@@ -151,6 +155,11 @@ struct BacktestArgs {
     /// digits, '.', '_', '-'; its topics must not hold messages yet.
     #[arg(long, value_name = "RUN_ID")]
     publish: Option<String>,
+    /// Also write the report's tables as Parquet beside their CSV files:
+    /// trades.parquet, round_trips.parquet, equity.parquet (and
+    /// alerts.parquet); typed columns, docs/export.md.
+    #[arg(long)]
+    parquet: bool,
 }
 
 // The arguments of `papertrader sweep` (a plain comment: clap takes the command's help from the variant).
@@ -210,7 +219,42 @@ struct ReplayArgs {
     /// Symbol for files without a symbol column.
     #[arg(long)]
     symbol: Option<String>,
+    /// The file's column names where they differ from papertrader's:
+    /// `ts=Time:us,price=Last,size=Qty` (names: ts, symbol, price, size,
+    /// bid, ask, score, source, headline, open, high, low, close, volume; a
+    /// unit s, ms, us or ns after the time column's name).
+    #[arg(long, value_name = "MAP")]
+    columns: Option<String>,
     /// bootstrap.servers (default: kafka.brokers from the config).
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+// The arguments of `papertrader export` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// An output topic to export (repeatable): as named under [topics]
+    /// (fills, orders, pnl, signals, indicators, alerts, dead_letters) or
+    /// RUN_ID.TOPIC of `backtest --publish` (e.g. bt-1.fills).
+    #[arg(long, value_name = "TOPIC", required_unless_present = "report", conflicts_with = "report")]
+    topic: Vec<String>,
+    /// What --topic holds when its name does not say it: fills, orders, pnl,
+    /// signals, indicators, alerts or dead_letters.
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
+    /// A backtest's report directory: its tables (trades, round_trips,
+    /// equity, alerts) instead of a topic.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// With --report: only these tables (comma-separated or repeated).
+    #[arg(long, value_name = "TABLE", value_delimiter = ',', requires = "report")]
+    table: Vec<String>,
+    /// Where to write: a directory (created if missing) that gets
+    /// TOPIC.parquet or TABLE.parquet, or a FILE.parquet for one topic.
+    /// Default: the report directory with --report, else the current directory.
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// bootstrap.servers for --topic (default: kafka.brokers from the config).
     #[arg(long)]
     brokers: Option<String>,
 }
@@ -458,6 +502,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
             action: ModelsCommand::Check { dir },
         } => models_check(&dir),
         Command::Generate(args) => generate(args),
+        Command::Export(args) => export(&cfg, args).await,
         Command::Init(_) => unreachable!("init runs before the configuration is loaded"),
     }
 }
@@ -515,9 +560,17 @@ async fn backtest(cfg: &Loaded, args: BacktestArgs) -> anyhow::Result<()> {
     .await?;
     let total = started.elapsed();
     crate::report_files::write(&args.report, &bt)?;
+    let parquet = if args.parquet {
+        crate::report_files::write_parquet(&args.report)?
+    } else {
+        Vec::new()
+    };
     print_out(&bt.summary.render());
     if let Some(p) = published {
         print_out(&p.render());
+    }
+    for w in &parquet {
+        print_out(&w.render("parquet"));
     }
     print_out(&format!(
         "{} events: {:.3} s in the engine ({:.0} events/s), {:.3} s with reading the input; report in {}",
@@ -712,7 +765,14 @@ async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
         progress: true,
         expect,
     };
-    let stats = crate::replay::publish_file(&producer, &args.input, &args.topic, &opts).await?;
+    let stats = crate::replay::publish_file_mapped(
+        &producer,
+        &args.input,
+        &args.topic,
+        &opts,
+        args.columns.as_deref(),
+    )
+    .await?;
     print_out(&format!(
         "published {} messages from {} to {} ({} rows skipped)",
         stats.published,
@@ -720,6 +780,36 @@ async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
         args.topic,
         stats.skipped
     ));
+    Ok(())
+}
+
+/// `papertrader export`: output topics or a report's tables to Parquet.
+async fn export(cfg: &Loaded, args: ExportArgs) -> anyhow::Result<()> {
+    let written = if let Some(dir) = &args.report {
+        let out = args.out.clone().unwrap_or_else(|| dir.clone());
+        crate::export::report_tables(dir, &out, &args.table)?
+            .into_iter()
+            .map(|w| {
+                let stem = w.path.file_stem().unwrap_or_default().to_string_lossy();
+                let csv = dir.join(format!("{stem}.csv")).display().to_string();
+                (w, csv)
+            })
+            .collect::<Vec<_>>()
+    } else {
+        let bootstrap = args
+            .brokers
+            .clone()
+            .unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+        let out = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
+        crate::export::export_topics(cfg, &bootstrap, &args.topic, args.kind.as_deref(), &out)
+            .await?
+            .into_iter()
+            .zip(args.topic.iter().cloned())
+            .collect()
+    };
+    for (w, source) in &written {
+        print_out(&w.render(source));
+    }
     Ok(())
 }
 

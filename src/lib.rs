@@ -17,6 +17,7 @@ pub mod config;
 pub mod csvdata;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod export;
 pub mod http;
 pub mod init;
 pub mod kafka;

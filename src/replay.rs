@@ -72,10 +72,30 @@ pub async fn publish_file(
     topic: &str,
     opts: &ReplayOptions,
 ) -> anyhow::Result<ReplayStats> {
+    publish_file_mapped(producer, path, topic, opts, None).await
+}
+
+/// [`publish_file`] of a file whose column names differ from papertrader's:
+/// `columns` as `--columns` takes it (`ts=Time:us,price=Last`,
+/// [`crate::csvdata::parse_columns`]).
+///
+/// # Errors
+/// A bad mapping, a file that cannot be read (an unrecognised header names
+/// the mapping flag), or a failed send.
+pub async fn publish_file_mapped(
+    producer: &FutureProducer,
+    path: &Path,
+    topic: &str,
+    opts: &ReplayOptions,
+    columns: Option<&str>,
+) -> anyhow::Result<ReplayStats> {
+    let (columns, ts_unit) =
+        crate::csvdata::parse_columns(columns.unwrap_or("")).map_err(anyhow::Error::msg)?;
     let ropts = ReadOptions {
         default_symbol: opts.symbol.clone(),
         bar_period: None,
-        ..ReadOptions::default()
+        columns,
+        ts_unit,
     };
     let reader = RecordReader::open(path, &ropts).map_err(anyhow::Error::msg)?;
     if let Some(want) = opts.expect {

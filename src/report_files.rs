@@ -2,6 +2,7 @@
 //! `round_trips.csv`, `equity.csv`,
 //! `alerts.csv` ([`crate::report`]'s metrics and series) and `report.html`
 //! ([`crate::report_html`]). Money is written exactly, rounded to 8 decimals.
+//! With `backtest --parquet`, [`write_parquet`] adds the tables as Parquet.
 
 use std::path::Path;
 
@@ -97,6 +98,17 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
     std::fs::write(&p, crate::report_html::render(&report, bt))
         .with_context(|| format!("writing {}", p.display()))?;
     Ok(report)
+}
+
+/// Write the tables of the report directory `dir` (written by [`write`]) as
+/// Parquet beside their CSV files: `trades.parquet`, `round_trips.parquet`,
+/// `equity.parquet` and, when the run has alert rules, `alerts.parquet`
+/// ([`crate::export`]: the CSV's values, typed).
+///
+/// # Errors
+/// A file cannot be read or written.
+pub fn write_parquet(dir: &Path) -> anyhow::Result<Vec<crate::export::Written>> {
+    crate::export::report_tables(dir, dir, &[])
 }
 
 /// A CSV file of `header` (its column names joined by commas) and `rows`.
