@@ -684,3 +684,79 @@ fn csv_time_columns_by_their_common_names_and_units_and_a_mapping() {
         "{err}"
     );
 }
+
+/// `replay --columns`: a file whose header papertrader does not know is
+/// published once mapped, each row a tick with its time in the given unit;
+/// unmapped, it is refused with the flag shown, and nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_columns_maps_a_files_header_and_refuses_it_unmapped() {
+    let b = crate::common::broker(1).await;
+    let bs = b.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 2026-01-01T00:00:00Z and the next two seconds, in microseconds.
+    let s0 = 1_767_225_600i64;
+    let mut csv = String::from("Time,Sym,Last,Qty\n");
+    for i in 0..3 {
+        csv.push_str(&format!("{},ACME,{}.25,{}\n", (s0 + i) * 1_000_000, 100 + i, 10 + i));
+    }
+    let path = dir.path().join("mapped.csv");
+    std::fs::write(&path, csv).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "replay",
+            "--brokers",
+            &bs,
+            "--topic",
+            "live_prices",
+            "--input",
+            &path.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_papertrader"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&[]).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("unrecognised header") && err.contains("--columns ts=Time:us,price=Last"),
+        "{err}"
+    );
+    let out = run(&["--columns", "ts=Time:us,symbol=Sym,price=Last,size=Qty"])
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("published 3 messages"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (b2, t) = (bs.clone(), "live_prices".to_string());
+    let msgs = tokio::task::spawn_blocking(move || crate::common::read_json(&b2, &t))
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    for (i, m) in msgs.iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(m["symbol"], "ACME");
+        assert_eq!(
+            papertrader::wire::parse_ts_str(m["ts"].as_str().unwrap()),
+            Some((s0 + i) * 1_000_000_000),
+            "{m}"
+        );
+        assert_eq!(m["price"], format!("{}.25", 100 + i), "{m}");
+        assert_eq!(m["size"], (10 + i).to_string(), "{m}");
+    }
+}

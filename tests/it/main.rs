@@ -19,6 +19,7 @@ mod custom_strategy;
 mod dashboard;
 mod engine_replay;
 mod execution;
+mod export;
 mod exits;
 mod expr_strategies;
 mod fuzz_inputs;
