@@ -1,10 +1,11 @@
 //! What paper mode runs beside its loop: alerts published to their topic and
-//! posted to the webhook, and the broker's health for `/health`.
+//! posted to the webhook and chat services (fills too, where asked), and the
+//! broker's health for `/health`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alerts::AlertMsg;
+use crate::alerts::{AlertMsg, Notifier};
 use crate::monitor::Monitor;
 
 /// Publish alerts to `topic`, keyed by subject, and wait for every ack.
@@ -39,31 +40,42 @@ pub(super) async fn publish_alerts(
     Ok(())
 }
 
-/// A queue to the webhook task of `alerts.webhook_url`, when one is set. Alerts
-/// are posted in order, each with its retries, off the hot path.
-pub(super) fn webhook_sender(
-    app: &crate::config::AppConfig,
-) -> Option<tokio::sync::mpsc::UnboundedSender<AlertMsg>> {
-    let url = app.alerts.webhook_url.trim().to_string();
-    if url.is_empty() {
-        return None;
-    }
-    let attempts = app.alerts.webhook_attempts;
-    let backoff = app.alerts.webhook_backoff.to_std();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AlertMsg>();
-    tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client");
-        while let Some(a) = rx.recv().await {
-            if let Err(e) = crate::alerts::post_webhook(&client, &url, &a, attempts, backoff).await
-            {
-                tracing::error!(url = %url, alert = %a.alert_id, error = %e, "alert webhook gave up");
-            }
+/// The queues to the notification tasks of `[alerts]` (the webhook, Telegram,
+/// Slack, Discord), when any is configured. Alerts are posted in order per
+/// destination, each with its retries, off the hot path.
+pub(super) fn webhook_sender(app: &crate::config::AppConfig) -> Option<Notifier> {
+    match Notifier::from_config(&app.alerts) {
+        Ok(n) => n,
+        Err((key, problem, fix)) => {
+            // The loader checked the section at start-up; only a variable
+            // unset since could get here.
+            tracing::error!(key, problem, fix, "alert notifications are off");
+            None
         }
-    });
-    Some(tx)
+    }
+}
+
+/// Forward the fills the loop publishes (the monitor's live updates) to the
+/// destinations with `fills = true`. A receiver that falls more than the
+/// channel's capacity behind skips batches, and says how many.
+async fn forward_fills(mut updates: tokio::sync::broadcast::Receiver<String>, notifier: Notifier) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match updates.recv().await {
+            Ok(delta) => {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&delta) else {
+                    continue;
+                };
+                for f in v["fills"].as_array().into_iter().flatten() {
+                    notifier.send_fill(f);
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "fill notifications skipped batches of outputs");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Ask the brokers for metadata every few seconds; `/health` reports the answer.
@@ -100,12 +112,14 @@ pub(super) struct AlertSinks {
     pub(super) alerts: Arc<std::sync::Mutex<crate::alerts::Alerts>>,
     pub(super) producer: rdkafka::producer::FutureProducer,
     pub(super) topic: String,
-    pub(super) webhook: Option<tokio::sync::mpsc::UnboundedSender<AlertMsg>>,
+    /// Where alerts (and fills) are posted besides the topic.
+    pub(super) webhook: Option<Notifier>,
 }
 
 impl Background {
     /// Start the HTTP server (when `http.enabled`) and the stale-feed check
-    /// (when a `stale_feed` rule exists). `clock` is the run's start, the
+    /// (when a `stale_feed` rule exists), and the fill notifications (when a
+    /// destination takes fills). `clock` is the run's start, the
     /// origin of the alert rules' wall time.
     pub(super) async fn start(
         app: &crate::config::AppConfig,
@@ -119,6 +133,9 @@ impl Background {
         if app.http.enabled {
             tasks.push(serve_http(app, monitor, server_stopped).await?);
             tasks.push(tokio::spawn(watch_broker(base.clone(), monitor.clone())));
+        }
+        if let Some(n) = sinks.webhook.as_ref().filter(|n| n.wants_fills()) {
+            tasks.push(tokio::spawn(forward_fills(monitor.subscribe(), n.clone())));
         }
         if sinks.alerts.lock().expect("alerts lock").has_stale_rules() {
             tasks.push(tokio::spawn(check_stale(
@@ -180,7 +197,7 @@ async fn check_stale(
     monitor: Arc<Monitor>,
     producer: rdkafka::producer::FutureProducer,
     topic: String,
-    webhook: Option<tokio::sync::mpsc::UnboundedSender<AlertMsg>>,
+    webhook: Option<Notifier>,
     clock: std::time::Instant,
 ) {
     let mut every = tokio::time::interval(Duration::from_millis(250));

@@ -27,6 +27,7 @@ mod indicators;
 mod kcat_client;
 mod metrics;
 mod models;
+mod notify;
 mod order_book_e2e;
 mod paper_e2e;
 mod parity;

@@ -437,6 +437,9 @@ mod tests {
             webhook_attempts: 1,
             webhook_backoff: crate::config::Span::ZERO,
             rules: w.rules,
+            telegram: Default::default(),
+            slack: Default::default(),
+            discord: Default::default(),
         })
     }
 

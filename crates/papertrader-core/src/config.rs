@@ -1340,6 +1340,269 @@ pub struct AlertsConfig {
     pub webhook_backoff: Span,
     /// The rules, each `[[alerts.rules]]` with a `kind`.
     pub rules: Vec<AlertRule>,
+    /// A Telegram chat, through a bot (`[alerts.telegram]`).
+    pub telegram: TelegramConfig,
+    /// A Slack incoming webhook (`[alerts.slack]`).
+    pub slack: ChatWebhookConfig,
+    /// A Discord webhook (`[alerts.discord]`).
+    pub discord: ChatWebhookConfig,
+}
+
+/// Alerts (and, with `fills`, every fill) as messages from a Telegram bot to
+/// one chat (`alerts.telegram`). Off while `chat_id` is empty.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The bot's token (from @BotFather); or leave it empty and name an
+    /// environment variable in `bot_token_env`.
+    pub bot_token: String,
+    /// The environment variable that holds the token, e.g. "TELEGRAM_BOT_TOKEN".
+    pub bot_token_env: String,
+    /// The chat: a numeric id (negative for groups) or "@channelusername".
+    pub chat_id: String,
+    /// The Bot API's base URL; messages go to `{api_url}/bot{token}/sendMessage`.
+    pub api_url: String,
+    /// Send a message for every fill too.
+    pub fills: bool,
+}
+
+/// Alerts (and, with `fills`, every fill) to a Slack or Discord incoming
+/// webhook (`alerts.slack`, `alerts.discord`). Off while both URL keys are empty.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatWebhookConfig {
+    /// The webhook's URL; or leave it empty and name an environment variable
+    /// in `webhook_url_env` (the URL is a secret: whoever has it can post).
+    pub webhook_url: String,
+    /// The environment variable that holds the URL, e.g. "SLACK_WEBHOOK_URL".
+    pub webhook_url_env: String,
+    /// Send a message for every fill too.
+    pub fills: bool,
+}
+
+/// A secret given literally (`literal`) or through an environment variable
+/// (`env`): `Ok(None)` when neither is set.
+fn secret(
+    key: &str,
+    literal: &str,
+    env: &str,
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, Problem> {
+    let (literal, env) = (literal.trim(), env.trim());
+    match (literal.is_empty(), env.is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => Ok(Some(literal.to_string())),
+        (false, false) => Err(problem(
+            format!("{key}_env"),
+            format!("is set together with {key}"),
+            format!("keep one: {key} (the value) or {key}_env (the environment variable that holds it)"),
+        )),
+        (true, false) => match read(env).map(|v| v.trim().to_string()) {
+            Some(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(problem(
+                format!("{key}_env"),
+                format!("names the environment variable {env}, which is not set or empty"),
+                format!("export {env}=... before starting, or set {key} instead"),
+            )),
+        },
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// `url` must be an http(s) URL.
+fn http_url(key: &str, url: &str) -> Result<(), Problem> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(());
+    }
+    Err(problem(
+        key,
+        format!("{url:?} is not an http:// or https:// URL"),
+        "write the full URL, e.g. \"https://...\"",
+    ))
+}
+
+impl TelegramConfig {
+    /// The bot token and the chat, once `chat_id` is set; `read` looks up
+    /// environment variables.
+    ///
+    /// # Errors
+    /// The key, what is wrong, and the fix: a chat without a token, a token
+    /// without a chat, both `bot_token` and `bot_token_env`, an unset variable,
+    /// a bad `api_url`, or `fills` with no chat.
+    pub fn resolve_with(
+        &self,
+        read: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<(String, String)>, Problem> {
+        let token = secret(
+            "alerts.telegram.bot_token",
+            &self.bot_token,
+            &self.bot_token_env,
+            read,
+        )?;
+        let chat = self.chat_id.trim();
+        match (token, chat.is_empty()) {
+            (None, true) if self.fills => Err(problem(
+                "alerts.telegram.fills",
+                "is true but no chat is configured",
+                "set alerts.telegram.chat_id and bot_token (or bot_token_env), or fills = false",
+            )),
+            (None, true) => Ok(None),
+            (None, false) => Err(problem(
+                "alerts.telegram.bot_token",
+                format!("is empty, but chat_id = {chat:?} asks for Telegram"),
+                "set bot_token = \"123456:ABC...\" (from @BotFather), or bot_token_env = \"TELEGRAM_BOT_TOKEN\" and export that variable; or empty chat_id",
+            )),
+            (Some(_), true) => Err(problem(
+                "alerts.telegram.chat_id",
+                "is empty, but a bot token is set",
+                "set chat_id to the chat's id (e.g. \"-1001234567890\") or \"@channelusername\", or remove the token",
+            )),
+            (Some(token), false) => {
+                http_url("alerts.telegram.api_url", self.api_url.trim())?;
+                if token.chars().any(|c| c.is_whitespace() || c == '/') {
+                    return Err(problem(
+                        "alerts.telegram.bot_token",
+                        "contains a space or a '/'",
+                        "copy the token exactly as @BotFather gave it, e.g. \"123456:ABC-DEF...\"",
+                    ));
+                }
+                Ok(Some((token, chat.to_string())))
+            }
+        }
+    }
+
+    /// [`TelegramConfig::resolve_with`] on the process's environment.
+    ///
+    /// # Errors
+    /// As [`TelegramConfig::resolve_with`].
+    pub fn resolve(&self) -> Result<Option<(String, String)>, Problem> {
+        self.resolve_with(&env_var)
+    }
+}
+
+impl ChatWebhookConfig {
+    /// The webhook URL, when one is set; `section` is `alerts.slack` or
+    /// `alerts.discord`, and `read` looks up environment variables.
+    ///
+    /// # Errors
+    /// The key, what is wrong, and the fix: both keys set, an unset variable,
+    /// a URL that is not http(s), or `fills` with no URL.
+    pub fn resolve_with(
+        &self,
+        section: &str,
+        read: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, Problem> {
+        let key = format!("{section}.webhook_url");
+        match secret(&key, &self.webhook_url, &self.webhook_url_env, read)? {
+            None if self.fills => Err(problem(
+                format!("{section}.fills"),
+                "is true but no webhook is configured",
+                format!("set {section}.webhook_url (or webhook_url_env), or fills = false"),
+            )),
+            None => Ok(None),
+            Some(url) => {
+                // Never echo the URL: it is the webhook's secret.
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(problem(
+                        key,
+                        "is not an http:// or https:// URL",
+                        "paste the webhook URL exactly as the service shows it",
+                    ));
+                }
+                Ok(Some(url))
+            }
+        }
+    }
+
+    /// [`ChatWebhookConfig::resolve_with`] on the process's environment.
+    ///
+    /// # Errors
+    /// As [`ChatWebhookConfig::resolve_with`].
+    pub fn resolve(&self, section: &str) -> Result<Option<String>, Problem> {
+        self.resolve_with(section, &env_var)
+    }
+}
+
+#[cfg(test)]
+mod notification_config_tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TG_TOKEN").then(|| " 123:abc ".to_string())
+    }
+
+    fn tg(token: &str, token_env: &str, chat: &str, fills: bool) -> TelegramConfig {
+        TelegramConfig {
+            bot_token: token.into(),
+            bot_token_env: token_env.into(),
+            chat_id: chat.into(),
+            api_url: "https://api.telegram.org".into(),
+            fills,
+        }
+    }
+
+    fn key(r: Result<impl std::fmt::Debug, Problem>) -> String {
+        r.expect_err("a problem").0
+    }
+
+    #[test]
+    fn telegram_needs_a_token_and_a_chat_together() {
+        assert_eq!(tg("", "", "", false).resolve_with(&env), Ok(None));
+        assert_eq!(
+            tg("1:a", "", "-100", false).resolve_with(&env),
+            Ok(Some(("1:a".into(), "-100".into())))
+        );
+        assert_eq!(
+            tg("", "TG_TOKEN", "@desk", false).resolve_with(&env),
+            Ok(Some(("123:abc".into(), "@desk".into())))
+        );
+        let e = tg("", "", "-100", false).resolve_with(&env).unwrap_err();
+        assert_eq!(e.0, "alerts.telegram.bot_token");
+        assert!(e.2.contains("bot_token_env"), "{e:?}");
+        assert_eq!(key(tg("1:a", "", "", false).resolve_with(&env)), "alerts.telegram.chat_id");
+        assert_eq!(
+            key(tg("1:a", "TG_TOKEN", "-1", false).resolve_with(&env)),
+            "alerts.telegram.bot_token_env"
+        );
+        let e = tg("", "NOT_SET_ANYWHERE", "-1", false).resolve_with(&env).unwrap_err();
+        assert_eq!(e.0, "alerts.telegram.bot_token_env");
+        assert!(e.1.contains("NOT_SET_ANYWHERE") && e.2.contains("export"), "{e:?}");
+        assert_eq!(key(tg("", "", "", true).resolve_with(&env)), "alerts.telegram.fills");
+        let mut bad = tg("1:a", "", "-1", false);
+        bad.api_url = "api.telegram.org".into();
+        assert_eq!(key(bad.resolve_with(&env)), "alerts.telegram.api_url");
+    }
+
+    #[test]
+    fn chat_webhooks_take_a_url_or_a_variable_and_never_echo_it() {
+        let hook = |url: &str, env_name: &str, fills: bool| ChatWebhookConfig {
+            webhook_url: url.into(),
+            webhook_url_env: env_name.into(),
+            fills,
+        };
+        let read = |n: &str| (n == "HOOK").then(|| "https://hooks.example/T/secret".to_string());
+        assert_eq!(hook("", "", false).resolve_with("alerts.slack", &read), Ok(None));
+        assert_eq!(
+            hook("", "HOOK", false).resolve_with("alerts.slack", &read),
+            Ok(Some("https://hooks.example/T/secret".into()))
+        );
+        assert_eq!(
+            key(hook("", "", true).resolve_with("alerts.discord", &read)),
+            "alerts.discord.fills"
+        );
+        assert_eq!(
+            key(hook("x", "HOOK", false).resolve_with("alerts.slack", &read)),
+            "alerts.slack.webhook_url_env"
+        );
+        let e = hook("hooks/secret", "", false)
+            .resolve_with("alerts.slack", &read)
+            .unwrap_err();
+        assert_eq!(e.0, "alerts.slack.webhook_url");
+        assert!(!format!("{e:?}").contains("secret"), "{e:?}");
+    }
 }
 
 impl AlertsConfig {
@@ -1365,6 +1628,9 @@ impl AlertsConfig {
             }
             rule.check(&key)?;
         }
+        self.telegram.resolve()?;
+        self.slack.resolve("alerts.slack")?;
+        self.discord.resolve("alerts.discord")?;
         Ok(())
     }
 }
