@@ -190,6 +190,9 @@ pub struct TopicsConfig {
     pub dead_letters: String,
     pub alerts: String,
     pub indicators: String,
+    /// Operator actions of paper mode's controls (pause, resume, flatten,
+    /// kill), each with who and when: an audit log, keyed by strategy.
+    pub control: String,
 }
 
 impl TopicsConfig {
@@ -240,7 +243,7 @@ impl TopicsConfig {
         ]
     }
 
-    fn all(&self) -> [(&'static str, &str); 10] {
+    fn all(&self) -> [(&'static str, &str); 11] {
         [
             ("topics.live_prices", &self.live_prices),
             ("topics.news_sentiment", &self.news_sentiment),
@@ -252,6 +255,7 @@ impl TopicsConfig {
             ("topics.dead_letters", &self.dead_letters),
             ("topics.alerts", &self.alerts),
             ("topics.indicators", &self.indicators),
+            ("topics.control", &self.control),
         ]
     }
 }
@@ -420,6 +424,13 @@ pub struct HttpConfig {
     pub stale_after: Span,
     /// Rows kept per table (signals, orders, fills, alerts) and points per equity curve.
     pub history: usize,
+    /// The bearer token of the controls API (`POST /api/control`); empty: a
+    /// random one is made at start and printed once.
+    pub token: String,
+    /// The interval of the dashboard's candles (the page groups them into
+    /// longer ones); candles kept per symbol: `candles_kept`.
+    pub candle: Span,
+    pub candles_kept: usize,
 }
 
 impl HttpConfig {
@@ -431,6 +442,18 @@ impl HttpConfig {
                 "write ip:port, such as \"127.0.0.1:8080\" (port 0 picks a free one)",
             ));
         }
+        if !self.token.is_empty() && self.token.trim().len() < 16 {
+            return Err(problem(
+                "http.token",
+                "the controls token is shorter than 16 characters".to_string(),
+                "use a long random string (or leave it empty for one made at start)",
+            ));
+        }
+        positive(
+            "http.candle",
+            self.candle,
+            "write a duration such as \"1s\" or \"1m\"",
+        )?;
         positive(
             "http.stale_after",
             self.stale_after,

@@ -21,7 +21,10 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::alerts::AlertMsg;
-use crate::domain::{Output, PnlMsg};
+use crate::domain::{Output, PnlMsg, Tick};
+
+mod candles;
+pub use candles::{Candle, Candles};
 
 /// The Prometheus metrics of paper mode (names in docs/dashboard.md).
 pub struct Metrics {
@@ -176,6 +179,8 @@ pub struct EquityPoint {
     pub ts: String,
     pub equity: f64,
     pub drawdown: f64,
+    /// The symbol's P&L (realized + unrealized, fees included in realized).
+    pub pnl: f64,
 }
 
 /// The latest account of a strategy.
@@ -203,6 +208,27 @@ struct State {
     indicators: BTreeMap<(String, String), VecDeque<Value>>,
     /// topic -> wall time of its last input message.
     last_input: BTreeMap<String, Instant>,
+    /// Input messages counted at recent wall times, for events per second.
+    rate: VecDeque<(Instant, u64)>,
+    inputs: u64,
+    /// strategy -> paused / halted, as the engine reports after each control.
+    status: BTreeMap<String, papertrader_core::engine::StrategyStatus>,
+    /// Operator actions, newest first.
+    controls: VecDeque<Value>,
+    /// strategy -> (UTC day of its newest fill, fills that day), event time.
+    fills_day: BTreeMap<String, (String, u64)>,
+}
+
+/// An operator's action from the HTTP API, for the paper loop to apply; the
+/// loop answers on `reply` with the published control message, or the reason
+/// it was refused.
+pub struct ControlRequest {
+    pub action: papertrader_core::engine::ControlAction,
+    pub strategy: String,
+    pub symbol: Option<String>,
+    /// Who asked: the API caller's name and address.
+    pub by: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<Value, String>>,
 }
 
 /// Shared between the paper loop (writer) and the HTTP server (readers).
@@ -215,6 +241,15 @@ pub struct Monitor {
     broker_ok: AtomicBool,
     http_addr: OnceLock<SocketAddr>,
     started: Instant,
+    candles: Mutex<Candles>,
+    /// The controls API's bearer token, and whether it was made at start.
+    token: String,
+    token_made: bool,
+    /// To the paper loop, once it runs.
+    controls: Mutex<Option<tokio::sync::mpsc::Sender<ControlRequest>>>,
+    /// What the page formats with: starting cash per strategy, lot-size
+    /// decimals and tick-size decimals per symbol, each strategy's symbols.
+    meta: Value,
 }
 
 fn push_front(q: &mut VecDeque<Value>, v: Value, cap: usize) {
@@ -234,12 +269,154 @@ impl Monitor {
             broker_ok: AtomicBool::new(false),
             http_addr: OnceLock::new(),
             started: Instant::now(),
+            candles: Mutex::new(Candles::new(1_000_000_000, 5000)),
+            token: random_token(),
+            token_made: true,
+            controls: Mutex::new(None),
+            meta: json!({}),
         }
     }
 
     /// From `[http]`.
     pub fn from_config(cfg: &crate::config::Loaded) -> Self {
-        Monitor::new(cfg.app.http.history, cfg.app.http.stale_after.to_std())
+        let h = &cfg.app.http;
+        let mut m = Monitor::new(h.history, h.stale_after.to_std());
+        m.candles = Mutex::new(Candles::new(h.candle.nanos(), h.candles_kept));
+        if !h.token.trim().is_empty() {
+            m.token = h.token.trim().to_string();
+            m.token_made = false;
+        }
+        let spec = cfg.engine_spec();
+        let strategies: BTreeMap<&str, Value> = cfg
+            .strategies
+            .iter()
+            .map(|s| {
+                let v = json!({"starting_cash": s.account.starting_cash, "symbols": s.symbols});
+                (s.name.as_str(), v)
+            })
+            .collect();
+        let symbols: BTreeMap<&str, Value> = spec
+            .instruments
+            .iter()
+            .map(|(sym, i)| {
+                let v = json!({"lot_decimals": i.lot_size.normalize().scale(),
+                    "price_decimals": i.tick_size.normalize().scale()});
+                (sym.as_str(), v)
+            })
+            .collect();
+        m.meta = json!({"strategies": strategies, "symbols": symbols});
+        m
+    }
+
+    /// The controls API's token, when it was made at start (to print once).
+    pub fn made_token(&self) -> Option<&str> {
+        self.token_made.then_some(self.token.as_str())
+    }
+
+    /// Whether `header` (an `Authorization` value) carries the token; the
+    /// comparison takes the same time wherever the first difference is.
+    pub fn authorized(&self, header: Option<&str>) -> bool {
+        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let (a, b) = (given.trim().as_bytes(), self.token.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Where the paper loop takes operator actions from.
+    pub fn set_controls(&self, tx: tokio::sync::mpsc::Sender<ControlRequest>) {
+        *self.controls.lock().expect("controls lock") = Some(tx);
+    }
+
+    /// The paper loop's queue of operator actions (`None` before it runs).
+    pub fn controls(&self) -> Option<tokio::sync::mpsc::Sender<ControlRequest>> {
+        self.controls.lock().expect("controls lock").clone()
+    }
+
+    /// The strategies' pause and halt state, from the engine.
+    pub fn set_status(&self, status: Vec<papertrader_core::engine::StrategyStatus>) {
+        let mut st = self.state.lock().expect("monitor lock");
+        for s in status {
+            st.status.insert(s.strategy.clone(), s);
+        }
+        let v = json!({"status": st.status.values().collect::<Vec<_>>()});
+        drop(st);
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(v.to_string());
+        }
+    }
+
+    /// An operator action the paper loop applied and published.
+    pub fn on_control(&self, msg: &Value) {
+        let mut st = self.state.lock().expect("monitor lock");
+        push_front(&mut st.controls, msg.clone(), self.history);
+        drop(st);
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(json!({"controls": [msg]}).to_string());
+        }
+    }
+
+    /// The trades of a batch, into the candles (after the batch is published).
+    pub fn on_ticks(&self, ticks: &[Tick]) {
+        if ticks.is_empty() {
+            return;
+        }
+        let mut candles = self.candles.lock().expect("candles lock");
+        let mut touched: BTreeMap<(String, i64), Candle> = BTreeMap::new();
+        for t in ticks {
+            if let Some((sym, c)) = candles.push(t) {
+                touched.insert((sym, c.t), c);
+            }
+        }
+        drop(candles);
+        if self.events.receiver_count() > 0 {
+            let list: Vec<Value> = touched
+                .into_iter()
+                .map(|((sym, _), c)| json!({"symbol": sym, "candle": c}))
+                .collect();
+            let _ = self.events.send(json!({ "candles": list }).to_string());
+        }
+    }
+
+    /// `/api/status`: the status line (broker, consumer lag, events per
+    /// second, feed age per topic).
+    pub fn status_json(&self) -> Value {
+        let mut lag: BTreeMap<String, i64> = BTreeMap::new();
+        for family in self.metrics.registry.gather() {
+            if family.name() != "papertrader_consumer_lag" {
+                continue;
+            }
+            for m in family.get_metric() {
+                let topic = m
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "topic")
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default();
+                *lag.entry(topic).or_default() += m.get_gauge().get_value() as i64;
+            }
+        }
+        let st = self.state.lock().expect("monitor lock");
+        // Inputs over the last five seconds (none counted lately: 0).
+        let now = Instant::now();
+        let window = Duration::from_secs(5);
+        let recent: Vec<&(Instant, u64)> = st
+            .rate
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= window)
+            .collect();
+        let rate = match (recent.first(), st.rate.back()) {
+            (Some(a), Some(b)) if now > a.0 => (b.1 - a.1) as f64 / window.as_secs_f64(),
+            _ => 0.0,
+        };
+        drop(st);
+        json!({
+            "broker_connected": self.broker_ok.load(Ordering::Relaxed),
+            "consumer_lag": lag,
+            "events_per_second": rate,
+            "feed_age_seconds": self.staleness(),
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+        })
     }
 
     /// The address the HTTP server listens on, once bound.
@@ -272,6 +449,17 @@ impl Monitor {
         for (t, n) in counts {
             self.metrics.events_in.with_label_values(&[t]).inc_by(n);
             st.last_input.insert(t.to_string(), now);
+            st.inputs += n;
+        }
+        // Events per second over the last five seconds.
+        let total = st.inputs;
+        st.rate.push_back((now, total));
+        while st
+            .rate
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(5))
+        {
+            st.rate.pop_front();
         }
     }
 
@@ -315,6 +503,13 @@ impl Monitor {
                 }
                 Output::Fill(f) => {
                     m.fills.with_label_values(&[&f.strategy]).inc();
+                    let day = crate::wire::format_ts(f.ts)[..10].to_string();
+                    let e = st.fills_day.entry(f.strategy.clone()).or_default();
+                    if e.0 == day {
+                        e.1 += 1;
+                    } else if e.0 < day {
+                        *e = (day, 1);
+                    }
                     let v = serde_json::to_value(f).expect("serializes");
                     add("fills", &v);
                     push_front(&mut st.fills, v, cap);
@@ -367,6 +562,7 @@ impl Monitor {
             ts: crate::wire::format_ts(p.ts),
             equity: p.account_equity.to_f64().unwrap_or(0.0),
             drawdown: p.account_drawdown.to_f64().unwrap_or(0.0),
+            pnl: (p.realized + p.unrealized).to_f64().unwrap_or(0.0),
         };
         st.accounts.insert(
             p.strategy.clone(),
@@ -402,12 +598,23 @@ impl Monitor {
             .iter()
             .map(|((a, y), points)| json!({"analytics": a, "symbol": y, "points": points}))
             .collect();
+        let candles = self.candles.lock().expect("candles lock");
+        let series: Vec<Value> = candles
+            .all()
+            .iter()
+            .map(|(sym, c)| json!({"symbol": sym, "candles": c}))
+            .collect();
         json!({
             "strategies": st.accounts.keys().collect::<Vec<_>>(),
             "accounts": st.accounts,
             "positions": st.positions.values().collect::<Vec<_>>(),
             "equity": curves,
             "indicators": indicators,
+            "candle_seconds": candles.interval_seconds(),
+            "candles": series,
+            "status": st.status.values().collect::<Vec<_>>(),
+            "fills_day": st.fills_day,
+            "meta": self.meta,
         })
     }
 
@@ -419,6 +626,7 @@ impl Monitor {
             "orders" => &st.orders,
             "fills" => &st.fills,
             "alerts" => &st.alerts,
+            "controls" => &st.controls,
             _ => return None,
         };
         Some(Value::Array(q.iter().cloned().collect()))
@@ -456,4 +664,12 @@ impl Monitor {
             }),
         )
     }
+}
+
+/// 32 random hex digits from the operating system's generator.
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -72,6 +72,7 @@ pub fn run_topics(run_id: &str, topics: &TopicsConfig) -> Result<TopicsConfig, S
         &mut t.dead_letters,
         &mut t.alerts,
         &mut t.indicators,
+        &mut t.control,
     ] {
         *name = format!("{run_id}.{name}");
     }

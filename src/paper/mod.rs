@@ -20,6 +20,7 @@
 
 mod background;
 mod consumer;
+mod control;
 pub mod policy;
 mod shards;
 
@@ -42,7 +43,7 @@ use crate::domain::Output;
 use crate::engine;
 use crate::kafka::{self, Publisher};
 use crate::merge::{Merge, PartitionId, Start};
-use crate::monitor::Monitor;
+use crate::monitor::{ControlRequest, Monitor};
 use crate::state::Store;
 use crate::step::{step, Input};
 use crate::summary::Summary;
@@ -113,6 +114,15 @@ pub async fn run_with(
         let Some(first) = session.wait(&mut shutdown).await else {
             break;
         };
+        let first = match first {
+            Wake::Control(req) => {
+                if session.control(req, &mut shutdown).await? {
+                    continue;
+                }
+                break;
+            }
+            w => w,
+        };
         let mut batch = session.gather(first);
         session.route(&mut batch).await?;
         if batch.is_empty() {
@@ -135,6 +145,32 @@ pub async fn run_with(
     session.finish().await
 }
 
+/// The queue of operator actions from the HTTP API, the strategies' state for
+/// the dashboard, and the controls token printed once when it was made at start.
+fn open_controls(
+    app: &crate::config::AppConfig,
+    monitor: &Monitor,
+    shards: &mut Shards,
+) -> tokio::sync::mpsc::Receiver<ControlRequest> {
+    let (tx, controls) = tokio::sync::mpsc::channel(16);
+    monitor.set_controls(tx);
+    if let Some(e) = shards.engines_mut().next() {
+        monitor.set_status(e.status());
+    }
+    if app.http.enabled {
+        if let Some(token) = monitor.made_token() {
+            // Printed once, not logged: the controls API's credential.
+            let url = monitor.http_addr().map_or(String::new(), |a| {
+                format!(" open http://{a}/#token={token} for the dashboard's buttons;")
+            });
+            eprintln!(
+                "papertrader: controls token {token}:{url} the API takes `Authorization: Bearer {token}` (http.token sets a fixed one)"
+            );
+        }
+    }
+    controls
+}
+
 /// How long a resumed partition may deliver nothing before it is checked for
 /// a broker that stalls it (see `Session::stalled_resumes`).
 const RESUME_GRACE: Duration = Duration::from_secs(3);
@@ -146,6 +182,8 @@ enum Wake {
     /// Held messages are due to be looked at again, or (`drain`) the input went
     /// idle with messages still held: take them all, then stop.
     Held { drain: bool },
+    /// An operator's action from the HTTP API.
+    Control(ControlRequest),
 }
 
 /// One paper-mode run: the consumer, the engines, the publisher, the
@@ -206,6 +244,10 @@ struct Session<'a> {
     order_causes: Vec<Instant>,
     /// The batch's next offset per input partition.
     offsets: Positions,
+    /// Operator actions from the HTTP API ([`control`]).
+    controls: tokio::sync::mpsc::Receiver<ControlRequest>,
+    /// The batch's admitted trades, for the dashboard's candles.
+    ticks: Vec<crate::domain::Tick>,
 }
 
 impl<'a> Session<'a> {
@@ -233,6 +275,7 @@ impl<'a> Session<'a> {
         if app.kafka.create_topics {
             let mut names: Vec<&str> = app.topics.inputs().iter().map(|(t, _)| *t).collect();
             names.extend(app.topics.outputs());
+            names.push(&app.topics.control);
             kafka::ensure_topics(&base, &names, app.kafka.partitions).await?;
         }
         let publisher = Publisher::new(kafka::output_producer(&base)?, &app.topics);
@@ -265,6 +308,7 @@ impl<'a> Session<'a> {
             published = ids;
         }
         let consumer = subscribe(cfg, &base, &positions, &assigned, &resumed, rescan)?;
+        let controls = open_controls(app, &monitor, &mut shards);
         let kinds: HashMap<String, InputKind> = app
             .topics
             .inputs()
@@ -317,6 +361,8 @@ impl<'a> Session<'a> {
             order_causes: Vec::new(),
             stopping: false,
             offsets: BTreeMap::new(),
+            controls,
+            ticks: Vec::new(),
         })
     }
 
@@ -369,6 +415,7 @@ impl<'a> Session<'a> {
                 .min();
             let m = tokio::select! {
                 _ = shutdown.as_mut() => return None,
+                Some(req) = self.controls.recv() => return Some(Wake::Control(req)),
                 m = recv_within(&self.consumer, until.map(|u| u.saturating_duration_since(Instant::now()))) => m,
             };
             if let Some(m) = m {
@@ -417,6 +464,7 @@ impl<'a> Session<'a> {
                 batch.push((m, self.last_input, None));
             }
             Wake::Held { drain } => self.drain = drain,
+            Wake::Control(_) => unreachable!("controls are applied before gathering"),
         }
         let room = self.room();
         while !batch.is_empty() && batch.len() < room {
@@ -740,6 +788,11 @@ impl<'a> Session<'a> {
         };
         let kind = self.kinds[m.topic()];
         let payload = m.payload().unwrap_or(&[]);
+        let decoded = decoded.unwrap_or_else(|| crate::wire::decode(kind, payload));
+        let tick = match &decoded {
+            Ok(crate::domain::MarketEvent::Tick(t)) => Some(t.clone()),
+            _ => None,
+        };
         let before = self.out.len();
         let engine = self.shards.engine(m.partition());
         let started = Instant::now();
@@ -751,11 +804,20 @@ impl<'a> Session<'a> {
             origin: &origin,
             key: m.key(),
             payload,
-            decoded,
+            decoded: Some(decoded),
         };
         let now = received.duration_since(self.clock);
         step(engine, alerts.as_deref_mut(), input, now, &mut self.out);
         drop(alerts);
+        // Admitted trades go into the dashboard's candles.
+        if let Some(t) = tick {
+            if !self.out[before..]
+                .iter()
+                .any(|o| matches!(o, Output::DeadLetter(_)))
+            {
+                self.ticks.push(t);
+            }
+        }
         self.monitor
             .metrics
             .engine_step
@@ -790,6 +852,8 @@ impl<'a> Session<'a> {
                 .observe(acked.duration_since(t).as_secs_f64());
         }
         self.monitor.on_published(&self.out, &[]);
+        self.monitor.on_ticks(&self.ticks);
+        self.ticks.clear();
         if let Some(w) = &self.sinks.webhook {
             for o in &self.out {
                 if let Output::Alert(a) = o {

@@ -521,28 +521,83 @@ fn table_rows(dom: &str, id: &str) -> usize {
     body.matches("<tr>").count()
 }
 
+/// The attributes of the first element whose opening tag has `marker`.
+fn tag_attrs(dom: &str, marker: &str) -> std::collections::BTreeMap<String, String> {
+    let at = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("no element with {marker}:\n{dom}"));
+    let open = dom[..at].rfind('<').unwrap();
+    let close = at + dom[at..].find('>').unwrap();
+    let tag = &dom[open..close];
+    let mut out = std::collections::BTreeMap::new();
+    let mut rest = tag;
+    while let Some(eq) = rest.find("=\"") {
+        let name = rest[..eq].rsplit(' ').next().unwrap().to_string();
+        let v = &rest[eq + 2..];
+        let end = v.find('"').unwrap();
+        out.insert(name, v[..end].to_string());
+        rest = &v[end + 1..];
+    }
+    out
+}
+
+/// `v` as the dashboard writes money: two decimals, thousands separated.
+fn money(v: f64) -> String {
+    let s = format!("{:.2}", v.abs());
+    let (int, frac) = s.split_once('.').unwrap();
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{}{grouped}.{frac}", if v < 0.0 { "-" } else { "" })
+}
+
+/// Pixels of `png` within 40 (sum of channel differences) of `rgb`.
+fn pixels_near(png: &[u8], rgb: (u8, u8, u8)) -> usize {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let channels = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(channels)
+        .filter(|p| {
+            let d = |a: u8, b: u8| (i32::from(a) - i32::from(b)).abs();
+            d(p[0], rgb.0) + d(p[1], rgb.1) + d(p[2], rgb.2) < 40
+        })
+        .count()
+}
+
+#[test]
+fn dashboard_money_format_groups_thousands() {
+    assert_eq!(money(99959.74), "99,959.74");
+    assert_eq!(money(-1234567.0), "-1,234,567.00");
+    assert_eq!(money(12.5), "12.50");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_in_headless_chromium_draws_equity_and_fills() {
+async fn dashboard_in_headless_chromium_draws_candles_fills_and_cards() {
     let browser = chromium();
     let b = broker(1).await;
     let bs = b.bootstrap();
     let dir = tempfile::tempdir().unwrap();
-    // An analytics stream beside the strategy: its values go to `indicators`
-    // and the dashboard draws one panel per value.
-    let analytics = "stale_after = \"1h\"\n[[analytics]]\nname = \"trend\"\n\
+    // An analytics stream beside the strategy: the SMA lies among the prices
+    // (an overlay), the range does not (a pane below the candles).
+    let analytics = "stale_after = \"1h\"\ncandle = \"1s\"\n[[analytics]]\nname = \"trend\"\n\
                      [analytics.values]\nsma5 = \"sma(close, 5)\"\nrange4 = \"highest(high, 4) - lowest(low, 4)\"\n";
     let cfg = http_config(dir.path(), &bs, analytics, CROSS_AAA);
     let p = producer(&bs);
-    // A zigzag: the crossover trades on every turn.
+    // A zigzag, two trades a second (at .0 and .5 s, sizes 1 and 2): the
+    // crossover trades on every turn, candles rise and fall.
+    let px = |x: f64| format!("{:.2}", 100.0 + 5.0 * (x / 4.0).sin());
     let mut msgs = Vec::new();
     for i in 0..60i64 {
-        let px = 100.0 + 5.0 * ((i as f64) / 4.0).sin();
-        msgs.push(tick(
-            "AAA",
-            1_700_000_000_000 + i * 1000,
-            &format!("{px:.2}"),
-            "1",
-        ));
+        let ms = 1_700_000_000_000 + i * 1000;
+        msgs.push(tick("AAA", ms, &px(i as f64), "1"));
+        msgs.push(tick("AAA", ms + 500, &px(i as f64 + 0.5), "2"));
     }
     produce(&p, "live_prices", &msgs).await;
     let run = Running::start(cfg, bs.clone());
@@ -550,89 +605,227 @@ async fn dashboard_in_headless_chromium_draws_equity_and_fills() {
     let text = wait_metric(
         &base,
         "papertrader_events_in_total{topic=\"live_prices\"}",
-        60.0,
+        120.0,
     )
     .await;
     // Inputs are counted as they are consumed; the engine takes them after
     // the event-time merge's hold, so the fills may follow a moment later.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut text = text;
+    let mut state: Value;
     let fills = loop {
         let n = metric(&text, "papertrader_fills_total{strategy=\"cross\"}").unwrap_or(0.0);
-        if n >= 2.0 || Instant::now() >= deadline {
+        state = serde_json::from_str(&get(&format!("{base}/api/state")).await.1).unwrap();
+        let candles = state["candles"][0]["candles"].as_array().map_or(0, Vec::len);
+        if (n >= 2.0 && candles == 60) || Instant::now() >= deadline {
             break n as usize;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         text = get(&format!("{base}/metrics")).await.1;
     };
     assert!(fills >= 2, "the zigzag should trade: {text}");
+    // The candles, worked out from the trades sent: one per second, opening
+    // at the first trade and closing at the second.
+    let candles = state["candles"][0]["candles"].as_array().unwrap();
+    assert_eq!(candles.len(), 60, "{state}");
+    for (i, c) in candles.iter().enumerate() {
+        let (o, cl): (f64, f64) = (px(i as f64).parse().unwrap(), px(i as f64 + 0.5).parse().unwrap());
+        assert_eq!(c["t"], 1_700_000_000 + i as i64);
+        let got: Vec<f64> = ["o", "h", "l", "c", "v"].iter().map(|k| c[k].as_f64().unwrap()).collect();
+        assert_eq!(got, vec![o, o.max(cl), o.min(cl), cl, 3.0], "candle {i}");
+    }
 
-    let (_, state) = get(&format!("{base}/api/state")).await;
-    let state: Value = serde_json::from_str(&state).unwrap();
-    let points = state["equity"][0]["points"].as_array().unwrap().len();
-    assert_eq!(points, 60, "one snapshot per tick");
-    // The page's script ran: the chart has the curve's points, the tables rows.
-    // `--timeout` may dump before the script's requests return: try a few times.
+    // The page's script ran: read what each chart drew from its attributes.
     let mut dom = String::new();
     for _ in 0..5 {
         let url = format!("{base}/");
         dom = tokio::task::spawn_blocking(move || run_chromium(&["--dump-dom", &url]))
             .await
             .unwrap();
-        if dom.contains("data-points=") {
+        if dom.contains("data-candles=") {
             break;
         }
     }
+    let price = tag_attrs(&dom, "data-symbol=\"AAA\"");
+    assert_eq!(price["data-candles"], "60", "{price:?}");
+    assert_eq!(price["data-markers"], fills.to_string(), "one marker per fill");
+    assert_eq!(price["data-interval"], "1");
+    // SMA(5) is warm from the fifth trade (the third second) on: 58 of 60
+    // candles, over the prices. The 4-trade range: 59 candles, in its own pane.
+    let sma = tag_attrs(&dom, "data-line=\"trend.sma5\"");
+    assert_eq!((sma["data-overlay"].as_str(), sma["data-points"].as_str()), ("true", "58"));
+    let range = tag_attrs(&dom, "data-line=\"trend.range4\"");
+    assert_eq!((range["data-overlay"].as_str(), range["data-points"].as_str()), ("false", "59"));
+    // One equity point per second, formatted cards, the fills table.
+    let eq = tag_attrs(&dom, "class=\"chart equity-chart\"");
+    assert_eq!(eq["data-points"], "60");
+    let equity: f64 = state["accounts"]["cross"]["equity"].as_str().unwrap().parse().unwrap();
+    let card_equity = format!("<dd class=\"equity \">{}</dd>", money(equity));
+    assert!(dom.contains(&card_equity), "no {card_equity} in the card:\n{dom}");
+    let ret = format!("{:.2} %", (equity / 100_000.0 - 1.0) * 100.0);
+    assert!(dom.contains(&format!("{ret}</dd>")), "no return {ret}:\n{dom}");
     assert!(
-        dom.contains(&format!("data-points=\"{points}\"")),
-        "the equity chart lacks its {points} points:\n{dom}"
+        dom.contains(&format!("<dd class=\"fills-today \">{fills}</dd>")),
+        "fills today {fills}:\n{dom}"
     );
-    assert!(dom.contains("class=\"equity-line\""), "{dom}");
-    assert_eq!(table_rows(&dom, "fills"), fills.min(50), "{dom}");
-    assert_eq!(table_rows(&dom, "positions"), 1);
-    assert!(dom.contains("AAA"));
-    // SMA(5) is warm from the fifth tick on: 56 of 60 points.
-    assert_eq!(
-        state["indicators"][0]["points"].as_array().unwrap().len(),
-        60
-    );
-    assert!(
-        dom.contains("data-series=\"trend/AAA\" data-name=\"sma5\" data-points=\"56\""),
-        "the sma5 panel lacks its 56 points:\n{dom}"
-    );
-    assert!(
-        dom.contains("data-name=\"range4\" data-points=\"57\""),
-        "{dom}"
-    );
-    assert!(dom.contains("class=\"indicator-line\""), "{dom}");
-    let msgs = read_json(&bs, "indicators");
-    assert_eq!(msgs.len(), 60);
-    assert_eq!(msgs[59]["analytics"], "trend");
-    assert!(msgs[0]["values"]["sma5"].is_null());
-    // The last SMA(5) by hand, from the prices the test sent.
-    let last_five: f64 = (55..60i64)
-        .map(|i| {
-            format!("{:.2}", 100.0 + 5.0 * ((i as f64) / 4.0).sin())
-                .parse::<f64>()
-                .unwrap()
-        })
-        .sum::<f64>()
-        / 5.0;
-    let got = msgs[59]["values"]["sma5"].as_f64().unwrap();
-    assert!(
-        (got - last_five).abs() < 1e-9,
-        "sma5 {got}, by hand {last_five}"
-    );
+    assert_eq!(table_rows(&dom, "fills"), fills.min(200), "{dom}");
+    assert!(dom.contains("broker connected"), "the status line:\n{dom}");
 
+    let msgs = read_json(&bs, "indicators");
+    assert_eq!(msgs.len(), 120);
+    assert!(msgs[0]["values"]["sma5"].is_null());
+
+    // The screenshot shows the candles in their colours and the equity line.
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
     let arg = format!("--screenshot={}", shot.display());
     let url = format!("{base}/");
-    tokio::task::spawn_blocking(move || run_chromium(&[&arg, "--window-size=1280,1400", &url]))
+    tokio::task::spawn_blocking(move || run_chromium(&[&arg, "--window-size=1280,1600", &url]))
         .await
         .unwrap();
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     eprintln!("{browser}: dashboard screenshot at {}", shot.display());
+    let up = pixels_near(&png, (0x26, 0xa6, 0x9a));
+    let down = pixels_near(&png, (0xef, 0x53, 0x50));
+    let line = pixels_near(&png, (0x1f, 0x5f, 0xbf));
+    assert!(up > 50 && down > 50, "candle colours: {up} up, {down} down pixels");
+    assert!(line > 50, "equity line: {line} pixels");
     run.finish().await;
+}
+
+async fn control(base: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/api/control"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Poll `/metrics` until `series` is at least `want`.
+async fn wait_at_least(base: &str, series: &str, want: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = get(&format!("{base}/metrics")).await;
+        if metric(&text, series).is_some_and(|v| v >= want) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{series} never reached {want}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const TOKEN: &str = "controls-test-token-0123456789";
+
+/// The controls API end to end: refused without the token or with a wrong
+/// one; pause stops orders but not signals; flatten closes the position with
+/// an order and a fill; each action is on the `control` topic with who and
+/// when; a restart from the checkpoint is still paused, and a kill halts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_pause_flatten_and_kill_survive_a_restart() {
+    let b = broker(1).await;
+    let bs = b.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        http_config(
+            dir.path(),
+            &bs,
+            &format!("stale_after = \"1h\"\ntoken = \"{TOKEN}\"\n"),
+            CROSS_AAA,
+        )
+    };
+    let p = producer(&bs);
+    // 3 2 1 5: the crossover buys 10 at the fourth tick.
+    let first: Vec<_> = ["3", "2", "1", "5"]
+        .iter()
+        .enumerate()
+        .map(|(i, px)| tick("AAA", 1_700_000_000_000 + i as i64 * 1000, px, "1"))
+        .collect();
+    produce(&p, "live_prices", &first).await;
+    let run = Running::start(cfg(), bs.clone());
+    let base = run.base().await;
+    wait_metric(&base, "papertrader_fills_total{strategy=\"cross\"}", 1.0).await;
+
+    let pause = r#"{"action": "pause", "strategy": "cross", "by": "tester"}"#;
+    assert_eq!(control(&base, None, pause).await.0, 401);
+    assert_eq!(control(&base, Some("wrong-token-0123456789xx"), pause).await.0, 401);
+    let (code, err) = control(&base, Some(TOKEN), r#"{"action": "nap", "strategy": "cross"}"#).await;
+    assert_eq!(code, 400, "{err}");
+    let (code, err) = control(&base, Some(TOKEN), r#"{"action": "pause", "strategy": "nobody"}"#).await;
+    assert_eq!((code, err["error"].as_str()), (400, Some("no strategy \"nobody\"")));
+    let (code, msg) = control(&base, Some(TOKEN), pause).await;
+    assert_eq!(code, 200, "{msg}");
+    assert_eq!(msg["action"], "pause");
+    assert!(msg["by"].as_str().unwrap().starts_with("tester (127.0.0.1:"), "{msg}");
+
+    // 6 1: the crossover sells at the sixth tick; paused, no order follows.
+    let second: Vec<_> = ["6", "1"]
+        .iter()
+        .enumerate()
+        .map(|(i, px)| tick("AAA", 1_700_000_004_000 + i as i64 * 1000, px, "1"))
+        .collect();
+    produce(&p, "live_prices", &second).await;
+    let text = wait_metric(&base, "papertrader_signals_total{strategy=\"cross\"}", 2.0).await;
+    assert_eq!(metric(&text, "papertrader_orders_total{status=\"new\"}"), Some(1.0), "{text}");
+
+    // Flatten AAA: one reduce-only market order, filled.
+    let (code, msg) = control(
+        &base,
+        Some(TOKEN),
+        r#"{"action": "flatten", "strategy": "cross", "symbol": "AAA", "by": "tester"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{msg}");
+    assert_eq!((msg["orders"].as_u64(), msg["fills"].as_u64()), (Some(1), Some(1)), "{msg}");
+    let (_, state) = get(&format!("{base}/api/state")).await;
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["positions"][0]["position"], "0", "{state}");
+    assert_eq!(state["status"][0]["paused"], true);
+    let (_, controls) = get(&format!("{base}/api/controls")).await;
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&controls).unwrap().len(), 2);
+    run.finish().await;
+
+    let fills = read_json(&bs, "fills");
+    assert_eq!(fills.len(), 2, "{fills:?}");
+    assert_eq!(fills[1]["side"], "sell");
+    assert_eq!(fills[1]["qty"], "10");
+    assert_eq!(fills[1]["order_id"], "cross:ctl1:AAA");
+    let ctl = read_json(&bs, "control");
+    let actions: Vec<&str> = ctl.iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["pause", "flatten"]);
+    assert!(ctl.iter().all(|c| c["at"].as_str().unwrap().ends_with('Z') && c["by"].as_str().unwrap().starts_with("tester")));
+    assert_eq!(ctl[1]["symbol"], "AAA");
+
+    // A restart continues from the checkpoint: still paused.
+    let third: Vec<_> = ["7", "8", "9", "2", "1"]
+        .iter()
+        .enumerate()
+        .map(|(i, px)| tick("AAA", 1_700_000_006_000 + i as i64 * 1000, px, "1"))
+        .collect();
+    produce(&p, "live_prices", &third).await;
+    let run = Running::start(cfg(), bs.clone());
+    let base = run.base().await;
+    let text = wait_at_least(&base, "papertrader_signals_total{strategy=\"cross\"}", 1.0).await;
+    assert_eq!(metric(&text, "papertrader_orders_total{status=\"new\"}"), None, "{text}");
+    let (_, state) = get(&format!("{base}/api/state")).await;
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["status"][0]["paused"], true, "{state}");
+    // The kill switch halts; a halted strategy is not resumed.
+    let (code, msg) = control(&base, Some(TOKEN), r#"{"action": "kill", "strategy": "cross"}"#).await;
+    assert_eq!(code, 200, "{msg}");
+    let (code, err) = control(&base, Some(TOKEN), r#"{"action": "resume", "strategy": "cross"}"#).await;
+    assert_eq!(code, 400, "{err}");
+    let (_, state) = get(&format!("{base}/api/state")).await;
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["status"][0]["halted"], true, "{state}");
+    run.finish().await;
+    assert_eq!(read_json(&bs, "orders").len(), 6, "the buy's and the flatten's lifecycles only");
+    let ctl = read_json(&bs, "control");
+    assert_eq!(ctl.len(), 3);
+    assert_eq!(ctl[2]["action"], "kill");
+    assert_eq!(ctl[2]["control_id"], "ctl2:cross", "the count of actions survived the restart");
 }

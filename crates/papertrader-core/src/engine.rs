@@ -36,6 +36,9 @@ use crate::strategy::{self, Decision, StateValue, Strategy};
 pub use crate::summary::{InputCounts, SymbolCounts};
 use crate::wire::{self, InputKind, Rejection};
 
+mod control;
+pub use control::{ControlAction, ControlError, StrategyStatus};
+
 /// Most payload bytes a dead letter carries. Every message the decoder accepts for
 /// inspection is smaller (`wire::MAX_MESSAGE_BYTES`); only `too_large` ones are cut,
 /// so that a dead letter always fits in a broker's message size limit.
@@ -96,8 +99,10 @@ struct Slot {
     live: BTreeMap<String, LiveOrder>,
     /// symbol -> the order a signal left working (one per symbol).
     working: BTreeMap<String, String>,
-    /// The drawdown kill switch fired.
+    /// The drawdown kill switch fired, or an operator tripped it.
     killed: bool,
+    /// Paused by an operator: signals go out, orders do not ([`control`]).
+    paused: bool,
 }
 
 impl Slot {
@@ -176,6 +181,7 @@ impl Slot {
             live: BTreeMap::new(),
             working: BTreeMap::new(),
             killed: false,
+            paused: false,
         })
     }
 
@@ -235,6 +241,9 @@ pub struct Engine {
     analytics: Analytics,
     /// `venue.latency`, ns.
     venue_latency: Ts,
+    /// Operator actions applied so far ([`Engine::control`]): the sequence
+    /// number in their output ids.
+    controls: u64,
 }
 
 /// A specification an engine cannot be built from: a strategy that trades a
@@ -291,6 +300,7 @@ impl Engine {
             venue_latency: cfg.venue_latency,
             counts: InputCounts::default(),
             last_ts: 0,
+            controls: 0,
         })
     }
 
@@ -673,6 +683,8 @@ pub struct EngineState {
     last_ts: Ts,
     #[serde(default)]
     analytics: AnalyticsState,
+    #[serde(default)]
+    controls: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -683,6 +695,8 @@ struct SlotState {
     live: BTreeMap<String, LiveOrder>,
     working: BTreeMap<String, String>,
     killed: bool,
+    #[serde(default)]
+    paused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -760,6 +774,7 @@ impl Engine {
                     live: s.live.clone(),
                     working: s.working.clone(),
                     killed: s.killed,
+                    paused: s.paused,
                 })
                 .collect(),
             newest,
@@ -767,6 +782,7 @@ impl Engine {
             counts: self.counts.clone(),
             last_ts: self.last_ts,
             analytics: self.analytics.state(),
+            controls: self.controls,
         }
     }
 
@@ -816,7 +832,9 @@ impl Engine {
             slot.live = saved.live;
             slot.working = saved.working;
             slot.killed = saved.killed;
+            slot.paused = saved.paused;
         }
+        self.controls = st.controls;
         self.newest = st.newest.into_iter().collect();
         self.last_price = st.last_price.into_iter().collect();
         self.counts = st.counts;
@@ -886,6 +904,10 @@ fn decide(
 ) {
     let (side, close_only) = (d.side, d.close_only);
     let signal_id = signal(slot, symbol, ts, price, d, origin, suffix, out);
+    if slot.paused {
+        // Paused by an operator: the signal is published, no order follows.
+        return;
+    }
 
     let Some(price) = price else {
         // A sentiment signal before any trade of the symbol: nothing to size an order at.
@@ -1107,8 +1129,22 @@ fn kill_switch(
             "kill switch: drawdown limit reached; cancelling, flattening and halting"
         );
     }
-    slot.killed = true;
     let prefix = format!("{}:kill:{origin}", slot.cfg.name);
+    halt(slot, ts, &prefix, origin, evs, filled, out);
+}
+
+/// Cancel everything, close every open position with a market order
+/// (`{prefix}:{symbol}`) and halt the strategy: the kill switch's action.
+fn halt(
+    slot: &mut Slot,
+    ts: Ts,
+    prefix: &str,
+    origin: &Origin,
+    evs: &mut Vec<SimEvent>,
+    filled: &mut BTreeSet<String>,
+    out: &mut Vec<Output>,
+) {
+    slot.killed = true;
     let positions: Vec<(String, Decimal)> = slot
         .account()
         .positions
@@ -1142,7 +1178,7 @@ fn kill_switch(
         );
     }
     slot.working.clear();
-    slot.sim.flatten_and_halt(ts, &prefix, evs);
+    slot.sim.flatten_and_halt(ts, prefix, evs);
     report(slot, evs, origin, filled, out);
 }
 
