@@ -149,16 +149,26 @@ fn drive<'a>(
             }
             Cow::Borrowed(e) => (Cow::Borrowed(e), e.decoded.clone()),
         };
+        // Decoded here when the source did not (a topic): the report's price
+        // chart takes the admitted trades.
+        let decoded = decoded.map_or_else(|| crate::wire::decode(ev.kind, &ev.payload), Ok);
+        let tick = match &decoded {
+            Ok(crate::domain::MarketEvent::Tick(t)) => Some(t.clone()),
+            _ => None,
+        };
         let input = Input {
             kind: ev.kind,
             origin: &ev.origin,
             key: ev.key.as_deref(),
             payload: &ev.payload,
-            decoded: decoded.map(Ok),
+            decoded: Some(decoded),
         };
         // No wall clock: `stale_feed` rules (paper mode only) never fire here.
         let now = Duration::from_nanos(ev.ts.max(0) as u64);
         step(&mut engine, alerts.as_mut(), input, now, &mut out);
+        if let Some(t) = tick.filter(|_| !out.iter().any(|o| matches!(o, Output::DeadLetter(_)))) {
+            collector.prices.on_tick(&t);
+        }
         for o in out.drain(..) {
             sink(&o);
             collector.push(o);

@@ -111,6 +111,12 @@ pub struct Collector {
     pub alerts: Vec<AlertMsg>,
     /// The run has alert rules (`alerts.csv` is written, empty or not).
     pub has_alert_rules: bool,
+    /// The price chart's bars and indicator lines per symbol (report.html).
+    pub prices: crate::price_bars::PriceBars,
+    /// Per strategy: buy and hold of its symbols at every mark, starting
+    /// cash split equally, each bought at its first marked price (cash until
+    /// then): the curve beside the equity whose end is `buy_and_hold_return`.
+    pub buy_hold: BTreeMap<String, Vec<(Ts, Decimal)>>,
 }
 
 impl Collector {
@@ -136,6 +142,8 @@ impl Collector {
             last_price: BTreeMap::new(),
             alerts: Vec::new(),
             has_alert_rules: !cfg.app.alerts.rules.is_empty(),
+            prices: crate::price_bars::PriceBars::default(),
+            buy_hold: BTreeMap::new(),
         }
     }
 
@@ -144,6 +152,7 @@ impl Collector {
         match o {
             Output::Fill(f) => self.fill(f),
             Output::Alert(a) => self.alerts.push(a),
+            Output::Indicator(i) => self.prices.on_indicator(&i),
             _ => {}
         }
     }
@@ -179,6 +188,37 @@ impl Collector {
                 }
             }
         }
+        let now: Vec<(String, Ts, Decimal)> = self
+            .marks
+            .iter()
+            .filter_map(|(s, m)| Some((s.clone(), m.last()?.ts, self.buy_hold_value(s))))
+            .collect();
+        for (strategy, ts, value) in now {
+            let curve = self.buy_hold.entry(strategy).or_default();
+            match curve.last_mut() {
+                Some(l) if l.0 == ts => l.1 = value,
+                _ => curve.push((ts, value)),
+            }
+        }
+    }
+
+    /// Buy and hold of `strategy`'s symbols now: each symbol's share of the
+    /// starting cash times its last price over its first (its share in cash
+    /// until it has a price).
+    fn buy_hold_value(&self, strategy: &str) -> Decimal {
+        let cash = self.starting_cash.get(strategy).copied().unwrap_or_default();
+        let symbols = self.symbols.get(strategy).map_or(&[][..], Vec::as_slice);
+        if symbols.is_empty() {
+            return cash;
+        }
+        let share = cash / Decimal::from(symbols.len());
+        symbols
+            .iter()
+            .map(|s| match (self.first_price.get(s), self.last_price.get(s)) {
+                (Some(a), Some(b)) if !a.is_zero() => share * *b / *a,
+                _ => share,
+            })
+            .sum()
     }
 
     /// The buy-and-hold return of a strategy's symbols from the first mark to

@@ -42,7 +42,16 @@ fn backtest(dir: &Path) -> PathBuf {
     .collect();
     files.push(odd.display().to_string());
     let app = dir.join("app.toml");
-    std::fs::write(&app, format!("strategies = {files:?}\n")).unwrap();
+    // An analytics stream: the SMA lies among the prices (drawn over the
+    // candles), the RSI does not (a pane below them).
+    std::fs::write(
+        &app,
+        format!(
+            "strategies = {files:?}\n[[analytics]]\nname = \"ta\"\n[analytics.values]\n\
+             sma20 = \"sma(close, 20)\"\nrsi14 = \"rsi(close, 14)\"\n"
+        ),
+    )
+    .unwrap();
     let report = dir.join("report");
     let out = Command::new(env!("CARGO_BIN_EXE_papertrader"))
         .current_dir(ROOT)
@@ -194,7 +203,7 @@ fn report_html_renders_in_headless_chromium() {
         &dir.path().join("profile"),
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1280,2900".into(),
+            "--window-size=1280,5600".into(),
             "--hide-scrollbars".into(),
             "--dump-dom".into(),
             file_url(&html_path),
@@ -292,6 +301,7 @@ fn report_html_renders_in_headless_chromium() {
         !dom.contains("<script"),
         "a script element got into the DOM"
     );
+    price_charts_hold_candles_fills_and_lines(&dom, html_path.parent().unwrap());
 
     // The screenshot: a real page, not a blank or single-colour image.
     let bytes = std::fs::read(&shot)
@@ -308,7 +318,7 @@ fn report_html_renders_in_headless_chromium() {
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height), (1280, 2900));
+    assert_eq!((info.width, info.height), (1280, 5600));
     let channels = info.color_type.samples();
     assert!(channels >= 3, "{:?}", info.color_type);
     let mut counts = std::collections::HashMap::new();
@@ -336,5 +346,61 @@ fn report_html_renders_in_headless_chromium() {
             .sum::<usize>()
     };
     assert!(near((0x09, 0x69, 0xda)) > 200, "no equity line drawn");
+    // The candles in their colours.
+    assert!(near((0x26, 0xa6, 0x9a)) > 500, "no rising candles drawn");
+    assert!(near((0xef, 0x53, 0x50)) > 500, "no falling candles drawn");
     assert!(near((0xf8, 0xd0, 0xd0)) > 2000, "no underwater area drawn");
+}
+
+/// Rows of a report CSV, as maps of column to value.
+fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let head: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    r.records()
+        .map(|rec| head.iter().cloned().zip(rec.unwrap().iter().map(str::to_string)).collect())
+        .collect()
+}
+
+/// The price chart of each symbol: as many candle bodies as it says, at most
+/// 300; a marker per fill of the symbol in trades.csv; the SMA over the
+/// candles and the RSI in the pane below; buy and hold beside each equity
+/// curve; each strategy's round trips as round_trips.csv has them.
+fn price_charts_hold_candles_fills_and_lines(dom: &str, report: &Path) {
+    let trades = csv_rows(&report.join("trades.csv"));
+    let charts: Vec<&str> = dom.split("<svg class=\"price-chart\"").skip(1).collect();
+    assert_eq!(charts.len(), 4, "ACME, GLOBEX, AAPL, MSFT");
+    for chart in charts {
+        let chart = chart.split("</svg>").next().unwrap();
+        let attr = |name: &str| {
+            let v = chart.split(&format!("{name}=\"")).nth(1).unwrap();
+            v[..v.find('"').unwrap()].to_string()
+        };
+        let sym = attr("data-symbol");
+        let candles: usize = attr("data-candles").parse().unwrap();
+        assert!((50..=300).contains(&candles), "{sym}: {candles} candles");
+        assert_eq!(chart.matches("<rect class=\"candle ").count(), candles, "{sym}");
+        assert!(chart.contains("<rect class=\"candle up\""), "{sym}");
+        assert!(chart.contains("<rect class=\"candle down\""), "{sym}");
+        let fills = trades.iter().filter(|t| t["symbol"] == sym).count();
+        let marked = chart.matches("class=\"buy-marker\"").count()
+            + chart.matches("class=\"sell-marker\"").count();
+        assert!(fills > 0, "{sym} has fills");
+        assert_eq!(marked, fills.min(2000), "{sym}: a marker per fill");
+        assert!(chart.contains("data-line=\"ta.sma20\""), "{sym}: the SMA over the candles");
+        assert!(!chart.contains("data-line=\"ta.rsi14\""), "{sym}: the RSI is not over the prices");
+    }
+    assert_eq!(dom.matches("<svg class=\"indicator-pane\"").count(), 4);
+    assert_eq!(dom.matches("data-line=\"ta.rsi14\"").count(), 4);
+    assert_eq!(dom.matches("<path class=\"buy-hold\"").count(), 5);
+    let trips = csv_rows(&report.join("round_trips.csv"));
+    let table = dom
+        .split("<table class=\"trips\" data-strategy=\"ma_cross\">")
+        .nth(1)
+        .expect("ma_cross's round trips")
+        .split("</table>")
+        .next()
+        .unwrap();
+    let mine = trips.iter().filter(|t| t["strategy"] == "ma_cross").count();
+    assert!(mine > 0);
+    assert_eq!(table.matches("<tr>").count() - 1, mine.min(200), "one row per round trip");
 }

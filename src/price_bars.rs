@@ -1,0 +1,246 @@
+//! The price chart's data in a backtest report: every admitted trade of a
+//! symbol grouped into time bars (open, high, low, close, volume) and the
+//! values of the `[[analytics]]` streams on it (the last value in each bar),
+//! in constant memory: when a symbol has more than [`MAX_BARS`] bars, its bars
+//! are merged into the next interval of [`LADDER`] (each divides the next, so
+//! merging is exact: the result equals grouping the trades at the longer
+//! interval from the start). Prices are `f64`: a chart, not the books.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::domain::{IndicatorMsg, Tick, Ts, NANOS_PER_SEC};
+
+/// Bar intervals in seconds; each divides the next.
+pub const LADDER: [i64; 14] = [
+    1, 2, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400, 604_800,
+];
+
+/// Most bars kept per symbol: a chart of about this many candles.
+pub const MAX_BARS: usize = 300;
+
+/// One bar; `t` is its start in seconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    pub t: i64,
+    pub o: f64,
+    pub h: f64,
+    pub l: f64,
+    pub c: f64,
+    pub v: f64,
+    /// Event time of the first and last trade in it, for late trades.
+    first: Ts,
+    last: Ts,
+}
+
+/// One symbol's bars and indicator lines at its current interval.
+#[derive(Debug, Clone)]
+pub struct SymbolBars {
+    /// Index into [`LADDER`].
+    step: usize,
+    pub bars: Vec<Bar>,
+    /// `analytics.value` -> (bar start, the last value in that bar).
+    pub lines: BTreeMap<String, Vec<(i64, f64)>>,
+}
+
+impl SymbolBars {
+    pub fn interval(&self) -> i64 {
+        LADDER[self.step]
+    }
+
+    fn start(&self, ts: Ts) -> i64 {
+        let s = self.interval();
+        ts.div_euclid(NANOS_PER_SEC).div_euclid(s) * s
+    }
+
+    fn push(&mut self, ts: Ts, price: f64, size: f64) {
+        let t = self.start(ts);
+        match self.bars.binary_search_by_key(&t, |b| b.t) {
+            Ok(i) => {
+                let b = &mut self.bars[i];
+                b.h = b.h.max(price);
+                b.l = b.l.min(price);
+                b.v += size;
+                if ts >= b.last {
+                    b.c = price;
+                    b.last = ts;
+                }
+                if ts < b.first {
+                    b.o = price;
+                    b.first = ts;
+                }
+            }
+            Err(i) => self.bars.insert(
+                i,
+                Bar {
+                    t,
+                    o: price,
+                    h: price,
+                    l: price,
+                    c: price,
+                    v: size,
+                    first: ts,
+                    last: ts,
+                },
+            ),
+        }
+        while self.bars.len() > MAX_BARS && self.step + 1 < LADDER.len() {
+            self.coarsen();
+        }
+    }
+
+    fn line(&mut self, name: &str, ts: Ts, v: f64) {
+        let t = self.start(ts);
+        let l = self.lines.entry(name.to_string()).or_default();
+        match l.last_mut() {
+            Some(last) if last.0 == t => last.1 = v,
+            Some(last) if last.0 > t => {}
+            _ => l.push((t, v)),
+        }
+    }
+
+    /// Merge into the next interval of the ladder.
+    fn coarsen(&mut self) {
+        self.step += 1;
+        let s = self.interval();
+        let mut out: Vec<Bar> = Vec::with_capacity(self.bars.len() / 2 + 1);
+        for b in self.bars.drain(..) {
+            let t = b.t.div_euclid(s) * s;
+            match out.last_mut() {
+                Some(m) if m.t == t => {
+                    m.h = m.h.max(b.h);
+                    m.l = m.l.min(b.l);
+                    m.c = b.c;
+                    m.v += b.v;
+                    m.last = b.last;
+                }
+                _ => out.push(Bar { t, ..b }),
+            }
+        }
+        self.bars = out;
+        for l in self.lines.values_mut() {
+            let mut merged: Vec<(i64, f64)> = Vec::with_capacity(l.len() / 2 + 1);
+            for &(t, v) in l.iter() {
+                let t = t.div_euclid(s) * s;
+                match merged.last_mut() {
+                    Some(m) if m.0 == t => m.1 = v,
+                    _ => merged.push((t, v)),
+                }
+            }
+            *l = merged;
+        }
+    }
+}
+
+/// Bars per symbol.
+#[derive(Debug, Clone, Default)]
+pub struct PriceBars {
+    pub symbols: BTreeMap<String, SymbolBars>,
+}
+
+impl PriceBars {
+    /// An admitted trade.
+    pub fn on_tick(&mut self, t: &Tick) {
+        let (Some(p), Some(v)) = (t.price.to_f64(), t.size.to_f64()) else {
+            return;
+        };
+        if !self.symbols.contains_key(&t.symbol) {
+            self.symbols.insert(
+                t.symbol.clone(),
+                SymbolBars {
+                    step: 0,
+                    bars: Vec::new(),
+                    lines: BTreeMap::new(),
+                },
+            );
+        }
+        let s = self.symbols.get_mut(&t.symbol).expect("inserted");
+        s.push(t.ts, p, v);
+    }
+
+    /// An analytics stream's values: each warm value into its line.
+    pub fn on_indicator(&mut self, i: &IndicatorMsg) {
+        let Some(s) = self.symbols.get_mut(&i.symbol) else {
+            return;
+        };
+        for (name, v) in &i.values {
+            if let Some(v) = (*v).filter(|v| v.is_finite()) {
+                s.line(&format!("{}.{name}", i.analytics), i.ts, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn tick(sec: i64, price: i64) -> Tick {
+        Tick {
+            symbol: "X".into(),
+            ts: sec * NANOS_PER_SEC,
+            price: Decimal::from(price),
+            size: Decimal::ONE,
+            bid: None,
+            ask: None,
+        }
+    }
+
+    #[test]
+    fn merged_bars_equal_bars_grouped_at_the_longer_interval() {
+        let mut pb = PriceBars::default();
+        // 1000 trades, one a second, a sawtooth price: more than MAX_BARS
+        // seconds, so 1 s bars are merged into 2 s, then 10 s ones.
+        let price = |s: i64| 100 + (s * 7) % 13;
+        for s in 0..1000 {
+            pb.on_tick(&tick(s, price(s)));
+        }
+        let x = &pb.symbols["X"];
+        assert_eq!(x.interval(), 10);
+        assert_eq!(x.bars.len(), 100);
+        // Grouped by hand at 10 s.
+        for (k, b) in x.bars.iter().enumerate() {
+            let secs: Vec<i64> = (k as i64 * 10..k as i64 * 10 + 10).collect();
+            let ps: Vec<f64> = secs.iter().map(|s| price(*s) as f64).collect();
+            assert_eq!(b.t, k as i64 * 10);
+            assert_eq!(b.o, ps[0]);
+            assert_eq!(b.c, ps[9]);
+            assert_eq!(b.h, ps.iter().copied().fold(f64::MIN, f64::max));
+            assert_eq!(b.l, ps.iter().copied().fold(f64::MAX, f64::min));
+            assert_eq!(b.v, 10.0);
+        }
+    }
+
+    #[test]
+    fn a_late_trade_changes_its_bars_open_not_its_close() {
+        let mut pb = PriceBars::default();
+        pb.on_tick(&tick(5, 10));
+        pb.on_tick(&tick(5, 11));
+        let mut late = tick(5, 9);
+        late.ts -= 1;
+        pb.on_tick(&late);
+        let b = pb.symbols["X"].bars[0];
+        assert_eq!((b.o, b.h, b.l, b.c, b.v), (9.0, 11.0, 9.0, 11.0, 3.0));
+    }
+
+    #[test]
+    fn indicator_lines_keep_the_last_value_per_bar() {
+        let mut pb = PriceBars::default();
+        pb.on_tick(&tick(0, 10));
+        let msg = |sec: i64, v: Option<f64>| IndicatorMsg {
+            indicator_id: String::new(),
+            analytics: "a".into(),
+            symbol: "X".into(),
+            ts: sec * NANOS_PER_SEC,
+            values: BTreeMap::from([("m".to_string(), v)]),
+            origin: String::new(),
+        };
+        pb.on_indicator(&msg(0, None));
+        pb.on_indicator(&msg(1, Some(1.0)));
+        pb.on_indicator(&msg(1, Some(2.0)));
+        pb.on_indicator(&msg(2, Some(3.0)));
+        assert_eq!(pb.symbols["X"].lines["a.m"], vec![(1, 2.0), (2, 3.0)]);
+    }
+}
