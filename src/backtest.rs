@@ -176,6 +176,9 @@ fn drive<'a>(
         n += 1;
         if n.is_multiple_of(4096) {
             bar.set_position(n);
+            if let Some(e) = end {
+                bar.set_message(crate::wire::format_ts(e));
+            }
         }
     }
     bar.set_position(n);
@@ -215,7 +218,9 @@ fn progress_bar_for(show: bool, what: &str) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {what} ({{eps}}) {{elapsed}}"))
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {{pos}} {what} ({{eps}}) {{elapsed}}  event time {{msg}}"
+        ))
             .expect("valid template")
             .with_key(
                 "eps",
@@ -223,6 +228,21 @@ fn progress_bar_for(show: bool, what: &str) -> ProgressBar {
                     let _ = write!(w, "{:.0}/s", st.per_sec());
                 },
             ),
+    );
+    bar
+}
+
+/// A bar of the parameter sets of a sweep on a terminal (stderr): sets done
+/// of all, the rate and the time left; hidden otherwise.
+pub fn sets_bar(sets: usize) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(sets as u64), ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} parameter sets ({per_sec}, {eta} left)")
+            .expect("valid template"),
     );
     bar
 }

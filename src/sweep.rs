@@ -565,6 +565,7 @@ pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outc
     }
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::with_capacity(work.len()));
+    let bar = backtest::sets_bar(work.len());
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(work.len().max(1)) {
             scope.spawn(|| loop {
@@ -574,9 +575,11 @@ pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outc
                     .map(|bt| metrics(set.clone(), &bt))
                     .map_err(|e| (set.clone(), e.to_string()));
                 done.lock().expect("no worker panicked").push(row);
+                bar.inc(1);
             });
         }
     });
+    bar.finish_and_clear();
     let (mut rows, mut failed) = (Vec::new(), Vec::new());
     for r in done.into_inner().expect("no worker panicked") {
         match r {
