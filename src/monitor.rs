@@ -24,7 +24,9 @@ use crate::alerts::AlertMsg;
 use crate::domain::{Output, PnlMsg, Tick};
 
 mod candles;
+mod plots;
 pub use candles::{Candle, Candles};
+pub use plots::plots;
 
 /// The Prometheus metrics of paper mode (names in docs/dashboard.md).
 pub struct Metrics {
@@ -247,6 +249,8 @@ pub struct Monitor {
     token_made: bool,
     /// To the paper loop, once it runs.
     controls: Mutex<Option<tokio::sync::mpsc::Sender<ControlRequest>>>,
+    /// The strategies' own indicators, drawn beside `[[analytics]]` ([`plots`]).
+    plots: Mutex<Option<crate::analytics::Analytics>>,
     /// What the page formats with: starting cash per strategy, lot-size
     /// decimals and tick-size decimals per symbol, each strategy's symbols.
     meta: Value,
@@ -274,6 +278,7 @@ impl Monitor {
             token_made: true,
             controls: Mutex::new(None),
             meta: json!({}),
+            plots: Mutex::new(None),
         }
     }
 
@@ -305,6 +310,7 @@ impl Monitor {
             })
             .collect();
         m.meta = json!({"strategies": strategies, "symbols": symbols});
+        m.plots = Mutex::new(plots::strategy_plots(&cfg.strategies));
         m
     }
 
@@ -369,6 +375,7 @@ impl Monitor {
             }
         }
         drop(candles);
+        self.plot(ticks);
         if self.events.receiver_count() > 0 {
             let list: Vec<Value> = touched
                 .into_iter()
@@ -376,6 +383,25 @@ impl Monitor {
                 .collect();
             let _ = self.events.send(json!({ "candles": list }).to_string());
         }
+    }
+
+    /// The strategies' indicators over `ticks`, into the indicator series
+    /// (and to the page) like an analytics stream's.
+    fn plot(&self, ticks: &[Tick]) {
+        let mut plots = self.plots.lock().expect("plots lock");
+        let Some(a) = plots.as_mut() else { return };
+        let origin = crate::domain::Origin {
+            topic: "dashboard".into(),
+            partition: 0,
+            offset: 0,
+        };
+        let mut msgs = Vec::new();
+        for t in ticks {
+            a.on_event(&crate::domain::MarketEvent::Tick(t.clone()), &origin, &mut msgs);
+        }
+        drop(plots);
+        let outs: Vec<Output> = msgs.into_iter().map(Output::Indicator).collect();
+        self.on_published(&outs, &[]);
     }
 
     /// `/api/status`: the status line (broker, consumer lag, events per

@@ -656,6 +656,12 @@ async fn dashboard_in_headless_chromium_draws_candles_fills_and_cards() {
     assert_eq!((sma["data-overlay"].as_str(), sma["data-points"].as_str()), ("true", "58"));
     let range = tag_attrs(&dom, "data-line=\"trend.range4\"");
     assert_eq!((range["data-overlay"].as_str(), range["data-points"].as_str()), ("false", "59"));
+    // The strategy's own averages (SMA 2 and 3 of the trades), over the
+    // candles: warm from the second and third trade.
+    let fast = tag_attrs(&dom, "data-line=\"cross.fast\"");
+    assert_eq!((fast["data-overlay"].as_str(), fast["data-points"].as_str()), ("true", "60"));
+    let slow = tag_attrs(&dom, "data-line=\"cross.slow\"");
+    assert_eq!((slow["data-overlay"].as_str(), slow["data-points"].as_str()), ("true", "59"));
     // One equity point per second, formatted cards, the fills table.
     let eq = tag_attrs(&dom, "class=\"chart equity-chart\"");
     assert_eq!(eq["data-points"], "60");
