@@ -214,15 +214,19 @@ mod tests {
     }
 
     #[test]
-    fn a_late_trade_changes_its_bars_open_not_its_close() {
+    fn a_late_trade_changes_its_bars_range_not_its_open_or_close() {
         let mut pb = PriceBars::default();
-        pb.on_tick(&tick(5, 10));
-        pb.on_tick(&tick(5, 11));
-        let mut late = tick(5, 9);
-        late.ts -= 1;
-        pb.on_tick(&late);
+        // 5.0 s at 10, 5.5 s at 11, then 5.2 s at 9 arrives late.
+        let at = |ms: i64, price: i64| Tick {
+            ts: 5 * NANOS_PER_SEC + ms * 1_000_000,
+            ..tick(5, price)
+        };
+        pb.on_tick(&at(0, 10));
+        pb.on_tick(&at(500, 11));
+        pb.on_tick(&at(200, 9));
         let b = pb.symbols["X"].bars[0];
-        assert_eq!((b.o, b.h, b.l, b.c, b.v), (9.0, 11.0, 9.0, 11.0, 3.0));
+        assert_eq!(pb.symbols["X"].bars.len(), 1);
+        assert_eq!((b.o, b.h, b.l, b.c, b.v), (10.0, 11.0, 9.0, 11.0, 3.0));
     }
 
     #[test]

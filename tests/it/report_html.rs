@@ -378,6 +378,9 @@ fn price_charts_hold_candles_fills_and_lines(dom: &str, report: &Path) {
         let sym = attr("data-symbol");
         let candles: usize = attr("data-candles").parse().unwrap();
         assert!((50..=300).contains(&candles), "{sym}: {candles} candles");
+        if let Some(want) = expected_candles(&sym) {
+            assert_eq!(candles, want, "{sym}: candles worked out from the CSV");
+        }
         assert_eq!(chart.matches("<rect class=\"candle ").count(), candles, "{sym}");
         assert!(chart.contains("<rect class=\"candle up\""), "{sym}");
         assert!(chart.contains("<rect class=\"candle down\""), "{sym}");
@@ -403,4 +406,29 @@ fn price_charts_hold_candles_fills_and_lines(dom: &str, report: &Path) {
     let mine = trips.iter().filter(|t| t["strategy"] == "ma_cross").count();
     assert!(mine > 0);
     assert_eq!(table.matches("<tr>").count() - 1, mine.min(200), "one row per round trip");
+}
+
+/// The candles of a tick symbol worked out from data/synthetic_ticks.csv: the
+/// shortest interval of 1 s, 2 s, 10 s, 30 s, 1 m, 5 m, ... (each divides the
+/// next) that puts its trades into at most 300 time bars; `None` for the
+/// symbols of the bar file.
+fn expected_candles(sym: &str) -> Option<usize> {
+    let rows = csv_rows(&Path::new(ROOT).join("data/synthetic_ticks.csv"));
+    let secs: Vec<i64> = rows
+        .iter()
+        .filter(|r| r["symbol"] == sym)
+        .map(|r| r["ts"].parse::<i64>().unwrap().div_euclid(1000))
+        .collect();
+    if secs.is_empty() {
+        return None;
+    }
+    [1i64, 2, 10, 30, 60, 300, 900, 1800, 3600]
+        .iter()
+        .map(|step| {
+            secs.iter()
+                .map(|s| s.div_euclid(*step))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .find(|n| *n <= 300)
 }
