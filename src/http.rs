@@ -86,8 +86,9 @@ async fn index(State(m): State<Arc<Monitor>>) -> Html<String> {
     for t in ["signals", "orders", "fills", "alerts", "controls"] {
         initial[t] = m.table_json(t).unwrap_or_default();
     }
-    // `</` cannot end the script element from inside a JSON string.
-    let initial = initial.to_string().replace("</", "<\\/");
+    // No `<` in the script element: neither `</script>` nor `<!--` can then
+    // change how the HTML parser reads it (JSON strings keep `\u003c`).
+    let initial = initial.to_string().replace('<', "\\u003c");
     Html(INDEX_HTML.replace(
         "<script src=\"/dashboard.js\">",
         &format!("<script>window.PT_INITIAL = {initial};</script>\n<script src=\"/dashboard.js\">"),
@@ -139,6 +140,7 @@ async fn control(
     let body: ControlBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
+            tracing::warn!(%peer, error = %e, "control refused: the body does not parse");
             return refuse(
                 StatusCode::BAD_REQUEST,
                 &format!("{e}: send {{\"action\": \"pause\"|\"resume\"|\"flatten\"|\"kill\", \"strategy\": NAME, \"symbol\": SYMBOL (flatten only, optional), \"by\": WHO (optional)}}"),

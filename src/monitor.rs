@@ -206,8 +206,9 @@ struct State {
     orders: VecDeque<Value>,
     fills: VecDeque<Value>,
     alerts: VecDeque<Value>,
-    /// (analytics, symbol) -> its values over time, oldest first.
-    indicators: BTreeMap<(String, String), VecDeque<Value>>,
+    /// (analytics, symbol) -> its last values per candle interval (the
+    /// interval's number, the message), oldest first.
+    indicators: BTreeMap<(String, String), VecDeque<(i64, Value)>>,
     /// topic -> wall time of its last input message.
     last_input: BTreeMap<String, Instant>,
     /// Input messages counted at recent wall times, for events per second.
@@ -251,6 +252,9 @@ pub struct Monitor {
     controls: Mutex<Option<tokio::sync::mpsc::Sender<ControlRequest>>>,
     /// The strategies' own indicators, drawn beside `[[analytics]]` ([`plots`]).
     plots: Mutex<Option<crate::analytics::Analytics>>,
+    /// The candle interval (ns) and how many candles are kept per symbol.
+    candle_ns: i64,
+    candles_kept: usize,
     /// What the page formats with: starting cash per strategy, lot-size
     /// decimals and tick-size decimals per symbol, each strategy's symbols.
     meta: Value,
@@ -279,6 +283,8 @@ impl Monitor {
             controls: Mutex::new(None),
             meta: json!({}),
             plots: Mutex::new(None),
+            candle_ns: 1_000_000_000,
+            candles_kept: 5000,
         }
     }
 
@@ -287,6 +293,8 @@ impl Monitor {
         let h = &cfg.app.http;
         let mut m = Monitor::new(h.history, h.stale_after.to_std());
         m.candles = Mutex::new(Candles::new(h.candle.nanos(), h.candles_kept));
+        m.candle_ns = h.candle.nanos().max(1_000_000_000) / 1_000_000_000 * 1_000_000_000;
+        m.candles_kept = h.candles_kept.max(1);
         if !h.token.trim().is_empty() {
             m.token = h.token.trim().to_string();
             m.token_made = false;
@@ -309,7 +317,8 @@ impl Monitor {
                 (sym.as_str(), v)
             })
             .collect();
-        m.meta = json!({"strategies": strategies, "symbols": symbols});
+        m.meta = json!({"strategies": strategies, "symbols": symbols,
+            "candles_kept": h.candles_kept, "history": h.history});
         m.plots = Mutex::new(plots::strategy_plots(&cfg.strategies));
         m
     }
@@ -561,10 +570,15 @@ impl Monitor {
                     let v = json!({"analytics": i.analytics, "symbol": i.symbol,
                         "ts": crate::wire::format_ts(i.ts), "values": i.values});
                     add("indicators", &v);
+                    // The last values of each candle interval, as many as candles kept.
+                    let bucket = i.ts.div_euclid(self.candle_ns);
                     let key = (i.analytics.clone(), i.symbol.clone());
                     let series = st.indicators.entry(key).or_default();
-                    series.push_back(v);
-                    if series.len() > cap {
+                    match series.back_mut() {
+                        Some((b, last)) if *b == bucket => *last = v,
+                        _ => series.push_back((bucket, v)),
+                    }
+                    if series.len() > self.candles_kept {
                         series.pop_front();
                     }
                 }
@@ -622,7 +636,10 @@ impl Monitor {
         let indicators: Vec<Value> = st
             .indicators
             .iter()
-            .map(|((a, y), points)| json!({"analytics": a, "symbol": y, "points": points}))
+            .map(|((a, y), points)| {
+                let points: Vec<&Value> = points.iter().map(|(_, v)| v).collect();
+                json!({"analytics": a, "symbol": y, "points": points})
+            })
             .collect();
         let candles = self.candles.lock().expect("candles lock");
         let series: Vec<Value> = candles

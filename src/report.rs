@@ -202,23 +202,24 @@ impl Collector {
         }
     }
 
-    /// Buy and hold of `strategy`'s symbols now: each symbol's share of the
-    /// starting cash times its last price over its first (its share in cash
-    /// until it has a price).
+    /// Buy and hold of `strategy`'s symbols now: the starting cash times the
+    /// mean of last price over first among its symbols with prices (the
+    /// starting cash before any has one), so that the curve ends at
+    /// [`Collector::buy_and_hold`].
     fn buy_hold_value(&self, strategy: &str) -> Decimal {
         let cash = self.starting_cash.get(strategy).copied().unwrap_or_default();
         let symbols = self.symbols.get(strategy).map_or(&[][..], Vec::as_slice);
-        if symbols.is_empty() {
+        let ratios: Vec<Decimal> = symbols
+            .iter()
+            .filter_map(|s| {
+                let (a, b) = (self.first_price.get(s)?, self.last_price.get(s)?);
+                (!a.is_zero()).then(|| *b / *a)
+            })
+            .collect();
+        if ratios.is_empty() {
             return cash;
         }
-        let share = cash / Decimal::from(symbols.len());
-        symbols
-            .iter()
-            .map(|s| match (self.first_price.get(s), self.last_price.get(s)) {
-                (Some(a), Some(b)) if !a.is_zero() => share * *b / *a,
-                _ => share,
-            })
-            .sum()
+        cash * (ratios.iter().sum::<Decimal>() / Decimal::from(ratios.len()))
     }
 
     /// The buy-and-hold return of a strategy's symbols from the first mark to

@@ -200,7 +200,7 @@ fn markers(
 fn indicator_pane(h: &mut String, sym: &str, ta: &TimeAxis, step: i64, lines: &[(&String, &Vec<(i64, f64)>)]) {
     let all = lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.1));
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, z), v| (a.min(v), z.max(v)));
-    let pad = ((hi - lo) * 0.08).max(1e-9);
+    let pad = ((hi - lo) * 0.08).max(hi.abs() * 1e-4).max(1e-6);
     let va = ValueAxis {
         lo: lo - pad,
         hi: hi + pad,

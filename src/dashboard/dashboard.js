@@ -164,13 +164,13 @@ function drawPrice(sym) {
   p.sub.textContent = last ? `last ${price(last.c, sym)} · ${bars.length} candles of ${intervalName(step)}` : "no trades yet";
   // Indicators: on the price scale when their values lie near the prices,
   // otherwise in a pane below, on its own scale.
-  const lo = Math.min(...bars.map((c) => c.l)), hi = Math.max(...bars.map((c) => c.h));
+  const lo = minMax(bars.map((c) => c.l))[0], hi = minMax(bars.map((c) => c.h))[1];
   const lines = indicatorLines(sym, step);
   p.legend.textContent = "";
   let i = 0, paneLines = 0;
   for (const [id, data] of lines) {
-    const vals = data.map((d) => d.value);
-    const overlay = bars.length > 0 && Math.min(...vals) >= lo - (hi - lo) && Math.max(...vals) <= hi + (hi - lo) && Math.min(...vals) > 0.5 * lo;
+    const [vlo, vhi] = minMax(data.map((d) => d.value));
+    const overlay = bars.length > 0 && vlo >= lo - (hi - lo) && vhi <= hi + (hi - lo) && vlo > 0.5 * lo;
     const color = OVERLAY_COLORS[i++ % OVERLAY_COLORS.length];
     let line = p.lines.get(id);
     if (!line || line.overlay !== overlay) {
@@ -179,7 +179,9 @@ function drawPrice(sym) {
       if (!overlay) {
         if (!p.pane) {
           p.pane = LWC.createChart(p.paneHolder, chartOptions(620, 110));
-          p.chart.timeScale().subscribeVisibleTimeRangeChange((r) => { if (r && p.pane) p.pane.timeScale().setVisibleRange(r); });
+          p.chart.timeScale().subscribeVisibleTimeRangeChange((r) => {
+            try { if (r && p.pane) p.pane.timeScale().setVisibleRange(r); } catch (e) { /* an empty pane has no range */ }
+          });
         }
         target = p.pane;
       }
@@ -219,7 +221,7 @@ function drawPrice(sym) {
 function strategyCurve(strategy) {
   const pts = [];
   for (const [key, c] of S.curves) if (key.slice(0, key.lastIndexOf("/")) === strategy) pts.push(...c);
-  pts.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+  pts.sort((a, b) => Date.parse(a.ts) - Date.parse(b.ts));
   const out = [];
   for (const p of pts) {
     const t = secs(p.ts);
@@ -465,6 +467,15 @@ function onCandle(sym, c) {
   let i = list.length - 1;
   while (i >= 0 && list[i].t > c.t) i--;
   if (i >= 0 && list[i].t === c.t) list[i] = c; else list.splice(i + 1, 0, c);
+  // As many as the server keeps.
+  const kept = S.meta.candles_kept || 5000;
+  if (list.length > kept) list.splice(0, list.length - kept);
+}
+
+function minMax(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [lo, hi];
 }
 
 function onBatch(d) {
@@ -473,7 +484,13 @@ function onBatch(d) {
   for (const i of d.indicators || []) {
     const key = i.analytics + "/" + i.symbol;
     if (!S.indicators.has(key)) S.indicators.set(key, []);
-    S.indicators.get(key).push({ ts: i.ts, values: i.values });
+    // The last values per candle, as many as candles kept (as the server does).
+    const pts = S.indicators.get(key), step = S.candleSeconds;
+    const last = pts[pts.length - 1];
+    if (last && Math.floor(secs(last.ts) / step) === Math.floor(secs(i.ts) / step)) pts[pts.length - 1] = { ts: i.ts, values: i.values };
+    else pts.push({ ts: i.ts, values: i.values });
+    const kept = S.meta.candles_kept || 5000;
+    if (pts.length > kept) pts.splice(0, pts.length - kept);
   }
   for (const s of d.status || []) S.status.set(s.strategy, s);
   for (const f of d.fills || []) {

@@ -248,6 +248,10 @@ struct Session<'a> {
     controls: tokio::sync::mpsc::Receiver<ControlRequest>,
     /// The batch's admitted trades, for the dashboard's candles.
     ticks: Vec<crate::domain::Tick>,
+    /// Pause, resume and kill actions of this run, for shards loaded later.
+    controls_applied: Vec<(crate::engine::ControlAction, String)>,
+    /// The strategies' state last shown on the dashboard.
+    status_seen: Vec<crate::engine::StrategyStatus>,
 }
 
 impl<'a> Session<'a> {
@@ -363,6 +367,8 @@ impl<'a> Session<'a> {
             offsets: BTreeMap::new(),
             controls,
             ticks: Vec::new(),
+            controls_applied: Vec::new(),
+            status_seen: Vec::new(),
         })
     }
 
@@ -733,6 +739,8 @@ impl<'a> Session<'a> {
                 &self.positions,
             )
             .await?;
+            let mut engine = engine;
+            self.catch_up_controls(&mut engine);
             self.shards.insert(p, engine);
             self.published.extend(ids);
             let pos = self.positions.lock().expect("positions lock");
@@ -854,6 +862,7 @@ impl<'a> Session<'a> {
         self.monitor.on_published(&self.out, &[]);
         self.monitor.on_ticks(&self.ticks);
         self.ticks.clear();
+        self.refresh_status();
         if let Some(w) = &self.sinks.webhook {
             for o in &self.out {
                 if let Output::Alert(a) = o {

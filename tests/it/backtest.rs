@@ -515,3 +515,26 @@ async fn a_backtest_fires_the_alerts_paper_mode_fires() {
     assert_eq!(csv.lines().count(), 4, "a header and three alerts:\n{csv}");
     assert!(csv.contains("alert:brk:AAA:live_prices-0-3"), "{csv}");
 }
+
+/// The buy-and-hold curve beside each equity curve in report.html ends where
+/// report.json's `buy_and_hold_return` says: ma_crossover trades ACME, GLOBEX,
+/// AAPL and MSFT, and the tick file has prices of the first two only.
+#[test]
+fn buy_and_hold_curve_ends_at_the_reported_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let strategy = std::fs::read_to_string(root.join("strategies/ma_crossover.toml")).unwrap();
+    let cfg = config(dir.path(), "127.0.0.1:1", "", &[&strategy]);
+    let files = vec![root.join("data/synthetic_ticks.csv")];
+    let bt = backtest::run_files(&cfg, &files, TimeRange::default(), false).unwrap();
+    let name = &cfg.strategies[0].name;
+    let cash = cfg.strategies[0].account.starting_cash;
+    let curve = &bt.collector.buy_hold[name];
+    assert!(curve.len() > 10);
+    assert_eq!(curve[0].1, cash, "bought at the first mark");
+    let end: f64 = (curve.last().unwrap().1 / cash - Decimal::ONE).to_string().parse().unwrap();
+    let reported = bt.collector.buy_and_hold(name).unwrap();
+    assert!((end - reported).abs() < 1e-12, "curve {end}, report {reported}");
+    // Not trivially zero: the prices moved.
+    assert!(reported.abs() > 1e-4);
+}

@@ -799,8 +799,9 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
     assert_eq!(fills.len(), 2, "{fills:?}");
     assert_eq!(fills[1]["side"], "sell");
     assert_eq!(fills[1]["qty"], "10");
-    assert_eq!(fills[1]["order_id"], "cross:ctl1:AAA");
     let ctl = read_json(&bs, "control");
+    // The flatten's order: the action's count and wall-clock ms, the symbol.
+    assert_eq!(fills[1]["order_id"], format!("cross:ctl1-{}:AAA", ctl[1]["ts"]));
     let actions: Vec<&str> = ctl.iter().map(|c| c["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["pause", "flatten"]);
     assert!(ctl.iter().all(|c| c["at"].as_str().unwrap().ends_with('Z') && c["by"].as_str().unwrap().starts_with("tester")));
@@ -813,9 +814,11 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
         .map(|(i, px)| tick("AAA", 1_700_000_006_000 + i as i64 * 1000, px, "1"))
         .collect();
     produce(&p, "live_prices", &third).await;
+    let started = Instant::now();
     let run = Running::start(cfg(), bs.clone());
     let base = run.base().await;
     let text = wait_at_least(&base, "papertrader_signals_total{strategy=\"cross\"}", 1.0).await;
+    eprintln!("controls: the restarted run signalled after {:?}", started.elapsed());
     assert_eq!(metric(&text, "papertrader_orders_total{status=\"new\"}"), None, "{text}");
     let (_, state) = get(&format!("{base}/api/state")).await;
     let state: Value = serde_json::from_str(&state).unwrap();
@@ -833,5 +836,6 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
     let ctl = read_json(&bs, "control");
     assert_eq!(ctl.len(), 3);
     assert_eq!(ctl[2]["action"], "kill");
-    assert_eq!(ctl[2]["control_id"], "ctl2:cross", "the count of actions survived the restart");
+    let id = ctl[2]["control_id"].as_str().unwrap();
+    assert!(id.starts_with("ctl2-") && id.ends_with(":cross"), "the count of actions survived the restart: {id}");
 }

@@ -1107,16 +1107,17 @@ fn kill_switch(
     filled: &mut BTreeSet<String>,
     out: &mut Vec<Output>,
 ) {
-    let Some(limit) = slot.cfg.risk.max_drawdown else {
-        return;
-    };
+    // Halted (by the drawdown limit or an operator): close again what is
+    // left, once nothing is working.
     let fire = if slot.killed {
-        // Close again what is left, once nothing is working.
         slot.live.is_empty()
             && slot.sim.pending() == 0
             && slot.account().positions.values().any(|p| !p.qty.is_zero())
     } else {
-        slot.account().drawdown() >= limit
+        slot.cfg
+            .risk
+            .max_drawdown
+            .is_some_and(|limit| slot.account().drawdown() >= limit)
     };
     if !fire {
         return;
@@ -1125,7 +1126,7 @@ fn kill_switch(
         tracing::warn!(
             strategy = %slot.cfg.name,
             drawdown = %slot.account().drawdown(),
-            limit = %limit,
+            limit = ?slot.cfg.risk.max_drawdown,
             "kill switch: drawdown limit reached; cancelling, flattening and halting"
         );
     }

@@ -3,10 +3,13 @@
 //! API, docs/dashboard.md).
 //!
 //! An action applies at the engine's event time (the latest admitted event).
-//! Its orders have deterministic ids, `{strategy}:ctl{n}:{symbol}`, `n` being
-//! the engine's count of actions so far, and their outputs the origin
-//! `control-0-{n}`. What an action leaves (paused, halted, the count) is in the
-//! engine's state, so a checkpoint keeps it across a restart.
+//! Its orders have the ids `{strategy}:ctl{n}-{at}:{symbol}`, `n` being the
+//! engine's count of actions so far and `at` the wall-clock milliseconds of
+//! the request (an operator's action is not a function of the input: the two
+//! keep ids unique also when a run without a checkpoint counts from 0 again),
+//! and their outputs the origin `control-0-{n}`. What an action leaves
+//! (paused, halted, the count) is in the engine's state, so a checkpoint keeps
+//! it across a restart.
 
 use std::collections::BTreeSet;
 
@@ -113,8 +116,9 @@ impl Engine {
     }
 
     /// Apply an operator's action to `strategy` at the engine's event time,
-    /// appending the orders, fills and P&L it causes to `out`. Returns the
-    /// action's sequence number (`n` in its ids).
+    /// appending the orders, fills and P&L it causes to `out`. `at` is the
+    /// request's wall-clock time in ms (part of the ids). Returns the action's
+    /// sequence number (`n` in its ids).
     ///
     /// # Errors
     /// See [`Engine::check_control`]; nothing is changed then.
@@ -123,6 +127,7 @@ impl Engine {
         action: ControlAction,
         strategy: &str,
         symbol: Option<&str>,
+        at: i64,
         out: &mut Vec<Output>,
     ) -> Result<u64, ControlError> {
         self.check_control(action, strategy, symbol)?;
@@ -140,7 +145,7 @@ impl Engine {
             .iter_mut()
             .find(|s| s.cfg.name == strategy)
             .expect("checked");
-        let prefix = format!("{strategy}:ctl{n}");
+        let prefix = format!("{strategy}:ctl{n}-{at}");
         let mut evs = Vec::new();
         let mut filled = BTreeSet::new();
         match action {
