@@ -159,7 +159,7 @@ fn ts(f: &Field, unit: &TimeUnit) -> i64 {
 
 fn unit(c: &Col) -> TimeUnit {
     match &c.logical {
-        Some(LogicalType::Timestamp(t)) => t.unit.clone(),
+        Some(LogicalType::Timestamp(t)) => t.unit,
         other => panic!("{} is not a timestamp: {other:?}", c.name),
     }
 }
