@@ -17,6 +17,18 @@ pub const LADDER: [i64; 14] = [
     1, 2, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400, 604_800,
 ];
 
+/// The start (seconds since the epoch) of the bar of `step` seconds that
+/// holds `secs`: a multiple of `step`, weeks from Monday 00:00 UTC (the
+/// epoch was a Thursday; 1970-01-05 a Monday).
+pub fn bar_start(secs: i64, step: i64) -> i64 {
+    const MONDAY: i64 = 4 * 86_400;
+    if step == 604_800 {
+        (secs - MONDAY).div_euclid(step) * step + MONDAY
+    } else {
+        secs.div_euclid(step) * step
+    }
+}
+
 /// Most bars kept per symbol: a chart of about this many candles.
 pub const MAX_BARS: usize = 300;
 
@@ -50,8 +62,7 @@ impl SymbolBars {
     }
 
     fn start(&self, ts: Ts) -> i64 {
-        let s = self.interval();
-        ts.div_euclid(NANOS_PER_SEC).div_euclid(s) * s
+        bar_start(ts.div_euclid(NANOS_PER_SEC), self.interval())
     }
 
     fn push(&mut self, ts: Ts, price: f64, size: f64) {
@@ -106,7 +117,7 @@ impl SymbolBars {
         let s = self.interval();
         let mut out: Vec<Bar> = Vec::with_capacity(self.bars.len() / 2 + 1);
         for b in self.bars.drain(..) {
-            let t = b.t.div_euclid(s) * s;
+            let t = bar_start(b.t, s);
             match out.last_mut() {
                 Some(m) if m.t == t => {
                     m.h = m.h.max(b.h);
@@ -122,7 +133,7 @@ impl SymbolBars {
         for l in self.lines.values_mut() {
             let mut merged: Vec<(i64, f64)> = Vec::with_capacity(l.len() / 2 + 1);
             for &(t, v) in l.iter() {
-                let t = t.div_euclid(s) * s;
+                let t = bar_start(t, s);
                 match merged.last_mut() {
                     Some(m) if m.0 == t => m.1 = v,
                     _ => merged.push((t, v)),
@@ -211,6 +222,14 @@ mod tests {
             assert_eq!(b.l, ps.iter().copied().fold(f64::MAX, f64::min));
             assert_eq!(b.v, 10.0);
         }
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        // 2026-12-03 is a Thursday; its week began on Monday 2026-11-30.
+        let thursday = 1_796_256_000 + 12 * 3600; // 2026-12-03T12:00:00Z
+        assert_eq!(bar_start(thursday, 604_800), 1_795_996_800); // 2026-11-30T00:00:00Z
+        assert_eq!(bar_start(thursday, 86_400), 1_796_256_000);
     }
 
     #[test]

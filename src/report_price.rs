@@ -170,11 +170,18 @@ fn markers(
     let mut n = 0;
     h.push_str("<g class=\"fills\">\n");
     for f in fills.iter().take(MAX_MARKERS) {
-        let t = f.ts.div_euclid(NANOS_PER_SEC).div_euclid(step) * step;
-        let Ok(i) = b.bars.binary_search_by_key(&t, |x| x.t) else {
-            continue;
+        let t = crate::price_bars::bar_start(f.ts.div_euclid(NANOS_PER_SEC), step);
+        // Its bar, or the nearest one (a fill on the symbol's first trade
+        // of a late-arriving interval).
+        let i = match b.bars.binary_search_by_key(&t, |x| x.t) {
+            Ok(i) => i,
+            Err(0) => 0,
+            Err(i) if i >= b.bars.len() => b.bars.len() - 1,
+            Err(i) if t - b.bars[i - 1].t <= b.bars[i].t - t => i - 1,
+            Err(i) => i,
         };
         let bar = &b.bars[i];
+        let t = bar.t;
         let x = ta.x(t * NANOS_PER_SEC + step * NANOS_PER_SEC / 2);
         let (cls, d) = match f.side {
             Side::Buy => ("buy-marker", format!("M{x:.1},{:.1} l5,8 h-10 z", va.y(bar.l) + 3.0)),
