@@ -839,3 +839,69 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
     let id = ctl[2]["control_id"].as_str().unwrap();
     assert!(id.starts_with("ctl2-") && id.ends_with(":cross"), "the count of actions survived the restart: {id}");
 }
+
+/// The dashboard's live updates over a real socket: `/events`, opened before
+/// the ticks are sent, carries a candle per second with the trades' prices,
+/// both fills, and the strategy's own averages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_carries_candles_fills_and_indicators_live() {
+    let b = broker(1).await;
+    let bs = b.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = http_config(dir.path(), &bs, "stale_after = \"1h\"\ncandle = \"1s\"\n", CROSS_AAA);
+    let run = Running::start(cfg, bs.clone());
+    let base = run.base().await;
+    let mut stream = reqwest::get(format!("{base}/events")).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    // AAA 3 2 1 5 6 1, one a second: a buy at the fourth, a sell at the sixth.
+    let prices = ["3", "2", "1", "5", "6", "1"];
+    let msgs: Vec<_> = prices
+        .iter()
+        .enumerate()
+        .map(|(i, px)| tick("AAA", 1_700_000_000_000 + i as i64 * 1000, px, "1"))
+        .collect();
+    produce(&producer(&bs), "live_prices", &msgs).await;
+
+    let mut closes: std::collections::BTreeMap<i64, f64> = Default::default();
+    let (mut fills, mut slow_points) = (0, 0);
+    let mut buf = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while closes.len() < 6 || fills < 2 || slow_points < 4 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("live: {closes:?} candles, {fills} fills, {slow_points} slow SMA points"))
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        // Complete server-sent events end with a blank line.
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(data).unwrap();
+            for c in v["candles"].as_array().into_iter().flatten() {
+                assert_eq!(c["symbol"], "AAA");
+                closes.insert(c["candle"]["t"].as_i64().unwrap(), c["candle"]["c"].as_f64().unwrap());
+            }
+            fills += v["fills"].as_array().map_or(0, Vec::len);
+            slow_points += v["indicators"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["analytics"] == "cross" && i["values"]["slow"].is_number())
+                .count();
+        }
+    }
+    let want: std::collections::BTreeMap<i64, f64> = prices
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (1_700_000_000 + i as i64, p.parse().unwrap()))
+        .collect();
+    assert_eq!(closes, want);
+    assert_eq!(fills, 2);
+    // SMA(3) is warm from the third tick: four values.
+    assert_eq!(slow_points, 4);
+    run.finish().await;
+}
