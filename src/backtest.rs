@@ -383,11 +383,23 @@ pub fn file_events_counted(
             if !range.contains(ts) {
                 continue;
             }
-            let (kind, key, payload) = match &record {
-                Record::Tick(t) => (InputKind::Prices, &t.symbol, wire::encode_tick(t)),
-                Record::Sentiment(s) => {
-                    (InputKind::Sentiment, &s.symbol, wire::encode_sentiment(s))
+            // A tick is checked as its message would be decoded (the payload
+            // is kept for a dead letter): the engine need not parse it back.
+            let (kind, key, payload, decoded) = match record {
+                Record::Tick(t) => {
+                    let payload = wire::encode_tick(&t);
+                    let key = t.symbol.as_bytes().to_vec();
+                    let decoded = (payload.len() <= wire::MAX_MESSAGE_BYTES)
+                        .then(|| wire::check_tick(t).ok().map(MarketEvent::Tick))
+                        .flatten();
+                    (InputKind::Prices, key, payload, decoded)
                 }
+                Record::Sentiment(s) => (
+                    InputKind::Sentiment,
+                    s.symbol.as_bytes().to_vec(),
+                    wire::encode_sentiment(&s),
+                    None,
+                ),
             };
             let ev = Event {
                 kind,
@@ -396,10 +408,10 @@ pub fn file_events_counted(
                     partition: 0,
                     offset: row as i64,
                 },
-                key: Some(key.as_bytes().to_vec()),
+                key: Some(key),
                 payload,
                 ts,
-                decoded: None,
+                decoded,
             };
             all.push((ts, fi, row as i64, ev));
         }

@@ -144,6 +144,28 @@ fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
     let raw: RawTick = serde_json::from_slice(bytes).map_err(json_error)?;
     let symbol = check_symbol(raw.symbol)?;
     let ts = parse_ts(&raw.ts)?;
+    check_tick(Tick {
+        symbol,
+        ts,
+        price: raw.price,
+        size: raw.size,
+        bid: raw.bid,
+        ask: raw.ask,
+    })
+}
+
+/// The checks [`decode`] makes of a price tick once it is parsed: what a
+/// tick read from elsewhere (a CSV file) passes to be the event its encoded
+/// message would decode to ([`encode_tick`] then [`decode`], without the
+/// text in between).
+///
+/// # Errors
+/// The rejection `decode` would give the encoded tick, when it is not
+/// [`MAX_MESSAGE_BYTES`] long or more (then `too_large` comes first).
+pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
+    let Tick { symbol, ts, price, size, bid, ask } = t;
+    let symbol = check_symbol(symbol)?;
+    let raw = RawTickChecked { price, size, bid, ask };
     if raw.price <= Decimal::ZERO {
         return Err(Rejection::new(
             "invalid_price",
@@ -182,6 +204,14 @@ fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
         bid: raw.bid,
         ask: raw.ask,
     })
+}
+
+/// A tick's numbers, as [`check_tick`] reads them.
+struct RawTickChecked {
+    price: Decimal,
+    size: Decimal,
+    bid: Option<Decimal>,
+    ask: Option<Decimal>,
 }
 
 fn decode_sentiment(bytes: &[u8]) -> Result<Sentiment, Rejection> {
