@@ -220,6 +220,9 @@ struct State {
     controls: VecDeque<Value>,
     /// strategy -> (UTC day of its newest fill, fills that day), event time.
     fills_day: BTreeMap<String, (String, u64)>,
+    /// symbol -> its fills for the price chart's markers, oldest first, as
+    /// many as candles are kept.
+    fill_marks: BTreeMap<String, VecDeque<Value>>,
 }
 
 /// An operator's action from the HTTP API, for the paper loop to apply; the
@@ -331,7 +334,12 @@ impl Monitor {
     /// Whether `header` (an `Authorization` value) carries the token; the
     /// comparison takes the same time wherever the first difference is.
     pub fn authorized(&self, header: Option<&str>) -> bool {
-        let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        let Some(given) = header
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t)
+        else {
             return false;
         };
         let (a, b) = (given.trim().as_bytes(), self.token.as_bytes());
@@ -538,6 +546,12 @@ impl Monitor {
                 }
                 Output::Fill(f) => {
                     m.fills.with_label_values(&[&f.strategy]).inc();
+                    let marks = st.fill_marks.entry(f.symbol.clone()).or_default();
+                    marks.push_back(json!({"ts": crate::wire::format_ts(f.ts), "strategy": f.strategy,
+                        "symbol": f.symbol, "side": f.side, "qty": f.qty, "price": f.price}));
+                    if marks.len() > self.candles_kept {
+                        marks.pop_front();
+                    }
                     let day = crate::wire::format_ts(f.ts)[..10].to_string();
                     let e = st.fills_day.entry(f.strategy.clone()).or_default();
                     if e.0 == day {
@@ -657,6 +671,7 @@ impl Monitor {
             "candles": series,
             "status": st.status.values().collect::<Vec<_>>(),
             "fills_day": st.fills_day,
+            "fill_marks": st.fill_marks,
             "meta": self.meta,
         })
     }

@@ -19,6 +19,7 @@ const S = {
   indicators: new Map(), // "analytics/symbol" -> [{ts, values}]
   status: new Map(),     // strategy -> {paused, halted}
   fillsDay: new Map(),   // strategy -> [day, count]
+  fillMarks: new Map(),  // symbol -> fills for the markers, oldest first
   tables: { signals: [], orders: [], fills: [], alerts: [], controls: [] },
 };
 const charts = { prices: new Map(), equity: new Map(), pnl: null };
@@ -47,7 +48,14 @@ function el(tag, attrs, text) {
   return e;
 }
 
+// Two charts side by side on a wide window, one on a narrow one.
+function chartWidth() {
+  const w = document.documentElement.clientWidth || 1280;
+  return Math.max(420, Math.min(900, Math.floor((w - 70) / (w >= 1100 ? 2 : 1))));
+}
+
 function chartOptions(width, height, extra) {
+  width = width === 620 ? chartWidth() : width;
   return Object.assign({
     width, height,
     layout: { background: { color: "#ffffff" }, textColor: "#333", fontSize: 11 },
@@ -199,15 +207,15 @@ function drawPrice(sym) {
     p.legend.appendChild(item);
   }
   p.paneHolder.style.display = paneLines ? "" : "none";
-  // One marker per fill, at its candle.
-  const fills = S.tables.fills.filter((f) => f.symbol === sym).slice().reverse();
+  // One marker per fill, at its candle (the hover lists them).
+  const fills = S.fillMarks.get(sym) || [];
   p.fillsAt = new Map();
   const markers = fills.map((f) => {
     const t = Math.floor(secs(f.ts) / step) * step;
     if (!p.fillsAt.has(t)) p.fillsAt.set(t, []);
     p.fillsAt.get(t).push(f);
     const buy = f.side === "buy";
-    return { time: t, position: buy ? "belowBar" : "aboveBar", color: buy ? "#1565c0" : "#8e24aa", shape: buy ? "arrowUp" : "arrowDown", text: (buy ? "B " : "S ") + qty(f.qty, sym) };
+    return { time: t, position: buy ? "belowBar" : "aboveBar", color: buy ? "#1565c0" : "#8e24aa", shape: buy ? "arrowUp" : "arrowDown" };
   }).sort((a, b) => a.time - b.time);
   p.candles.setMarkers(markers);
   p.box.setAttribute("data-candles", String(bars.length));
@@ -313,7 +321,7 @@ function drawCards() {
     h.appendChild(badge);
     card.appendChild(h);
     let open = 0;
-    for (const p of S.positions.values()) if (p.strategy === s) open += Number(p.unrealized);
+    for (const p of S.positions.values()) if (p.strategy === s && Number(p.position) !== 0) open += marked(p).open;
     const fd = S.fillsDay.get(s);
     const equity = a ? Number(a.equity) : start;
     const rows = [
@@ -337,7 +345,7 @@ function drawCards() {
     flat.onclick = () => { if (confirm(`Flatten every position of ${s}?`)) act("flatten", s); };
     const kill = el("button", { class: "danger" }, "Kill switch");
     kill.onclick = () => { if (confirm(`Cancel everything, flatten and halt ${s}? This cannot be resumed.`)) act("kill", s); };
-    if (st.halted) { pause.disabled = true; kill.disabled = true; }
+    if (st.halted) { pause.disabled = true; flat.disabled = true; kill.disabled = true; }
     card.append(pause, " ", flat, " ", kill);
     box.appendChild(card);
   }
@@ -383,6 +391,15 @@ function fillTable(id, rows, cells) {
   }
 }
 
+// A position's last price and open P&L: the snapshot's, or, when the
+// symbol has traded since, at the latest candle's close.
+function marked(p) {
+  const c = S.candles.get(p.symbol);
+  const last = c && c.length ? c[c.length - 1] : null;
+  if (!last || last.t < secs(p.ts)) return { last: Number(p.last_price), open: Number(p.unrealized) };
+  return { last: last.c, open: Number(p.position) * (last.c - Number(p.avg_cost)) };
+}
+
 function drawTables() {
   const fs = document.getElementById("f-strategy").value, fy = document.getElementById("f-symbol").value;
   const pos = [...S.positions.values()].filter((p) => Number(p.position) !== 0 && (!fs || p.strategy === fs) && (!fy || p.symbol === fy));
@@ -393,8 +410,8 @@ function drawTables() {
     td.appendChild(b);
     return [
       { text: p.strategy, cls: "l" }, { text: p.symbol, cls: "l" }, { text: qty(p.position, p.symbol) },
-      { text: price(p.avg_cost, p.symbol) }, { text: price(p.last_price, p.symbol) },
-      { text: money(p.unrealized), cls: signCls(p.unrealized) }, { text: money(p.realized), cls: signCls(p.realized) }, { text: money(p.fees) }, td];
+      { text: price(p.avg_cost, p.symbol) }, { text: price(marked(p).last, p.symbol) },
+      { text: money(marked(p).open), cls: signCls(marked(p).open) }, { text: money(p.realized), cls: signCls(p.realized) }, { text: money(p.fees) }, td];
   });
   for (const t of Object.keys(columns)) {
     const rows = S.tables[t].filter((r) => (!fs || (r.strategy !== undefined ? r.strategy === fs : r.subject === fs || r.subject === undefined))
@@ -449,6 +466,7 @@ function apply(st) {
   for (const c of st.indicators || []) S.indicators.set(c.analytics + "/" + c.symbol, c.points);
   for (const s of st.status || []) S.status.set(s.strategy, s);
   for (const [s, d] of Object.entries(st.fills_day || {})) S.fillsDay.set(s, d);
+  for (const [s, f] of Object.entries(st.fill_marks || {})) S.fillMarks.set(s, f);
 }
 
 function onPnl(p) {
@@ -494,6 +512,10 @@ function onBatch(d) {
   }
   for (const s of d.status || []) S.status.set(s.strategy, s);
   for (const f of d.fills || []) {
+    if (!S.fillMarks.has(f.symbol)) S.fillMarks.set(f.symbol, []);
+    const marks = S.fillMarks.get(f.symbol);
+    marks.push(f);
+    if (marks.length > (S.meta.candles_kept || 5000)) marks.shift();
     const day = String(f.ts).slice(0, 10), e = S.fillsDay.get(f.strategy);
     if (e && e[0] === day) e[1] += 1; else if (!e || e[0] < day) S.fillsDay.set(f.strategy, [day, 1]);
   }

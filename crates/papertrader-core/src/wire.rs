@@ -165,6 +165,14 @@ fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
 pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
     let Tick { symbol, ts, price, size, bid, ask } = t;
     let symbol = check_symbol(symbol)?;
+    if !(0..MAX_TS_NANOS).contains(&ts) {
+        // As `parse_ts` words it, with the time as its message carries it.
+        let v = serde_json::Value::String(format_ts(ts));
+        return Err(Rejection::new(
+            "invalid_timestamp",
+            format!("ts is outside 1970..2200: {v}"),
+        ));
+    }
     let raw = RawTickChecked { price, size, bid, ask };
     if raw.price <= Decimal::ZERO {
         return Err(Rejection::new(
@@ -770,5 +778,45 @@ mod tests {
         };
         let bytes = encode_tick(&t);
         assert_eq!(tick(std::str::from_utf8(&bytes).unwrap()).unwrap(), t);
+    }
+}
+
+#[cfg(test)]
+mod check_tick_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dec(mantissa: i64, scale: u32) -> Decimal {
+        Decimal::new(mantissa, scale)
+    }
+
+    proptest! {
+        /// A tick checked directly is what its encoded message decodes to:
+        /// the same event, or the same rejection (the file backtest relies on it).
+        #[test]
+        fn check_tick_is_decode_of_encode(
+            symbol in prop_oneof!["[A-Z]{1,6}", "", "A B", "[a-z]{1,3}\t", "X{40}"],
+            ts in -2_000_000_000_000_000_000i64..4_000_000_000_000_000_000i64,
+            price in (-1000i64..1_000_000, 0u32..6),
+            size in (-10i64..1_000_000, 0u32..4),
+            bid in proptest::option::of((-5i64..1_000_000, 0u32..4)),
+            ask in proptest::option::of((-5i64..1_000_000, 0u32..4)),
+        ) {
+            let t = Tick {
+                symbol,
+                ts,
+                price: dec(price.0, price.1),
+                size: dec(size.0, size.1),
+                bid: bid.map(|(m, s)| dec(m, s)),
+                ask: ask.map(|(m, s)| dec(m, s)),
+            };
+            let decoded = decode(InputKind::Prices, &encode_tick(&t));
+            let checked = check_tick(t).map(MarketEvent::Tick);
+            match (decoded, checked) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(a), Err(b)) => prop_assert_eq!((a.code, a.detail), (b.code, b.detail)),
+                (a, b) => prop_assert!(false, "decode {:?}, check {:?}", a, b),
+            }
+        }
     }
 }
