@@ -250,7 +250,7 @@ struct ExportArgs {
     #[arg(long, value_name = "TABLE", value_delimiter = ',', requires = "report")]
     table: Vec<String>,
     /// Where to write: a directory (created if missing) that gets
-    /// TOPIC.parquet or TABLE.parquet, or a FILE.parquet for one topic.
+    /// TOPIC.parquet or TABLE.parquet, or a FILE.parquet for one topic or table.
     /// Default: the report directory with --report, else the current directory.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,

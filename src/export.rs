@@ -435,7 +435,8 @@ pub fn read_report_csv(table: &str, path: &Path) -> anyhow::Result<Table> {
     Ok(Table { columns, rows })
 }
 
-/// Write the tables of report directory `dir` as `out/NAME.parquet`: those
+/// Write the tables of report directory `dir` as `out/NAME.parquet` (or as
+/// `out` itself when it ends in `.parquet` and one table is chosen): those
 /// named in `tables`, or all it holds when `tables` is empty.
 ///
 /// # Errors
@@ -468,7 +469,23 @@ pub fn report_tables(dir: &Path, out: &Path, tables: &[String]) -> anyhow::Resul
         dir.display(),
         REPORT_TABLES.join(", ")
     );
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // `out` itself when it ends in `.parquet` (one table), as for topics.
+    let to_file = out.extension().is_some_and(|e| e == "parquet");
+    anyhow::ensure!(
+        !to_file || chosen.len() == 1,
+        "--out {}: a file takes one table; name a directory for {} tables ({})",
+        out.display(),
+        chosen.len(),
+        chosen.join(", ")
+    );
+    let dir_out = if to_file {
+        out.parent().filter(|p| !p.as_os_str().is_empty())
+    } else {
+        Some(out)
+    };
+    if let Some(d) = dir_out {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
     let mut written = Vec::new();
     for t in chosen {
         let csv = dir.join(format!("{t}.csv"));
@@ -483,7 +500,11 @@ pub fn report_tables(dir: &Path, out: &Path, tables: &[String]) -> anyhow::Resul
             }
         );
         let table = read_report_csv(t, &csv)?;
-        let path = out.join(format!("{t}.parquet"));
+        let path = if to_file {
+            out.to_path_buf()
+        } else {
+            out.join(format!("{t}.parquet"))
+        };
         write_parquet(&table, &path, &csv.display().to_string())?;
         written.push(Written {
             path,

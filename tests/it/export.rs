@@ -321,6 +321,17 @@ fn backtest_parquet_tables_hold_the_csv_rows_typed() {
     files.sort();
     assert_eq!(files, ["equity.parquet", "trades.parquet"]);
     assert_eq!(Parquet::read(&again.join("trades.parquet")).rows, trades.rows);
+    // One table to a file named .parquet: that file; two are refused.
+    let one = dir.path().join("one").join("t.parquet");
+    let report_dir = report.display().to_string();
+    let one_arg = one.display().to_string();
+    let out = cli_sync(&["export", "--report", &report_dir, "--table", "trades", "--out", &one_arg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(one.is_file(), "{} is not a file", one.display());
+    assert_eq!(Parquet::read(&one).rows, trades.rows);
+    let out = cli_sync(&["export", "--report", &report_dir, "--table", "trades,equity", "--out", &one_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("a file takes one table"), "{}", text(&out.stderr));
 }
 
 /// The messages of `topic` as JSON, in offset order (one partition).
