@@ -321,8 +321,7 @@ pub fn retry_after(header: Option<&str>, body: &str) -> Option<Duration> {
         .as_f64()
         .or_else(|| v["parameters"]["retry_after"].as_f64())
         .or_else(|| header.and_then(|h| h.trim().parse::<f64>().ok()))?;
-    (secs.is_finite() && secs >= 0.0)
-        .then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
 }
 
 /// POST `body` as JSON to `url` with `retry`. A 2xx answer succeeds; anything
@@ -532,7 +531,11 @@ mod tests {
         let d = discord_content(&n);
         assert!(d.chars().count() <= DISCORD_MAX_CHARS, "{}", d.len());
         // The longest prefix that fits: one more kept character would not.
-        assert!(d.chars().count() > DISCORD_MAX_CHARS - 3, "{}", d.chars().count());
+        assert!(
+            d.chars().count() > DISCORD_MAX_CHARS - 3,
+            "{}",
+            d.chars().count()
+        );
         assert!(d.contains("…\n*event time"), "{d}");
         let t = telegram_text(&n);
         assert!(t.chars().count() <= TELEGRAM_MAX_CHARS);
@@ -592,9 +595,18 @@ mod tests {
     #[test]
     fn retry_after_reads_discord_telegram_and_the_header() {
         let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
-        assert_eq!(ms(retry_after(None, r#"{"retry_after": 0.25, "global": false}"#)), Some(250));
         assert_eq!(
-            ms(retry_after(None, r#"{"ok":false,"parameters":{"retry_after":2}}"#)),
+            ms(retry_after(
+                None,
+                r#"{"retry_after": 0.25, "global": false}"#
+            )),
+            Some(250)
+        );
+        assert_eq!(
+            ms(retry_after(
+                None,
+                r#"{"ok":false,"parameters":{"retry_after":2}}"#
+            )),
             Some(2000)
         );
         assert_eq!(ms(retry_after(Some("3"), "rate limited")), Some(3000));

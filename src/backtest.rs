@@ -221,13 +221,13 @@ fn progress_bar_for(show: bool, what: &str) -> ProgressBar {
         ProgressStyle::with_template(&format!(
             "{{spinner}} {{pos}} {what} ({{eps}}) {{elapsed}}  event time {{msg}}"
         ))
-            .expect("valid template")
-            .with_key(
-                "eps",
-                |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0}/s", st.per_sec());
-                },
-            ),
+        .expect("valid template")
+        .with_key(
+            "eps",
+            |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", st.per_sec());
+            },
+        ),
     );
     bar
 }
@@ -239,7 +239,8 @@ pub fn sets_bar(sets: usize) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(sets as u64), ProgressDrawTarget::stderr_with_hz(4));
+    let bar =
+        ProgressBar::with_draw_target(Some(sets as u64), ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} parameter sets ({per_sec}, {eta} left)")
             .expect("valid template"),

@@ -236,7 +236,12 @@ struct ExportArgs {
     /// An output topic to export (repeatable): as named under [topics]
     /// (fills, orders, pnl, signals, indicators, alerts, dead_letters) or
     /// RUN_ID.TOPIC of `backtest --publish` (e.g. bt-1.fills).
-    #[arg(long, value_name = "TOPIC", required_unless_present = "report", conflicts_with = "report")]
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        required_unless_present = "report",
+        conflicts_with = "report"
+    )]
     topic: Vec<String>,
     /// What --topic holds when its name does not say it: fills, orders, pnl,
     /// signals, indicators, alerts or dead_letters.

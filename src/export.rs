@@ -160,10 +160,7 @@ pub fn parse_text(ty: ColType, s: &str) -> Result<Value, String> {
             crate::wire::parse_ts_str(s)
                 .ok_or_else(|| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))?,
         ),
-        ColType::Double => Value::F64(
-            s.parse()
-                .map_err(|_| format!("{s:?} is not a number"))?,
-        ),
+        ColType::Double => Value::F64(s.parse().map_err(|_| format!("{s:?} is not a number"))?),
         ColType::Int64 => Value::I64(
             s.parse()
                 .map_err(|_| format!("{s:?} is not a whole number"))?,
@@ -252,10 +249,9 @@ fn schema(table: &Table) -> anyhow::Result<(Type, Vec<i64>)> {
                 .with_precision(DECIMAL_PRECISION)
                 .with_scale(DECIMAL_SCALE as i32);
         }
-        fields.push(Arc::new(
-            b.build()
-                .with_context(|| format!("the Parquet type of column {}", c.name))?,
-        ));
+        fields.push(Arc::new(b.build().with_context(|| {
+            format!("the Parquet type of column {}", c.name)
+        })?));
     }
     let root = Type::group_type_builder("schema")
         .with_fields(fields)
@@ -322,7 +318,8 @@ fn write_column(
                     other => return Err(wrong(other)),
                 }
             }
-            cw.typed::<ByteArrayType>().write_batch(&v, Some(&def), None)?;
+            cw.typed::<ByteArrayType>()
+                .write_batch(&v, Some(&def), None)?;
         }
         ColType::Decimal => {
             let mut v = Vec::new();
@@ -403,7 +400,8 @@ fn report_column_type(table: &str, column: &str) -> ColType {
 /// # Errors
 /// The file cannot be read, or a cell is not of its column's type.
 pub fn read_report_csv(table: &str, path: &Path) -> anyhow::Result<Table> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let columns: Vec<Column> = r
         .headers()
         .with_context(|| format!("reading the header of {}", path.display()))?
@@ -644,7 +642,11 @@ fn topic_columns(kind: &str) -> Vec<(&'static str, &'static str, ColType)> {
 ///
 /// # Errors
 /// An unknown `kind`, or a topic whose name does not say its kind.
-pub fn topic_kind(topics: &TopicsConfig, topic: &str, kind: Option<&str>) -> anyhow::Result<&'static str> {
+pub fn topic_kind(
+    topics: &TopicsConfig,
+    topic: &str,
+    kind: Option<&str>,
+) -> anyhow::Result<&'static str> {
     if let Some(k) = kind {
         return TOPIC_KINDS
             .into_iter()
@@ -690,7 +692,11 @@ pub fn messages_table(kind: &str, messages: &[(i32, i64, Vec<u8>)]) -> (Table, u
     let mut fixed: Vec<(String, String, ColType)> = topic_columns(kind)
         .into_iter()
         .map(|(n, p, t)| {
-            let p = if p.is_empty() { pointer(n) } else { p.to_string() };
+            let p = if p.is_empty() {
+                pointer(n)
+            } else {
+                p.to_string()
+            };
             (n.to_string(), p, t)
         })
         .collect();
@@ -788,7 +794,11 @@ pub fn read_topic(
     drop(probe);
     let mut out = Vec::new();
     crate::state::scan_topic(base, topic, None, true, timeout, |m| {
-        out.push((m.partition(), m.offset(), m.payload().unwrap_or(&[]).to_vec()));
+        out.push((
+            m.partition(),
+            m.offset(),
+            m.payload().unwrap_or(&[]).to_vec(),
+        ));
     })?;
     out.sort_by_key(|(p, o, _)| (*p, *o));
     out.dedup_by_key(|(p, o, _)| (*p, *o));
@@ -863,11 +873,23 @@ mod tests {
 
     #[test]
     fn decimals_take_scale_18_and_refuse_what_does_not_fit() {
-        assert_eq!(decimal_cell("1.5".parse().unwrap()), Ok(15 * 10i128.pow(17)));
-        assert_eq!(decimal_cell("-0.000000000000000001".parse().unwrap()), Ok(-1));
+        assert_eq!(
+            decimal_cell("1.5".parse().unwrap()),
+            Ok(15 * 10i128.pow(17))
+        );
+        assert_eq!(
+            decimal_cell("-0.000000000000000001".parse().unwrap()),
+            Ok(-1)
+        );
         // 19 places: half to even at the 18th.
-        assert_eq!(decimal_cell("0.0000000000000000025".parse().unwrap()), Ok(2));
-        assert_eq!(decimal_cell("0.0000000000000000035".parse().unwrap()), Ok(4));
+        assert_eq!(
+            decimal_cell("0.0000000000000000025".parse().unwrap()),
+            Ok(2)
+        );
+        assert_eq!(
+            decimal_cell("0.0000000000000000035".parse().unwrap()),
+            Ok(4)
+        );
         let big: Decimal = "99999999999999999999.5".parse().unwrap();
         assert_eq!(
             decimal_cell(big),
@@ -885,8 +907,8 @@ mod tests {
             Ok(Value::Ts(1_767_623_400_250_000_000))
         );
         assert!(parse_text(ColType::Double, "x").is_err());
-        let v: Json = serde_json::from_str(r#"{"a":"1.25","b":1767623400000,"c":0.5,"d":{"x":1}}"#)
-            .unwrap();
+        let v: Json =
+            serde_json::from_str(r#"{"a":"1.25","b":1767623400000,"c":0.5,"d":{"x":1}}"#).unwrap();
         assert_eq!(
             parse_json(ColType::Decimal, v.get("a")),
             Ok(Value::Dec(125 * 10i128.pow(16)))
@@ -906,9 +928,8 @@ mod tests {
 
     #[test]
     fn time_units_are_the_coarsest_that_hold_every_value() {
-        let rows = |ts: &[i64]| -> Vec<Vec<Value>> {
-            ts.iter().map(|t| vec![Value::Ts(*t)]).collect()
-        };
+        let rows =
+            |ts: &[i64]| -> Vec<Vec<Value>> { ts.iter().map(|t| vec![Value::Ts(*t)]).collect() };
         assert_eq!(time_unit(&rows(&[2_000_000, 0]), 0).1, 1_000_000);
         assert_eq!(time_unit(&rows(&[2_000_000, 1_000]), 0).1, 1_000);
         assert_eq!(time_unit(&rows(&[2_000_000, 1]), 0).1, 1);
@@ -921,7 +942,10 @@ mod tests {
         assert_eq!(topic_kind(&t, "bt-1.x.orders", None).unwrap(), "orders");
         assert_eq!(topic_kind(&t, "mine", Some("pnl")).unwrap(), "pnl");
         let e = topic_kind(&t, "mine", None).unwrap_err().to_string();
-        assert!(e.contains("unknown topic \"mine\"") && e.contains("--kind"), "{e}");
+        assert!(
+            e.contains("unknown topic \"mine\"") && e.contains("--kind"),
+            "{e}"
+        );
         assert!(topic_kind(&t, "fills", Some("trades")).is_err());
     }
 }

@@ -76,7 +76,7 @@ pub async fn serve(
         router(monitor).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-        .await
+    .await
 }
 
 /// The page with the current state inlined, so that the first render needs no
@@ -144,7 +144,7 @@ async fn control(
             return refuse(
                 StatusCode::BAD_REQUEST,
                 &format!("{e}: send {{\"action\": \"pause\"|\"resume\"|\"flatten\"|\"kill\", \"strategy\": NAME, \"symbol\": SYMBOL (flatten only, optional), \"by\": WHO (optional)}}"),
-            )
+            );
         }
     };
     let Some(tx) = m.controls() else {
@@ -166,8 +166,14 @@ async fn control(
     match tokio::time::timeout(Duration::from_secs(60), answer).await {
         Ok(Ok(Ok(msg))) => Json(msg).into_response(),
         Ok(Ok(Err(e))) => refuse(StatusCode::BAD_REQUEST, &e),
-        Ok(Err(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, "paper mode stopped before applying it"),
-        Err(_) => refuse(StatusCode::GATEWAY_TIMEOUT, "paper mode did not apply it within 60 s"),
+        Ok(Err(_)) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "paper mode stopped before applying it",
+        ),
+        Err(_) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "paper mode did not apply it within 60 s",
+        ),
     }
 }
 

@@ -414,7 +414,11 @@ impl Monitor {
         };
         let mut msgs = Vec::new();
         for t in ticks {
-            a.on_event(&crate::domain::MarketEvent::Tick(t.clone()), &origin, &mut msgs);
+            a.on_event(
+                &crate::domain::MarketEvent::Tick(t.clone()),
+                &origin,
+                &mut msgs,
+            );
         }
         drop(plots);
         let outs: Vec<Output> = msgs.into_iter().map(Output::Indicator).collect();
@@ -547,8 +551,10 @@ impl Monitor {
                 Output::Fill(f) => {
                     m.fills.with_label_values(&[&f.strategy]).inc();
                     let marks = st.fill_marks.entry(f.symbol.clone()).or_default();
-                    marks.push_back(json!({"ts": crate::wire::format_ts(f.ts), "strategy": f.strategy,
-                        "symbol": f.symbol, "side": f.side, "qty": f.qty, "price": f.price}));
+                    marks.push_back(
+                        json!({"ts": crate::wire::format_ts(f.ts), "strategy": f.strategy,
+                        "symbol": f.symbol, "side": f.side, "qty": f.qty, "price": f.price}),
+                    );
                     if marks.len() > self.candles_kept {
                         marks.pop_front();
                     }

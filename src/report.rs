@@ -207,7 +207,11 @@ impl Collector {
     /// starting cash before any has one), so that the curve ends at
     /// [`Collector::buy_and_hold`].
     fn buy_hold_value(&self, strategy: &str) -> Decimal {
-        let cash = self.starting_cash.get(strategy).copied().unwrap_or_default();
+        let cash = self
+            .starting_cash
+            .get(strategy)
+            .copied()
+            .unwrap_or_default();
         let symbols = self.symbols.get(strategy).map_or(&[][..], Vec::as_slice);
         let ratios: Vec<Decimal> = symbols
             .iter()

@@ -69,7 +69,11 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
             esc(&s.name),
             esc(&s.kind)
         );
-        let bh = bt.collector.buy_hold.get(&s.name).map_or(&[][..], Vec::as_slice);
+        let bh = bt
+            .collector
+            .buy_hold
+            .get(&s.name)
+            .map_or(&[][..], Vec::as_slice);
         equity_chart(&mut h, &s.name, &series, &fills, bh);
         drawdown_chart(&mut h, &s.name, &series);
         crate::report_price::trips_table(&mut h, &s.name, &bt.collector.round_trips);

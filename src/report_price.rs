@@ -66,14 +66,22 @@ fn price_chart(h: &mut String, sym: &str, b: &SymbolBars, fills: &[&crate::domai
     let lo = b.bars.iter().map(|x| x.l).fold(f64::INFINITY, f64::min);
     let hi = b.bars.iter().map(|x| x.h).fold(f64::NEG_INFINITY, f64::max);
     let overlay = |vals: &[(i64, f64)]| {
-        let (a, z) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, z), v| {
-            (a.min(v.1), z.max(v.1))
-        });
+        let (a, z) = vals
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, z), v| {
+                (a.min(v.1), z.max(v.1))
+            });
         a >= lo - (hi - lo) && z <= hi + (hi - lo) && a > 0.5 * lo
     };
     let (over, pane): (Vec<_>, Vec<_>) = b.lines.iter().partition(|(_, v)| overlay(v));
-    let olo = over.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(lo, f64::min);
-    let ohi = over.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(hi, f64::max);
+    let olo = over
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(lo, f64::min);
+    let ohi = over
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(hi, f64::max);
     let pad = ((ohi - olo) * 0.05).max(ohi.abs() * 1e-4).max(1e-6);
     // The lowest fifth of the plot holds the volume; candles above it.
     let plot = PRICE_HEIGHT - crate::report_html::TOP - crate::report_html::BOTTOM;
@@ -138,7 +146,11 @@ fn price_chart(h: &mut String, sym: &str, b: &SymbolBars, fills: &[&crate::domai
             pts.len(),
             line_path(&pts, &ta, &va)
         );
-        let _ = write!(legend, "<span style=\"color:{color}\">&#9473; {}</span>", esc(name));
+        let _ = write!(
+            legend,
+            "<span style=\"color:{color}\">&#9473; {}</span>",
+            esc(name)
+        );
     }
     let drawn = markers(h, b, &ta, &va, fills);
     h.push_str("</svg>\n");
@@ -184,8 +196,14 @@ fn markers(
         let t = bar.t;
         let x = ta.x(t * NANOS_PER_SEC + step * NANOS_PER_SEC / 2);
         let (cls, d) = match f.side {
-            Side::Buy => ("buy-marker", format!("M{x:.1},{:.1} l5,8 h-10 z", va.y(bar.l) + 3.0)),
-            Side::Sell => ("sell-marker", format!("M{x:.1},{:.1} l5,-8 h-10 z", va.y(bar.h) - 3.0)),
+            Side::Buy => (
+                "buy-marker",
+                format!("M{x:.1},{:.1} l5,8 h-10 z", va.y(bar.l) + 3.0),
+            ),
+            Side::Sell => (
+                "sell-marker",
+                format!("M{x:.1},{:.1} l5,-8 h-10 z", va.y(bar.h) - 3.0),
+            ),
         };
         let _ = writeln!(
             h,
@@ -204,9 +222,17 @@ fn markers(
 }
 
 /// Indicator lines whose values lie away from the prices, on their own scale.
-fn indicator_pane(h: &mut String, sym: &str, ta: &TimeAxis, step: i64, lines: &[(&String, &Vec<(i64, f64)>)]) {
+fn indicator_pane(
+    h: &mut String,
+    sym: &str,
+    ta: &TimeAxis,
+    step: i64,
+    lines: &[(&String, &Vec<(i64, f64)>)],
+) {
     let all = lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.1));
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, z), v| (a.min(v), z.max(v)));
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, z), v| {
+        (a.min(v), z.max(v))
+    });
     let pad = ((hi - lo) * 0.08).max(hi.abs() * 1e-4).max(1e-6);
     let va = ValueAxis {
         lo: lo - pad,
@@ -236,7 +262,11 @@ fn indicator_pane(h: &mut String, sym: &str, ta: &TimeAxis, step: i64, lines: &[
             pts.len(),
             line_path(&pts, ta, &va)
         );
-        let _ = write!(legend, "<span style=\"color:{color}\">&#9473; {}</span>", esc(name));
+        let _ = write!(
+            legend,
+            "<span style=\"color:{color}\">&#9473; {}</span>",
+            esc(name)
+        );
     }
     h.push_str("</svg>\n");
     let _ = writeln!(h, "<p class=\"legend\">{legend}</p>");
@@ -264,7 +294,11 @@ pub fn trips_table(h: &mut String, strategy: &str, trips: &[RoundTrip]) {
         esc(strategy)
     );
     for t in mine.iter().take(MAX_TRIPS) {
-        let side = if t.size.is_sign_negative() { "short" } else { "long" };
+        let side = if t.size.is_sign_negative() {
+            "short"
+        } else {
+            "long"
+        };
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{side}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",

@@ -114,11 +114,24 @@ mod tests {
     fn trades_group_into_open_high_low_close_volume() {
         let mut c = Candles::new(2_000_000_000, 10);
         // 0.0 s 10, 0.5 s 12, 1.9 s 9, 2.0 s 11 (next candle), 5.0 s 13.
-        for (ms, p, s) in [(0, 10, 1), (500, 12, 2), (1900, 9, 3), (2000, 11, 4), (5000, 13, 5)] {
+        for (ms, p, s) in [
+            (0, 10, 1),
+            (500, 12, 2),
+            (1900, 9, 3),
+            (2000, 11, 4),
+            (5000, 13, 5),
+        ] {
             c.push(&tick(ms, p, s));
         }
         let s: Vec<Candle> = c.all()["AAA"].iter().copied().collect();
-        let want = |t, o, h, l, cl, v| Candle { t, o, h, l, c: cl, v };
+        let want = |t, o, h, l, cl, v| Candle {
+            t,
+            o,
+            h,
+            l,
+            c: cl,
+            v,
+        };
         assert_eq!(
             s,
             vec![

@@ -36,7 +36,11 @@ pub fn plots(rule: &RuleConfig) -> BTreeMap<String, String> {
             v.insert("rsi".into(), format!("rsi(close, {})", r.period));
         }
         RuleConfig::BollingerBreakout(r) => {
-            for (name, f) in [("upper", "bb_upper"), ("middle", "bb_middle"), ("lower", "bb_lower")] {
+            for (name, f) in [
+                ("upper", "bb_upper"),
+                ("middle", "bb_middle"),
+                ("lower", "bb_lower"),
+            ] {
                 v.insert(name.into(), format!("{f}(close, {}, {})", r.period, r.k));
             }
         }
@@ -78,13 +82,17 @@ mod tests {
     #[test]
     fn each_rule_kind_names_its_indicators_as_expressions() {
         let rule = |t: &str| -> RuleConfig { toml::from_str(t).unwrap() };
-        let ma = plots(&rule("kind = 'ma_crossover'\nfast = 5\nslow = '1h'\naverage = 'ema'"));
+        let ma = plots(&rule(
+            "kind = 'ma_crossover'\nfast = 5\nslow = '1h'\naverage = 'ema'",
+        ));
         assert_eq!(ma["fast"], "ema(close, 5)");
         assert_eq!(ma["slow"], "ema(close, \"3600s\")");
         let bb = plots(&rule("kind = 'bollinger_breakout'\nperiod = 20\nk = 2.0"));
         assert_eq!(bb["upper"], "bb_upper(close, 20, 2)");
         assert_eq!(bb.len(), 3);
-        let rsi = plots(&rule("kind = 'rsi_mean_reversion'\nperiod = 14\noversold = 30.0\noverbought = 70.0"));
+        let rsi = plots(&rule(
+            "kind = 'rsi_mean_reversion'\nperiod = 14\noversold = 30.0\noverbought = 70.0",
+        ));
         assert_eq!(rsi["rsi"], "rsi(close, 14)");
         // Every one compiles in the rule language.
         for values in [ma, bb, rsi] {

@@ -43,7 +43,10 @@ impl Session<'_> {
         // Catching up after a restart: the outputs replayed now are matched
         // by id against what the previous run published.
         if !self.published.is_empty() {
-            return refuse(reply, "paper mode is catching up after a restart; try again in a moment".into());
+            return refuse(
+                reply,
+                "paper mode is catching up after a restart; try again in a moment".into(),
+            );
         }
         let sym = symbol.as_deref();
         // Every engine accepts it before any changes.
@@ -55,7 +58,10 @@ impl Session<'_> {
             checked += 1;
         }
         if checked == 0 {
-            return refuse(reply, "no engine is loaded yet: paper mode has not read its first message".into());
+            return refuse(
+                reply,
+                "no engine is loaded yet: paper mode has not read its first message".into(),
+            );
         }
         let now = chrono::Utc::now();
         let at = now.timestamp_millis();
@@ -107,7 +113,9 @@ impl Session<'_> {
             "orders": orders,
             "fills": fills,
         });
-        if let Err(e) = publish_control(&self.sinks.producer, &self.cfg.app.topics.control, &msg).await {
+        if let Err(e) =
+            publish_control(&self.sinks.producer, &self.cfg.app.topics.control, &msg).await
+        {
             tracing::error!(error = %e, "the control was applied and its outputs published, but its message did not reach the control topic");
         }
         self.monitor.on_control(&msg);

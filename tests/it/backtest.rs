@@ -532,9 +532,15 @@ fn buy_and_hold_curve_ends_at_the_reported_return() {
     let curve = &bt.collector.buy_hold[name];
     assert!(curve.len() > 10);
     assert_eq!(curve[0].1, cash, "bought at the first mark");
-    let end: f64 = (curve.last().unwrap().1 / cash - Decimal::ONE).to_string().parse().unwrap();
+    let end: f64 = (curve.last().unwrap().1 / cash - Decimal::ONE)
+        .to_string()
+        .parse()
+        .unwrap();
     let reported = bt.collector.buy_and_hold(name).unwrap();
-    assert!((end - reported).abs() < 1e-12, "curve {end}, report {reported}");
+    assert!(
+        (end - reported).abs() < 1e-12,
+        "curve {end}, report {reported}"
+    );
     // Not trivially zero: the prices moved.
     assert!(reported.abs() > 1e-4);
 }

@@ -697,7 +697,12 @@ async fn replay_columns_maps_a_files_header_and_refuses_it_unmapped() {
     let s0 = 1_767_225_600i64;
     let mut csv = String::from("Time,Sym,Last,Qty\n");
     for i in 0..3 {
-        csv.push_str(&format!("{},ACME,{}.25,{}\n", (s0 + i) * 1_000_000, 100 + i, 10 + i));
+        csv.push_str(&format!(
+            "{},ACME,{}.25,{}\n",
+            (s0 + i) * 1_000_000,
+            100 + i,
+            10 + i
+        ));
     }
     let path = dir.path().join("mapped.csv");
     std::fs::write(&path, csv).unwrap();

@@ -616,7 +616,9 @@ async fn dashboard_in_headless_chromium_draws_candles_fills_and_cards() {
     let fills = loop {
         let n = metric(&text, "papertrader_fills_total{strategy=\"cross\"}").unwrap_or(0.0);
         state = serde_json::from_str(&get(&format!("{base}/api/state")).await.1).unwrap();
-        let candles = state["candles"][0]["candles"].as_array().map_or(0, Vec::len);
+        let candles = state["candles"][0]["candles"]
+            .as_array()
+            .map_or(0, Vec::len);
         if (n >= 2.0 && candles == 60) || Instant::now() >= deadline {
             break n as usize;
         }
@@ -629,9 +631,15 @@ async fn dashboard_in_headless_chromium_draws_candles_fills_and_cards() {
     let candles = state["candles"][0]["candles"].as_array().unwrap();
     assert_eq!(candles.len(), 60, "{state}");
     for (i, c) in candles.iter().enumerate() {
-        let (o, cl): (f64, f64) = (px(i as f64).parse().unwrap(), px(i as f64 + 0.5).parse().unwrap());
+        let (o, cl): (f64, f64) = (
+            px(i as f64).parse().unwrap(),
+            px(i as f64 + 0.5).parse().unwrap(),
+        );
         assert_eq!(c["t"], 1_700_000_000 + i as i64);
-        let got: Vec<f64> = ["o", "h", "l", "c", "v"].iter().map(|k| c[k].as_f64().unwrap()).collect();
+        let got: Vec<f64> = ["o", "h", "l", "c", "v"]
+            .iter()
+            .map(|k| c[k].as_f64().unwrap())
+            .collect();
         assert_eq!(got, vec![o, o.max(cl), o.min(cl), cl, 3.0], "candle {i}");
     }
 
@@ -648,28 +656,57 @@ async fn dashboard_in_headless_chromium_draws_candles_fills_and_cards() {
     }
     let price = tag_attrs(&dom, "data-symbol=\"AAA\"");
     assert_eq!(price["data-candles"], "60", "{price:?}");
-    assert_eq!(price["data-markers"], fills.to_string(), "one marker per fill");
+    assert_eq!(
+        price["data-markers"],
+        fills.to_string(),
+        "one marker per fill"
+    );
     assert_eq!(price["data-interval"], "1");
     // SMA(5) is warm from the fifth trade (the third second) on: 58 of 60
     // candles, over the prices. The 4-trade range: 59 candles, in its own pane.
     let sma = tag_attrs(&dom, "data-line=\"trend.sma5\"");
-    assert_eq!((sma["data-overlay"].as_str(), sma["data-points"].as_str()), ("true", "58"));
+    assert_eq!(
+        (sma["data-overlay"].as_str(), sma["data-points"].as_str()),
+        ("true", "58")
+    );
     let range = tag_attrs(&dom, "data-line=\"trend.range4\"");
-    assert_eq!((range["data-overlay"].as_str(), range["data-points"].as_str()), ("false", "59"));
+    assert_eq!(
+        (
+            range["data-overlay"].as_str(),
+            range["data-points"].as_str()
+        ),
+        ("false", "59")
+    );
     // The strategy's own averages (SMA 2 and 3 of the trades), over the
     // candles: warm from the second and third trade.
     let fast = tag_attrs(&dom, "data-line=\"cross.fast\"");
-    assert_eq!((fast["data-overlay"].as_str(), fast["data-points"].as_str()), ("true", "60"));
+    assert_eq!(
+        (fast["data-overlay"].as_str(), fast["data-points"].as_str()),
+        ("true", "60")
+    );
     let slow = tag_attrs(&dom, "data-line=\"cross.slow\"");
-    assert_eq!((slow["data-overlay"].as_str(), slow["data-points"].as_str()), ("true", "59"));
+    assert_eq!(
+        (slow["data-overlay"].as_str(), slow["data-points"].as_str()),
+        ("true", "59")
+    );
     // One equity point per second, formatted cards, the fills table.
     let eq = tag_attrs(&dom, "class=\"chart equity-chart\"");
     assert_eq!(eq["data-points"], "60");
-    let equity: f64 = state["accounts"]["cross"]["equity"].as_str().unwrap().parse().unwrap();
+    let equity: f64 = state["accounts"]["cross"]["equity"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let card_equity = format!("<dd class=\"equity \">{}</dd>", money(equity));
-    assert!(dom.contains(&card_equity), "no {card_equity} in the card:\n{dom}");
+    assert!(
+        dom.contains(&card_equity),
+        "no {card_equity} in the card:\n{dom}"
+    );
     let ret = format!("{:.2} %", (equity / 100_000.0 - 1.0) * 100.0);
-    assert!(dom.contains(&format!("{ret}</dd>")), "no return {ret}:\n{dom}");
+    assert!(
+        dom.contains(&format!("{ret}</dd>")),
+        "no return {ret}:\n{dom}"
+    );
     assert!(
         dom.contains(&format!("<dd class=\"fills-today \">{fills}</dd>")),
         "fills today {fills}:\n{dom}"
@@ -694,7 +731,10 @@ async fn dashboard_in_headless_chromium_draws_candles_fills_and_cards() {
     let up = pixels_near(&png, (0x26, 0xa6, 0x9a));
     let down = pixels_near(&png, (0xef, 0x53, 0x50));
     let line = pixels_near(&png, (0x1f, 0x5f, 0xbf));
-    assert!(up > 50 && down > 50, "candle colours: {up} up, {down} down pixels");
+    assert!(
+        up > 50 && down > 50,
+        "candle colours: {up} up, {down} down pixels"
+    );
     assert!(line > 50, "equity line: {line} pixels");
     run.finish().await;
 }
@@ -720,7 +760,10 @@ async fn wait_at_least(base: &str, series: &str, want: f64) -> String {
         if metric(&text, series).is_some_and(|v| v >= want) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{series} never reached {want}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {want}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -758,15 +801,39 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
 
     let pause = r#"{"action": "pause", "strategy": "cross", "by": "tester"}"#;
     assert_eq!(control(&base, None, pause).await.0, 401);
-    assert_eq!(control(&base, Some("wrong-token-0123456789xx"), pause).await.0, 401);
-    let (code, err) = control(&base, Some(TOKEN), r#"{"action": "nap", "strategy": "cross"}"#).await;
+    assert_eq!(
+        control(&base, Some("wrong-token-0123456789xx"), pause)
+            .await
+            .0,
+        401
+    );
+    let (code, err) = control(
+        &base,
+        Some(TOKEN),
+        r#"{"action": "nap", "strategy": "cross"}"#,
+    )
+    .await;
     assert_eq!(code, 400, "{err}");
-    let (code, err) = control(&base, Some(TOKEN), r#"{"action": "pause", "strategy": "nobody"}"#).await;
-    assert_eq!((code, err["error"].as_str()), (400, Some("no strategy \"nobody\"")));
+    let (code, err) = control(
+        &base,
+        Some(TOKEN),
+        r#"{"action": "pause", "strategy": "nobody"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, err["error"].as_str()),
+        (400, Some("no strategy \"nobody\""))
+    );
     let (code, msg) = control(&base, Some(TOKEN), pause).await;
     assert_eq!(code, 200, "{msg}");
     assert_eq!(msg["action"], "pause");
-    assert!(msg["by"].as_str().unwrap().starts_with("tester (127.0.0.1:"), "{msg}");
+    assert!(
+        msg["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("tester (127.0.0.1:"),
+        "{msg}"
+    );
 
     // 6 1: the crossover sells at the sixth tick; paused, no order follows.
     let second: Vec<_> = ["6", "1"]
@@ -776,7 +843,11 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
         .collect();
     produce(&p, "live_prices", &second).await;
     let text = wait_metric(&base, "papertrader_signals_total{strategy=\"cross\"}", 2.0).await;
-    assert_eq!(metric(&text, "papertrader_orders_total{status=\"new\"}"), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "papertrader_orders_total{status=\"new\"}"),
+        Some(1.0),
+        "{text}"
+    );
 
     // Flatten AAA: one reduce-only market order, filled.
     let (code, msg) = control(
@@ -786,13 +857,20 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
     )
     .await;
     assert_eq!(code, 200, "{msg}");
-    assert_eq!((msg["orders"].as_u64(), msg["fills"].as_u64()), (Some(1), Some(1)), "{msg}");
+    assert_eq!(
+        (msg["orders"].as_u64(), msg["fills"].as_u64()),
+        (Some(1), Some(1)),
+        "{msg}"
+    );
     let (_, state) = get(&format!("{base}/api/state")).await;
     let state: Value = serde_json::from_str(&state).unwrap();
     assert_eq!(state["positions"][0]["position"], "0", "{state}");
     assert_eq!(state["status"][0]["paused"], true);
     let (_, controls) = get(&format!("{base}/api/controls")).await;
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&controls).unwrap().len(), 2);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&controls).unwrap().len(),
+        2
+    );
     run.finish().await;
 
     let fills = read_json(&bs, "fills");
@@ -801,10 +879,14 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
     assert_eq!(fills[1]["qty"], "10");
     let ctl = read_json(&bs, "control");
     // The flatten's order: the action's count and wall-clock ms, the symbol.
-    assert_eq!(fills[1]["order_id"], format!("cross:ctl1-{}:AAA", ctl[1]["ts"]));
+    assert_eq!(
+        fills[1]["order_id"],
+        format!("cross:ctl1-{}:AAA", ctl[1]["ts"])
+    );
     let actions: Vec<&str> = ctl.iter().map(|c| c["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["pause", "flatten"]);
-    assert!(ctl.iter().all(|c| c["at"].as_str().unwrap().ends_with('Z') && c["by"].as_str().unwrap().starts_with("tester")));
+    assert!(ctl.iter().all(|c| c["at"].as_str().unwrap().ends_with('Z')
+        && c["by"].as_str().unwrap().starts_with("tester")));
     assert_eq!(ctl[1]["symbol"], "AAA");
 
     // A restart continues from the checkpoint: still paused.
@@ -818,26 +900,50 @@ async fn controls_pause_flatten_and_kill_survive_a_restart() {
     let run = Running::start(cfg(), bs.clone());
     let base = run.base().await;
     let text = wait_at_least(&base, "papertrader_signals_total{strategy=\"cross\"}", 1.0).await;
-    eprintln!("controls: the restarted run signalled after {:?}", started.elapsed());
-    assert_eq!(metric(&text, "papertrader_orders_total{status=\"new\"}"), None, "{text}");
+    eprintln!(
+        "controls: the restarted run signalled after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        metric(&text, "papertrader_orders_total{status=\"new\"}"),
+        None,
+        "{text}"
+    );
     let (_, state) = get(&format!("{base}/api/state")).await;
     let state: Value = serde_json::from_str(&state).unwrap();
     assert_eq!(state["status"][0]["paused"], true, "{state}");
     // The kill switch halts; a halted strategy is not resumed.
-    let (code, msg) = control(&base, Some(TOKEN), r#"{"action": "kill", "strategy": "cross"}"#).await;
+    let (code, msg) = control(
+        &base,
+        Some(TOKEN),
+        r#"{"action": "kill", "strategy": "cross"}"#,
+    )
+    .await;
     assert_eq!(code, 200, "{msg}");
-    let (code, err) = control(&base, Some(TOKEN), r#"{"action": "resume", "strategy": "cross"}"#).await;
+    let (code, err) = control(
+        &base,
+        Some(TOKEN),
+        r#"{"action": "resume", "strategy": "cross"}"#,
+    )
+    .await;
     assert_eq!(code, 400, "{err}");
     let (_, state) = get(&format!("{base}/api/state")).await;
     let state: Value = serde_json::from_str(&state).unwrap();
     assert_eq!(state["status"][0]["halted"], true, "{state}");
     run.finish().await;
-    assert_eq!(read_json(&bs, "orders").len(), 6, "the buy's and the flatten's lifecycles only");
+    assert_eq!(
+        read_json(&bs, "orders").len(),
+        6,
+        "the buy's and the flatten's lifecycles only"
+    );
     let ctl = read_json(&bs, "control");
     assert_eq!(ctl.len(), 3);
     assert_eq!(ctl[2]["action"], "kill");
     let id = ctl[2]["control_id"].as_str().unwrap();
-    assert!(id.starts_with("ctl2-") && id.ends_with(":cross"), "the count of actions survived the restart: {id}");
+    assert!(
+        id.starts_with("ctl2-") && id.ends_with(":cross"),
+        "the count of actions survived the restart: {id}"
+    );
 }
 
 /// The dashboard's live updates over a real socket: `/events`, opened before
@@ -848,7 +954,12 @@ async fn the_event_stream_carries_candles_fills_and_indicators_live() {
     let b = broker(1).await;
     let bs = b.bootstrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = http_config(dir.path(), &bs, "stale_after = \"1h\"\ncandle = \"1s\"\n", CROSS_AAA);
+    let cfg = http_config(
+        dir.path(),
+        &bs,
+        "stale_after = \"1h\"\ncandle = \"1s\"\n",
+        CROSS_AAA,
+    );
     let run = Running::start(cfg, bs.clone());
     let base = run.base().await;
     let mut stream = reqwest::get(format!("{base}/events")).await.unwrap();
@@ -870,7 +981,9 @@ async fn the_event_stream_carries_candles_fills_and_indicators_live() {
         let left = deadline.saturating_duration_since(Instant::now());
         let chunk = tokio::time::timeout(left, stream.chunk())
             .await
-            .unwrap_or_else(|_| panic!("live: {closes:?} candles, {fills} fills, {slow_points} slow SMA points"))
+            .unwrap_or_else(|_| {
+                panic!("live: {closes:?} candles, {fills} fills, {slow_points} slow SMA points")
+            })
             .unwrap()
             .expect("the stream stays open");
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
@@ -883,7 +996,10 @@ async fn the_event_stream_carries_candles_fills_and_indicators_live() {
             let v: Value = serde_json::from_str(data).unwrap();
             for c in v["candles"].as_array().into_iter().flatten() {
                 assert_eq!(c["symbol"], "AAA");
-                closes.insert(c["candle"]["t"].as_i64().unwrap(), c["candle"]["c"].as_f64().unwrap());
+                closes.insert(
+                    c["candle"]["t"].as_i64().unwrap(),
+                    c["candle"]["c"].as_f64().unwrap(),
+                );
             }
             fills += v["fills"].as_array().map_or(0, Vec::len);
             slow_points += v["indicators"]

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use papertrader::wire::{format_ts, parse_ts_str};
 use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
-use papertrader::wire::{format_ts, parse_ts_str};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -90,7 +90,13 @@ impl Parquet {
         let rows: Vec<Vec<Field>> = reader
             .get_row_iter(None)
             .unwrap()
-            .map(|r| r.unwrap().into_columns().into_iter().map(|(_, f)| f).collect())
+            .map(|r| {
+                r.unwrap()
+                    .into_columns()
+                    .into_iter()
+                    .map(|(_, f)| f)
+                    .collect()
+            })
             .collect();
         assert_eq!(rows.len() as i64, num_rows, "{}", path.display());
         Parquet { cols, rows, source }
@@ -198,13 +204,21 @@ fn report_type(table: &str, column: &str) -> &'static str {
 fn check_table_against_csv(dir: &Path, name: &str) -> Parquet {
     let (header, csv_rows) = read_csv(&dir.join(format!("{name}.csv")));
     let pq = Parquet::read(&dir.join(format!("{name}.parquet")));
-    assert!(!csv_rows.is_empty(), "{name}.csv is empty: nothing to compare");
+    assert!(
+        !csv_rows.is_empty(),
+        "{name}.csv is empty: nothing to compare"
+    );
     let names: Vec<&str> = pq.cols.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, header, "{name}: the columns are the CSV's");
     assert_eq!(pq.rows.len(), csv_rows.len(), "{name}: row count");
     assert_eq!(
         pq.source.as_deref(),
-        Some(dir.join(format!("{name}.csv")).display().to_string().as_str())
+        Some(
+            dir.join(format!("{name}.csv"))
+                .display()
+                .to_string()
+                .as_str()
+        )
     );
     for (i, c) in pq.cols.iter().enumerate() {
         match report_type(name, &c.name) {
@@ -226,7 +240,11 @@ fn check_table_against_csv(dir: &Path, name: &str) -> Parquet {
                 "double" => *got == Field::Double(want.parse().unwrap()),
                 _ => string(got) == want,
             };
-            assert!(ok, "{name} row {n} column {}: parquet {got:?}, csv {want:?}", c.name);
+            assert!(
+                ok,
+                "{name} row {n} column {}: parquet {got:?}, csv {want:?}",
+                c.name
+            );
         }
     }
     pq
@@ -269,7 +287,10 @@ fn backtest_parquet_tables_hold_the_csv_rows_typed() {
         serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
 
     let trades = check_table_against_csv(&report, "trades");
-    assert_eq!(trades.rows.len() as u64, json["total"]["fills"].as_u64().unwrap());
+    assert_eq!(
+        trades.rows.len() as u64,
+        json["total"]["fills"].as_u64().unwrap()
+    );
     let (s, f) = (trades.index("strategy"), trades.index("fee"));
     let mut fees: BTreeMap<String, Decimal> = BTreeMap::new();
     for r in &trades.rows {
@@ -283,10 +304,17 @@ fn backtest_parquet_tables_hold_the_csv_rows_typed() {
     }
 
     let trips = check_table_against_csv(&report, "round_trips");
-    assert_eq!(trips.rows.len() as u64, json["total"]["round_trips"].as_u64().unwrap());
+    assert_eq!(
+        trips.rows.len() as u64,
+        json["total"]["round_trips"].as_u64().unwrap()
+    );
 
     let equity = check_table_against_csv(&report, "equity");
-    let (s, e, t) = (equity.index("strategy"), equity.index("equity"), equity.index("ts"));
+    let (s, e, t) = (
+        equity.index("strategy"),
+        equity.index("equity"),
+        equity.index("ts"),
+    );
     let u = unit(equity.col("ts"));
     for (name, st) in strategies {
         let last = equity
@@ -296,11 +324,18 @@ fn backtest_parquet_tables_hold_the_csv_rows_typed() {
             .max_by_key(|r| ts(&r[t], &u))
             .unwrap();
         let want: Decimal = st["final_equity"].as_str().unwrap().parse().unwrap();
-        assert_eq!(dec(&last[e]), want, "{name}: the last equity of equity.parquet");
+        assert_eq!(
+            dec(&last[e]),
+            want,
+            "{name}: the last equity of equity.parquet"
+        );
     }
 
     let alerts = check_table_against_csv(&report, "alerts");
-    assert!(alerts.rows.iter().all(|r| string(&r[alerts.index("rule")]) == "brk"));
+    assert!(alerts
+        .rows
+        .iter()
+        .all(|r| string(&r[alerts.index("rule")]) == "brk"));
 
     // `papertrader export --report` writes the same tables elsewhere.
     let again = dir.path().join("again");
@@ -320,18 +355,41 @@ fn backtest_parquet_tables_hold_the_csv_rows_typed() {
         .collect();
     files.sort();
     assert_eq!(files, ["equity.parquet", "trades.parquet"]);
-    assert_eq!(Parquet::read(&again.join("trades.parquet")).rows, trades.rows);
+    assert_eq!(
+        Parquet::read(&again.join("trades.parquet")).rows,
+        trades.rows
+    );
     // One table to a file named .parquet: that file; two are refused.
     let one = dir.path().join("one").join("t.parquet");
     let report_dir = report.display().to_string();
     let one_arg = one.display().to_string();
-    let out = cli_sync(&["export", "--report", &report_dir, "--table", "trades", "--out", &one_arg]);
+    let out = cli_sync(&[
+        "export",
+        "--report",
+        &report_dir,
+        "--table",
+        "trades",
+        "--out",
+        &one_arg,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(one.is_file(), "{} is not a file", one.display());
     assert_eq!(Parquet::read(&one).rows, trades.rows);
-    let out = cli_sync(&["export", "--report", &report_dir, "--table", "trades,equity", "--out", &one_arg]);
+    let out = cli_sync(&[
+        "export",
+        "--report",
+        &report_dir,
+        "--table",
+        "trades,equity",
+        "--out",
+        &one_arg,
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("a file takes one table"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("a file takes one table"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// The messages of `topic` as JSON, in offset order (one partition).
@@ -347,7 +405,8 @@ async fn topic_json(bs: &str, topic: &str) -> Vec<Value> {
 
 /// A JSON decimal string (or null) as the Parquet cell must hold it.
 fn json_dec(v: &Value) -> Option<Decimal> {
-    v.as_str().map(|s| s.parse::<Decimal>().unwrap().normalize())
+    v.as_str()
+        .map(|s| s.parse::<Decimal>().unwrap().normalize())
 }
 
 /// A backtest publishes its fills, signals and P&L to a broker; `export`
@@ -399,8 +458,19 @@ async fn export_of_published_topics_holds_every_message() {
     assert_eq!(
         names,
         [
-            "fill_id", "order_id", "strategy", "symbol", "ts", "side", "qty", "price", "fee",
-            "liquidity", "slippage", "kafka_partition", "kafka_offset"
+            "fill_id",
+            "order_id",
+            "strategy",
+            "symbol",
+            "ts",
+            "side",
+            "qty",
+            "price",
+            "fee",
+            "liquidity",
+            "slippage",
+            "kafka_partition",
+            "kafka_offset"
         ]
     );
     for c in ["qty", "price", "fee", "slippage"] {
@@ -418,7 +488,14 @@ async fn export_of_published_topics_holds_every_message() {
     let mut slippage_nulls = 0;
     for (i, (row, m)) in pq.rows.iter().zip(&msgs).enumerate() {
         let get = |c: &str| &row[pq.index(c)];
-        for c in ["fill_id", "order_id", "strategy", "symbol", "side", "liquidity"] {
+        for c in [
+            "fill_id",
+            "order_id",
+            "strategy",
+            "symbol",
+            "side",
+            "liquidity",
+        ] {
             assert_eq!(string(get(c)), m[c].as_str().unwrap(), "row {i} {c}");
         }
         assert_eq!(ts(get("ts"), &u), times[i], "row {i} ts");
@@ -465,8 +542,15 @@ async fn export_of_published_topics_holds_every_message() {
             row[signals.index("strength")],
             Field::Double(m["strength"].as_f64().unwrap())
         );
-        assert_eq!(string(&row[signals.index("signal_id")]), m["signal_id"].as_str().unwrap());
-        assert_eq!(row[signals.index("model_name")], Field::Null, "rule strategies have no model");
+        assert_eq!(
+            string(&row[signals.index("signal_id")]),
+            m["signal_id"].as_str().unwrap()
+        );
+        assert_eq!(
+            row[signals.index("model_name")],
+            Field::Null,
+            "rule strategies have no model"
+        );
     }
     let pnl = Parquet::read(&more.join("exp1.pnl.parquet"));
     let msgs = topic_json(&bs, "exp1.pnl").await;
@@ -515,8 +599,19 @@ fn unknown_topics_tables_and_kinds_are_refused_with_what_is_known() {
             && err.contains("--kind"),
         "{err}"
     );
-    let err = refused(&["export", "--topic", "x", "--kind", "trades", "--brokers", "127.0.0.1:1"]);
-    assert!(err.contains("--kind \"trades\": use one of fills, orders"), "{err}");
+    let err = refused(&[
+        "export",
+        "--topic",
+        "x",
+        "--kind",
+        "trades",
+        "--brokers",
+        "127.0.0.1:1",
+    ]);
+    assert!(
+        err.contains("--kind \"trades\": use one of fills, orders"),
+        "{err}"
+    );
     let err = refused(&["export", "--report", &d, "--table", "fills"]);
     assert!(
         err.contains("unknown table \"fills\"")
@@ -531,5 +626,9 @@ fn unknown_topics_tables_and_kinds_are_refused_with_what_is_known() {
     // Neither a topic nor a report: the usage error.
     let out = cli_sync(&["export"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--topic"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--topic"),
+        "{}",
+        text(&out.stderr)
+    );
 }

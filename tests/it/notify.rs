@@ -139,7 +139,10 @@ fn alert(message: &str) -> AlertMsg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_gets_send_message_in_html_and_a_retry_after_a_500() {
     let (base, tg) = serve(
-        &[(500, r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#)],
+        &[(
+            500,
+            r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#,
+        )],
         r#"{"ok":true,"result":{"message_id":1}}"#,
     )
     .await;
@@ -178,7 +181,8 @@ async fn slack_gets_escaped_text_and_a_retry_after_a_500() {
     n.send(alert("second"));
     let hits = slack.wait_hits(3).await;
     let first = json!({"text": "*Alert: brk*\nbreakout · AAA\n&lt;!channel&gt; AAA &amp; &lt;http://x|y&gt;\n_event time 2023-11-14T22:13:23Z_"});
-    let second = json!({"text": "*Alert: brk*\nbreakout · AAA\nsecond\n_event time 2023-11-14T22:13:23Z_"});
+    let second =
+        json!({"text": "*Alert: brk*\nbreakout · AAA\nsecond\n_event time 2023-11-14T22:13:23Z_"});
     assert!(hits.iter().all(|h| h.path == "/services/T0/B0/XYZ"));
     // The refused first alert is retried before the second is sent.
     let bodies: Vec<&Value> = hits.iter().map(|h| &h.body).collect();
@@ -188,7 +192,10 @@ async fn slack_gets_escaped_text_and_a_retry_after_a_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_gets_content_and_waits_the_retry_after_of_a_429() {
     let (base, discord) = serve(
-        &[(429, r#"{"message":"You are being rate limited.","retry_after":0.4,"global":false}"#)],
+        &[(
+            429,
+            r#"{"message":"You are being rate limited.","retry_after":0.4,"global":false}"#,
+        )],
         "",
     )
     .await;
@@ -315,7 +322,10 @@ async fn paper_mode_alert_reaches_telegram_slack_and_discord() {
     let fills = read_json(&bs, "fills");
     assert_eq!(fills.len(), 2, "{fills:?}");
     let fill_text = |f: &Value, side: &str| {
-        let s = |k: &str| f[k].as_str().map_or_else(|| f[k].to_string(), str::to_string);
+        let s = |k: &str| {
+            f[k].as_str()
+                .map_or_else(|| f[k].to_string(), str::to_string)
+        };
         assert_eq!(f["side"], side);
         format!(
             "<b>Fill: cross</b>\n{} 10 AAA @ {}\nfee {} · taker\n<i>event time {}</i>",

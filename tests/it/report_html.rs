@@ -357,7 +357,12 @@ fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let head: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
     r.records()
-        .map(|rec| head.iter().cloned().zip(rec.unwrap().iter().map(str::to_string)).collect())
+        .map(|rec| {
+            head.iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -381,7 +386,11 @@ fn price_charts_hold_candles_fills_and_lines(dom: &str, report: &Path) {
         if let Some(want) = expected_candles(&sym) {
             assert_eq!(candles, want, "{sym}: candles worked out from the CSV");
         }
-        assert_eq!(chart.matches("<rect class=\"candle ").count(), candles, "{sym}");
+        assert_eq!(
+            chart.matches("<rect class=\"candle ").count(),
+            candles,
+            "{sym}"
+        );
         assert!(chart.contains("<rect class=\"candle up\""), "{sym}");
         assert!(chart.contains("<rect class=\"candle down\""), "{sym}");
         let fills = trades.iter().filter(|t| t["symbol"] == sym).count();
@@ -389,8 +398,14 @@ fn price_charts_hold_candles_fills_and_lines(dom: &str, report: &Path) {
             + chart.matches("class=\"sell-marker\"").count();
         assert!(fills > 0, "{sym} has fills");
         assert_eq!(marked, fills.min(2000), "{sym}: a marker per fill");
-        assert!(chart.contains("data-line=\"ta.sma20\""), "{sym}: the SMA over the candles");
-        assert!(!chart.contains("data-line=\"ta.rsi14\""), "{sym}: the RSI is not over the prices");
+        assert!(
+            chart.contains("data-line=\"ta.sma20\""),
+            "{sym}: the SMA over the candles"
+        );
+        assert!(
+            !chart.contains("data-line=\"ta.rsi14\""),
+            "{sym}: the RSI is not over the prices"
+        );
     }
     assert_eq!(dom.matches("<svg class=\"indicator-pane\"").count(), 4);
     assert_eq!(dom.matches("data-line=\"ta.rsi14\"").count(), 4);
@@ -405,7 +420,11 @@ fn price_charts_hold_candles_fills_and_lines(dom: &str, report: &Path) {
         .unwrap();
     let mine = trips.iter().filter(|t| t["strategy"] == "ma_cross").count();
     assert!(mine > 0);
-    assert_eq!(table.matches("<tr>").count() - 1, mine.min(200), "one row per round trip");
+    assert_eq!(
+        table.matches("<tr>").count() - 1,
+        mine.min(200),
+        "one row per round trip"
+    );
 }
 
 /// The candles of a tick symbol worked out from data/synthetic_ticks.csv: the

@@ -1395,7 +1395,9 @@ fn secret(
         (false, false) => Err(problem(
             format!("{key}_env"),
             format!("is set together with {key}"),
-            format!("keep one: {key} (the value) or {key}_env (the environment variable that holds it)"),
+            format!(
+                "keep one: {key} (the value) or {key}_env (the environment variable that holds it)"
+            ),
         )),
         (true, false) => match read(env).map(|v| v.trim().to_string()) {
             Some(v) if !v.is_empty() => Ok(Some(v)),
@@ -1562,15 +1564,26 @@ mod notification_config_tests {
         let e = tg("", "", "-100", false).resolve_with(&env).unwrap_err();
         assert_eq!(e.0, "alerts.telegram.bot_token");
         assert!(e.2.contains("bot_token_env"), "{e:?}");
-        assert_eq!(key(tg("1:a", "", "", false).resolve_with(&env)), "alerts.telegram.chat_id");
+        assert_eq!(
+            key(tg("1:a", "", "", false).resolve_with(&env)),
+            "alerts.telegram.chat_id"
+        );
         assert_eq!(
             key(tg("1:a", "TG_TOKEN", "-1", false).resolve_with(&env)),
             "alerts.telegram.bot_token_env"
         );
-        let e = tg("", "NOT_SET_ANYWHERE", "-1", false).resolve_with(&env).unwrap_err();
+        let e = tg("", "NOT_SET_ANYWHERE", "-1", false)
+            .resolve_with(&env)
+            .unwrap_err();
         assert_eq!(e.0, "alerts.telegram.bot_token_env");
-        assert!(e.1.contains("NOT_SET_ANYWHERE") && e.2.contains("export"), "{e:?}");
-        assert_eq!(key(tg("", "", "", true).resolve_with(&env)), "alerts.telegram.fills");
+        assert!(
+            e.1.contains("NOT_SET_ANYWHERE") && e.2.contains("export"),
+            "{e:?}"
+        );
+        assert_eq!(
+            key(tg("", "", "", true).resolve_with(&env)),
+            "alerts.telegram.fills"
+        );
         let mut bad = tg("1:a", "", "-1", false);
         bad.api_url = "api.telegram.org".into();
         assert_eq!(key(bad.resolve_with(&env)), "alerts.telegram.api_url");
@@ -1584,7 +1597,10 @@ mod notification_config_tests {
             fills,
         };
         let read = |n: &str| (n == "HOOK").then(|| "https://hooks.example/T/secret".to_string());
-        assert_eq!(hook("", "", false).resolve_with("alerts.slack", &read), Ok(None));
+        assert_eq!(
+            hook("", "", false).resolve_with("alerts.slack", &read),
+            Ok(None)
+        );
         assert_eq!(
             hook("", "HOOK", false).resolve_with("alerts.slack", &read),
             Ok(Some("https://hooks.example/T/secret".into()))

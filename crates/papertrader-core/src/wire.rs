@@ -163,7 +163,14 @@ fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
 /// The rejection `decode` would give the encoded tick, when it is not
 /// [`MAX_MESSAGE_BYTES`] long or more (then `too_large` comes first).
 pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
-    let Tick { symbol, ts, price, size, bid, ask } = t;
+    let Tick {
+        symbol,
+        ts,
+        price,
+        size,
+        bid,
+        ask,
+    } = t;
     let symbol = check_symbol(symbol)?;
     if !(0..MAX_TS_NANOS).contains(&ts) {
         // As `parse_ts` words it, with the time as its message carries it.
@@ -173,7 +180,12 @@ pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
             format!("ts is outside 1970..2200: {v}"),
         ));
     }
-    let raw = RawTickChecked { price, size, bid, ask };
+    let raw = RawTickChecked {
+        price,
+        size,
+        bid,
+        ask,
+    };
     if raw.price <= Decimal::ZERO {
         return Err(Rejection::new(
             "invalid_price",
