@@ -193,6 +193,15 @@ pub struct TopicsConfig {
     /// Operator actions of paper mode's controls (pause, resume, flatten,
     /// kill), each with who and when: an audit log, keyed by strategy.
     pub control: String,
+    /// Raw news headlines from `ingest`'s news sources (RSS/Atom, Alpaca
+    /// news), read by the `sentiment` stage, which scores them into
+    /// `news_sentiment`. Not an input of the engine.
+    #[serde(default = "default_news_topic")]
+    pub news: String,
+}
+
+fn default_news_topic() -> String {
+    "news".to_string()
 }
 
 impl TopicsConfig {
@@ -243,7 +252,7 @@ impl TopicsConfig {
         ]
     }
 
-    fn all(&self) -> [(&'static str, &str); 11] {
+    fn all(&self) -> [(&'static str, &str); 12] {
         [
             ("topics.live_prices", &self.live_prices),
             ("topics.news_sentiment", &self.news_sentiment),
@@ -256,6 +265,7 @@ impl TopicsConfig {
             ("topics.alerts", &self.alerts),
             ("topics.indicators", &self.indicators),
             ("topics.control", &self.control),
+            ("topics.news", &self.news),
         ]
     }
 }

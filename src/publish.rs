@@ -73,6 +73,7 @@ pub fn run_topics(run_id: &str, topics: &TopicsConfig) -> Result<TopicsConfig, S
         &mut t.alerts,
         &mut t.indicators,
         &mut t.control,
+        &mut t.news,
     ] {
         *name = format!("{run_id}.{name}");
     }

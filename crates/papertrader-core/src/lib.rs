@@ -65,6 +65,7 @@ pub mod expr;
 pub mod features;
 pub mod indicators;
 pub mod model;
+pub mod news;
 pub mod sim;
 pub mod stats;
 pub mod step;
