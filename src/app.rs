@@ -117,6 +117,18 @@ pub struct Files {
     pub columns: Option<String>,
 }
 
+impl Files {
+    /// These files over `range`, for [`crate::filestream`].
+    pub fn spec(&self, range: crate::backtest::TimeRange) -> crate::filestream::FileSpec<'_> {
+        crate::filestream::FileSpec {
+            paths: &self.paths,
+            range,
+            symbol: self.symbol.as_deref(),
+            columns: self.columns.as_deref(),
+        }
+    }
+}
+
 /// A backtest as the CLI runs it: over `inputs` (CSV files) when there are any,
 /// else over the input topics of `brokers` (default `kafka.brokers`); see
 /// [`backtest_events`].
@@ -135,6 +147,13 @@ pub async fn backtest(
     progress: bool,
 ) -> anyhow::Result<(crate::backtest::Backtest, Option<crate::publish::Published>)> {
     let Some(run_id) = publish else {
+        if !inputs.paths.is_empty() {
+            // Files are streamed in constant memory (when sorted by time).
+            return Ok((
+                crate::filestream::run_files(cfg, &inputs.spec(range), progress)?,
+                None,
+            ));
+        }
         let (events, skipped) = backtest_events(cfg, inputs, range, brokers, progress).await?;
         let mut bt = crate::backtest::run(cfg, events, progress)?;
         bt.summary.inputs.rows_skipped = skipped;
@@ -173,12 +192,7 @@ pub async fn backtest_events(
 ) -> anyhow::Result<(Vec<crate::backtest::Event>, u64)> {
     use crate::backtest::{self, KafkaRange};
     if !inputs.paths.is_empty() {
-        return backtest::file_events_counted(
-            &inputs.paths,
-            range,
-            inputs.symbol.as_deref(),
-            inputs.columns.as_deref(),
-        );
+        return crate::filestream::collect(&inputs.spec(range));
     }
     let opts = KafkaRange {
         range,

@@ -35,7 +35,7 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -47,7 +47,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::alerts::Alerts;
 use crate::config::Loaded;
-use crate::csvdata::{ReadOptions, Record, RecordReader};
+use crate::csvdata::RecordReader;
 use crate::domain::Output;
 use crate::domain::{MarketEvent, Origin, Ts};
 use crate::engine::{Engine, SpecError};
@@ -347,29 +347,12 @@ pub fn file_events_counted(
     symbol: Option<&str>,
     columns: Option<&str>,
 ) -> anyhow::Result<(Vec<Event>, u64)> {
+    use crate::filestream::{read_options, record_event, stems};
     let mut skipped = 0u64;
-    let (columns, ts_unit) =
-        crate::csvdata::parse_columns(columns.unwrap_or("")).map_err(anyhow::Error::msg)?;
-    let opts = ReadOptions {
-        default_symbol: symbol.map(str::to_string),
-        columns,
-        ts_unit,
-        ..ReadOptions::default()
-    };
-    let mut stems: BTreeMap<String, &Path> = BTreeMap::new();
+    let opts = read_options(symbol, columns)?;
+    let stems = stems(paths)?;
     let mut all: Vec<(Ts, usize, i64, Event)> = Vec::new();
-    for (fi, path) in paths.iter().enumerate() {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        if let Some(other) = stems.insert(stem.clone(), path) {
-            anyhow::bail!(
-                "{} and {} have the same file stem {stem:?}, which names the origin of their events: rename one",
-                other.display(),
-                path.display()
-            );
-        }
+    for (fi, (path, stem)) in paths.iter().zip(stems).enumerate() {
         let reader = RecordReader::open(path, &opts).map_err(anyhow::Error::msg)?;
         for (row, r) in reader.enumerate() {
             let record = match r {
@@ -384,54 +367,28 @@ pub fn file_events_counted(
             if !range.contains(ts) {
                 continue;
             }
-            // A tick is checked as its message would be decoded (the payload
-            // is kept for a dead letter): the engine need not parse it back.
-            let (kind, key, payload, decoded) = match record {
-                Record::Tick(t) => {
-                    let payload = wire::encode_tick(&t);
-                    let key = t.symbol.as_bytes().to_vec();
-                    let decoded = (payload.len() <= wire::MAX_MESSAGE_BYTES)
-                        .then(|| wire::check_tick(t).ok().map(MarketEvent::Tick))
-                        .flatten();
-                    (InputKind::Prices, key, payload, decoded)
-                }
-                Record::Sentiment(s) => (
-                    InputKind::Sentiment,
-                    s.symbol.as_bytes().to_vec(),
-                    wire::encode_sentiment(&s),
-                    None,
-                ),
-            };
-            let ev = Event {
-                kind,
-                origin: Origin {
-                    topic: stem.clone(),
-                    partition: 0,
-                    offset: row as i64,
-                },
-                key: Some(key),
-                payload,
-                ts,
-                decoded,
-            };
-            all.push((ts, fi, row as i64, ev));
+            all.push((ts, fi, row as i64, record_event(record, &stem, row as i64)));
         }
     }
     all.sort_by_key(|(ts, fi, row, _)| (*ts, *fi, *row));
     Ok((all.into_iter().map(|(_, _, _, e)| e).collect(), skipped))
 }
 
-/// Backtest over CSV files.
+/// Backtest over CSV files: streamed in constant memory when they are sorted
+/// by time ([`crate::filestream::run_files`]).
 pub fn run_files(
     cfg: &Loaded,
     paths: &[PathBuf],
     range: TimeRange,
     progress: bool,
 ) -> anyhow::Result<Backtest> {
-    let (events, skipped) = file_events_counted(paths, range, None, None)?;
-    let mut bt = run(cfg, events, progress)?;
-    bt.summary.inputs.rows_skipped = skipped;
-    Ok(bt)
+    let spec = crate::filestream::FileSpec {
+        paths,
+        range,
+        symbol: None,
+        columns: None,
+    };
+    crate::filestream::run_files(cfg, &spec, progress)
 }
 
 // ---------------------------------------------------------------------------

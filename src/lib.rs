@@ -18,6 +18,7 @@ pub mod csvdata;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod export;
+pub mod filestream;
 pub mod http;
 pub mod init;
 pub mod kafka;
