@@ -720,7 +720,9 @@ impl<R: Read> RecordReader<R> {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .trim(csv::Trim::All)
+            // Fields are trimmed where they are read (`field`): csv's own
+            // trim copies every record.
+            .trim(csv::Trim::Headers)
             .from_reader(reader);
         let raw = match rdr.headers() {
             Ok(h) => h.clone(),
@@ -858,8 +860,9 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// Field `idx`, without surrounding ASCII whitespace.
     fn field(&self, idx: usize) -> Result<&str, RowErrorKind> {
-        match self.record.get(idx) {
+        match self.record.get(idx).map(str::trim_ascii) {
             Some(v) if !v.is_empty() => Ok(v),
             _ => Err(RowErrorKind::Missing {
                 column: self.header.names[idx].clone(),
@@ -869,6 +872,7 @@ impl<R: Read> RecordReader<R> {
 
     fn opt_field(&self, idx: Option<usize>) -> Option<&str> {
         idx.and_then(|i| self.record.get(i))
+            .map(str::trim_ascii)
             .filter(|v| !v.is_empty())
     }
 
@@ -913,6 +917,13 @@ impl<R: Read> RecordReader<R> {
     }
 
     fn ts(&self, col: TimeCol) -> Result<Ts, RowErrorKind> {
+        if let TimeCol::One(i) = col {
+            // The common case, without copying the text.
+            let text = self.field(i)?;
+            if let Some(ts) = parse_ts_in(text, self.ts_unit) {
+                return Ok(ts);
+            }
+        }
         let (text, column) = match col {
             TimeCol::One(i) => (self.field(i)?.to_string(), self.header.names[i].clone()),
             TimeCol::DateAndTime(d, t) => (

@@ -73,18 +73,26 @@ pub fn stems(paths: &[PathBuf]) -> anyhow::Result<Vec<Arc<str>>> {
 ///
 /// Ticks become `live_prices` messages and sentiment `news_sentiment` messages,
 /// in the wire format, keyed by symbol. A tick is checked as its message would
-/// be decoded ([`wire::check_tick`]) and handed over decoded, its payload kept
-/// for a dead letter: the engine need not parse it back.
+/// be decoded ([`wire::check_tick_ref`]) and handed over decoded with an empty
+/// payload, which stands for its own encoding: the engine need not parse it
+/// back, and encodes it only for a dead letter.
 pub fn record_event(record: Record, stem: &str, row: i64) -> Event {
     let ts = record.ts();
     let (kind, key, payload, decoded) = match record {
         Record::Tick(t) => {
-            let payload = wire::encode_tick(&t);
             let key = t.symbol.as_bytes().to_vec();
-            let decoded = (payload.len() <= wire::MAX_MESSAGE_BYTES)
-                .then(|| wire::check_tick(t).ok().map(MarketEvent::Tick))
-                .flatten();
-            (InputKind::Prices, key, payload, decoded)
+            // Checked as its message would be decoded; the payload of a good
+            // tick is left empty, which stands for its own encoding (the
+            // engine makes it for a dead letter, the only reader of it).
+            match wire::check_tick_ref(&t) {
+                Ok(()) => (
+                    InputKind::Prices,
+                    key,
+                    Vec::new(),
+                    Some(MarketEvent::Tick(t)),
+                ),
+                Err(_) => (InputKind::Prices, key, wire::encode_tick(&t), None),
+            }
         }
         Record::Sentiment(s) => (
             InputKind::Sentiment,

@@ -209,6 +209,51 @@ fn unsorted_and_sorted_files_give_the_same_backtest() {
     );
 }
 
+/// A file tick reaches the engine decoded with an empty payload; when the
+/// engine refuses it (here `unknown_symbol`), its dead letter carries the
+/// tick's own message, exactly as if it had come from a topic.
+#[test]
+fn a_refused_file_tick_dead_letters_its_own_message() {
+    use papertrader::filestream::{FileSpec, FileStream};
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("t.csv");
+    std::fs::write(
+        &f,
+        "ts,symbol,price,size\n1000,AAA,10.5,3\n2000,BBB,7.25,4\n",
+    )
+    .unwrap();
+    let cfg = config(
+        dir.path(),
+        "embedded",
+        "[input]\nsymbols = [\"AAA\"]\n",
+        &[CROSS],
+    );
+    let paths = [f];
+    let spec = FileSpec {
+        paths: &paths,
+        range: TimeRange::default(),
+        symbol: None,
+        columns: None,
+    };
+    let events: Vec<_> = FileStream::open(&spec).unwrap().collect();
+    assert!(events
+        .iter()
+        .all(|e| e.payload.is_empty() && e.decoded.is_some()));
+    let mut dead = Vec::new();
+    backtest::run_with(&cfg, events, false, |o| {
+        if let papertrader::domain::Output::DeadLetter(d) = o {
+            dead.push(d.clone());
+        }
+    })
+    .unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason, "unknown_symbol");
+    assert_eq!((dead[0].topic.as_str(), dead[0].offset), ("t", 1));
+    let expected = r#"{"symbol":"BBB","ts":"1970-01-01T00:00:02Z","price":"7.25","size":"4"}"#;
+    assert_eq!(dead[0].payload.as_deref(), Some(expected));
+    assert_eq!(dead[0].payload_bytes, expected.len());
+}
+
 const CROSS: &str = r#"
 name = "cross"
 symbols = ["AAA", "BBB"]

@@ -66,12 +66,20 @@ impl Account {
     }
 
     /// Mark a symbol at a new price and update the drawdown.
+    ///
+    /// Equity moves only when a held position's price changes, so a flat
+    /// symbol, or an unchanged price, leaves the drawdown as it was (every
+    /// other change of equity, a fill, updates it itself).
     pub fn mark(&mut self, symbol: &str, price: Decimal) {
-        self.positions
-            .entry(symbol.to_string())
-            .or_default()
-            .last_price = price;
-        self.update_drawdown();
+        let p = match self.positions.get_mut(symbol) {
+            Some(p) => p,
+            None => self.positions.entry(symbol.to_string()).or_default(),
+        };
+        let moved = !p.qty.is_zero() && p.last_price != price;
+        p.last_price = price;
+        if moved {
+            self.update_drawdown();
+        }
     }
 
     /// Apply a fill: cash, position, average cost, realized P&L and fees.
@@ -142,8 +150,18 @@ impl Account {
 
     fn update_drawdown(&mut self) {
         let eq = self.equity();
-        if eq > self.peak_equity {
+        if eq >= self.peak_equity {
+            // No drawdown at or above the peak.
             self.peak_equity = eq;
+            return;
+        }
+        // (peak - eq) / peak <= max_drawdown needs no division: rounding is
+        // monotone and max_drawdown is already rounded, so the rounded
+        // drawdown cannot exceed it either.
+        if self.peak_equity > Decimal::ZERO
+            && self.peak_equity - eq <= self.max_drawdown * self.peak_equity
+        {
+            return;
         }
         let dd = drawdown(self.peak_equity, eq);
         if dd > self.max_drawdown {

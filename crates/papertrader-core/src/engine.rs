@@ -233,7 +233,8 @@ pub struct Engine {
     max_out_of_order: Ts,
     /// Paper mode: the latest event time admitted (wall clock + input.max_ahead).
     not_after: Option<Ts>,
-    newest: HashMap<(InputKind, String), Ts>,
+    /// Per input kind, per symbol: the newest event time admitted.
+    newest: HashMap<InputKind, HashMap<String, Ts>>,
     last_price: HashMap<String, Decimal>,
     pnl_every: u64,
     counts: InputCounts,
@@ -330,13 +331,24 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         if let Err(r) = self.admit(kind, &ev) {
+            // An empty payload stands for the event's own encoding: a source
+            // that hands over decoded events (a file backtest) encodes one
+            // only for a dead letter.
+            let own;
+            let payload = if payload.is_empty() {
+                own = wire::encode_event(&ev);
+                &own[..]
+            } else {
+                payload
+            };
             return self.dead_letter(origin, key, payload, r, out);
         }
-        *self
-            .counts
-            .processed
-            .entry(kind_name(kind).to_string())
-            .or_default() += 1;
+        match self.counts.processed.get_mut(kind_name(kind)) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.processed.insert(kind_name(kind).to_string(), 1);
+            }
+        }
         self.last_ts = self.last_ts.max(ev.ts());
         if !self.analytics.is_empty() {
             let mut values = Vec::new();
@@ -488,7 +500,7 @@ impl Engine {
             }
         }
         let ts = ev.ts();
-        match self.newest.get_mut(&(kind, symbol.to_string())) {
+        match self.newest.get_mut(&kind).and_then(|m| m.get_mut(symbol)) {
             Some(newest) => {
                 if ts < *newest - self.max_out_of_order {
                     return Err(Rejection::new(
@@ -503,14 +515,22 @@ impl Engine {
                 *newest = (*newest).max(ts);
             }
             None => {
-                self.newest.insert((kind, symbol.to_string()), ts);
+                self.newest
+                    .entry(kind)
+                    .or_default()
+                    .insert(symbol.to_string(), ts);
             }
         }
         Ok(())
     }
 
     fn on_tick(&mut self, origin: &Origin, t: &Tick, out: &mut Vec<Output>) {
-        self.last_price.insert(t.symbol.clone(), t.price);
+        match self.last_price.get_mut(&t.symbol) {
+            Some(p) => *p = t.price,
+            None => {
+                self.last_price.insert(t.symbol.clone(), t.price);
+            }
+        }
         let Some(slots) = self.by_symbol.get(&t.symbol) else {
             return;
         };
@@ -740,7 +760,11 @@ pub fn config_fingerprint(cfg: &EngineSpec) -> String {
 impl Engine {
     /// The state to checkpoint. Deterministic: the same state gives the same value.
     pub fn state(&self, fingerprint: &str) -> EngineState {
-        let mut newest: Vec<_> = self.newest.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut newest: Vec<_> = self
+            .newest
+            .iter()
+            .flat_map(|(k, m)| m.iter().map(|(s, v)| ((*k, s.clone()), *v)))
+            .collect();
         newest.sort();
         let mut last_price: Vec<_> = self
             .last_price
@@ -835,7 +859,10 @@ impl Engine {
             slot.paused = saved.paused;
         }
         self.controls = st.controls;
-        self.newest = st.newest.into_iter().collect();
+        self.newest = HashMap::new();
+        for ((kind, symbol), ts) in st.newest {
+            self.newest.entry(kind).or_default().insert(symbol, ts);
+        }
         self.last_price = st.last_price.into_iter().collect();
         self.counts = st.counts;
         self.last_ts = st.last_ts;

@@ -163,42 +163,37 @@ fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
 /// The rejection `decode` would give the encoded tick, when it is not
 /// [`MAX_MESSAGE_BYTES`] long or more (then `too_large` comes first).
 pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
-    let Tick {
-        symbol,
-        ts,
-        price,
-        size,
-        bid,
-        ask,
-    } = t;
-    let symbol = check_symbol(symbol)?;
-    if !(0..MAX_TS_NANOS).contains(&ts) {
+    check_tick_ref(&t).map(|()| t)
+}
+
+/// [`check_tick`] of a borrowed tick: a source that keeps the tick when it
+/// passes, and encodes it for a dead letter only when it does not.
+///
+/// # Errors
+/// As [`check_tick`].
+pub fn check_tick_ref(t: &Tick) -> Result<(), Rejection> {
+    symbol_problem(&t.symbol)?;
+    if !(0..MAX_TS_NANOS).contains(&t.ts) {
         // As `parse_ts` words it, with the time as its message carries it.
-        let v = serde_json::Value::String(format_ts(ts));
+        let v = serde_json::Value::String(format_ts(t.ts));
         return Err(Rejection::new(
             "invalid_timestamp",
             format!("ts is outside 1970..2200: {v}"),
         ));
     }
-    let raw = RawTickChecked {
-        price,
-        size,
-        bid,
-        ask,
-    };
-    if raw.price <= Decimal::ZERO {
+    if t.price <= Decimal::ZERO {
         return Err(Rejection::new(
             "invalid_price",
-            format!("price must be > 0, got {}", raw.price),
+            format!("price must be > 0, got {}", t.price),
         ));
     }
-    if raw.size < Decimal::ZERO {
+    if t.size < Decimal::ZERO {
         return Err(Rejection::new(
             "invalid_size",
-            format!("size must be >= 0, got {}", raw.size),
+            format!("size must be >= 0, got {}", t.size),
         ));
     }
-    for (name, v) in [("bid", raw.bid), ("ask", raw.ask)] {
+    for (name, v) in [("bid", t.bid), ("ask", t.ask)] {
         if let Some(v) = v {
             if v <= Decimal::ZERO {
                 return Err(Rejection::new(
@@ -208,7 +203,7 @@ pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
             }
         }
     }
-    if let (Some(b), Some(a)) = (raw.bid, raw.ask) {
+    if let (Some(b), Some(a)) = (t.bid, t.ask) {
         if b > a {
             return Err(Rejection::new(
                 "crossed_quote",
@@ -216,22 +211,7 @@ pub fn check_tick(t: Tick) -> Result<Tick, Rejection> {
             ));
         }
     }
-    Ok(Tick {
-        symbol,
-        ts,
-        price: raw.price,
-        size: raw.size,
-        bid: raw.bid,
-        ask: raw.ask,
-    })
-}
-
-/// A tick's numbers, as [`check_tick`] reads them.
-struct RawTickChecked {
-    price: Decimal,
-    size: Decimal,
-    bid: Option<Decimal>,
-    ask: Option<Decimal>,
+    Ok(())
 }
 
 fn decode_sentiment(bytes: &[u8]) -> Result<Sentiment, Rejection> {
@@ -342,6 +322,10 @@ fn decode_book(bytes: &[u8]) -> Result<BookUpdate, Rejection> {
 }
 
 fn check_symbol(symbol: String) -> Result<String, Rejection> {
+    symbol_problem(&symbol).map(|()| symbol)
+}
+
+fn symbol_problem(symbol: &str) -> Result<(), Rejection> {
     if symbol.is_empty() || symbol.len() > MAX_SYMBOL_LEN {
         return Err(Rejection::new(
             "invalid_symbol",
@@ -357,7 +341,7 @@ fn check_symbol(symbol: String) -> Result<String, Rejection> {
             format!("symbol contains whitespace or control characters: {symbol:?}"),
         ));
     }
-    Ok(symbol)
+    Ok(())
 }
 
 /// Parse a timestamp given as epoch milliseconds (JSON number or numeric string,
@@ -453,6 +437,39 @@ pub fn encode_tick(t: &Tick) -> Vec<u8> {
         ask: t.ask,
     })
     .expect("tick serializes")
+}
+
+/// Encode an input event in its topic's format (a book update as its depth
+/// message).
+pub fn encode_event(ev: &MarketEvent) -> Vec<u8> {
+    match ev {
+        MarketEvent::Tick(t) => encode_tick(t),
+        MarketEvent::Sentiment(s) => encode_sentiment(s),
+        MarketEvent::Book(b) => encode_book(b),
+    }
+}
+
+/// Encode a depth message in the `order_book` format.
+pub fn encode_book(b: &BookUpdate) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        symbol: &'a str,
+        #[serde(with = "ts_format")]
+        ts: Ts,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        bids: Vec<(Decimal, Decimal)>,
+        asks: Vec<(Decimal, Decimal)>,
+    }
+    let levels = |l: &[Level]| l.iter().map(|l| (l.price, l.size)).collect();
+    serde_json::to_vec(&Out {
+        symbol: &b.symbol,
+        ts: b.ts,
+        kind: if b.snapshot { "snapshot" } else { "update" },
+        bids: levels(&b.bids),
+        asks: levels(&b.asks),
+    })
+    .expect("book serializes")
 }
 
 /// Encode a sentiment reading in the `news_sentiment` format.
@@ -790,6 +807,53 @@ mod tests {
         };
         let bytes = encode_tick(&t);
         assert_eq!(tick(std::str::from_utf8(&bytes).unwrap()).unwrap(), t);
+    }
+
+    #[test]
+    fn every_encoded_event_decodes_to_itself() {
+        let level = |p: &str, s: &str| Level {
+            price: d(p),
+            size: d(s),
+        };
+        let events = [
+            MarketEvent::Tick(Tick {
+                symbol: "ACME".into(),
+                ts: 1_700_000_000_123_456_789,
+                price: d("101.25"),
+                size: d("300"),
+                bid: None,
+                ask: Some(d("101.26")),
+            }),
+            MarketEvent::Sentiment(Sentiment {
+                symbol: "ACME".into(),
+                ts: 1_700_000_000_000_000_000,
+                score: -0.375,
+                source: "feed".into(),
+                headline: Some("ACME misses".into()),
+            }),
+            MarketEvent::Book(BookUpdate {
+                symbol: "ACME".into(),
+                ts: 1_700_000_000_500_000_000,
+                snapshot: true,
+                bids: vec![level("101.24", "500"), level("101.23", "800")],
+                asks: vec![level("101.26", "400")],
+            }),
+            MarketEvent::Book(BookUpdate {
+                symbol: "ACME".into(),
+                ts: 1_700_000_000_600_000_000,
+                snapshot: false,
+                bids: vec![level("101.24", "0")],
+                asks: vec![],
+            }),
+        ];
+        for (ev, kind) in events.into_iter().zip([
+            InputKind::Prices,
+            InputKind::Sentiment,
+            InputKind::OrderBook,
+            InputKind::OrderBook,
+        ]) {
+            assert_eq!(decode(kind, &encode_event(&ev)).unwrap(), ev);
+        }
     }
 }
 
