@@ -24,8 +24,12 @@ pub async fn paper(
     }
     #[cfg(feature = "embedded")]
     {
-        let broker = crate::embedded::EmbeddedBroker::start().await?;
+        let broker = match cfg.app.kafka.embedded_addr().filter(|a| a.port() != 0) {
+            Some(addr) => crate::embedded::EmbeddedBroker::start_on(addr).await?,
+            None => crate::embedded::EmbeddedBroker::start().await?,
+        };
         let bootstrap = broker.bootstrap();
+        tracing::info!(%bootstrap, "embedded broker listening");
         let base = kafka::client_config(&cfg.app.kafka, &bootstrap);
         let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
         names.extend(cfg.app.topics.outputs());

@@ -103,10 +103,49 @@ pub struct KafkaConfig {
     /// brokers that cannot fetch from inside a record batch, such as tansu 0.6),
     /// or `auto` (`rescan` for the embedded broker, else `offset`).
     pub seek: SeekMode,
+    /// With `brokers = "embedded"`: where the embedded broker listens
+    /// (`host:port`); unset, a free loopback port. A fixed port lets other
+    /// clients (kcat, a producer of your own) reach the broker paper mode
+    /// runs in.
+    #[serde(default)]
+    pub embedded_listen: Option<String>,
+    /// Longest time a fetch of paper mode's input consumer waits for data
+    /// (librdkafka's `fetch.wait.max.ms`; `kafka.properties` overrides it).
+    /// tansu answers a fetch only when this has passed, data or not, so it
+    /// bounds the latency from a tick to its order; Apache Kafka answers as
+    /// soon as data arrives, so there it only sets how often an idle
+    /// consumer asks.
+    #[serde(default = "default_fetch_wait")]
+    pub fetch_wait: Span,
+}
+
+fn default_fetch_wait() -> Span {
+    Span::from_nanos(2_000_000)
 }
 
 impl KafkaConfig {
+    /// [`KafkaConfig::embedded_listen`], parsed.
+    pub fn embedded_addr(&self) -> Option<std::net::SocketAddr> {
+        self.embedded_listen.as_deref().and_then(|a| a.parse().ok())
+    }
+
     fn check(&self) -> Result<(), Problem> {
+        if let Some(a) = &self.embedded_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(problem(
+                    "kafka.embedded_listen",
+                    format!("{a:?} is not an address"),
+                    "write host:port, e.g. \"127.0.0.1:9092\"",
+                ));
+            }
+        }
+        if self.fetch_wait.nanos() < 1_000_000 || self.fetch_wait.nanos() > 60_000_000_000 {
+            return Err(problem(
+                "kafka.fetch_wait",
+                "is out of range",
+                "use a time between \"1ms\" and \"60s\"",
+            ));
+        }
         if self.brokers.trim().is_empty() {
             return Err(problem(
                 "kafka.brokers",
@@ -328,7 +367,7 @@ pub struct EngineConfig {
     pub order: InputOrder,
     /// With `event_time`: how long (wall time) a message waits at least when a
     /// partition behind it is caught up rather than holding a message, for
-    /// messages of other partitions that are still on their way, e.g. "100ms".
+    /// messages of other partitions that are still on their way, e.g. "1ms" (the default).
     pub order_hold: Span,
     /// With `event_time`: a partition that delivers nothing for this long (wall
     /// time) stops holding the others back, e.g. "1s".

@@ -136,11 +136,18 @@ pub async fn check_reachable_from(
     .await?
 }
 
+/// Set `key` unless the user's `kafka.properties` already did.
+pub fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+    if c.get(key).is_none() {
+        c.set(key, value);
+    }
+}
+
 /// A producer configured for safe delivery.
 pub fn producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
     let mut c = base.clone();
+    set_default(&mut c, "linger.ms", "5");
     c.set("acks", "all")
-        .set("linger.ms", "5")
         .set("message.timeout.ms", "60000")
         .set("compression.type", "none");
     c.create().context("creating the Kafka producer")
@@ -149,10 +156,13 @@ pub fn producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
 /// The producer of engine outputs: librdkafka does not retry by itself, so a
 /// send whose acknowledgement was lost is never silently written twice; the
 /// caller reads back what reached the topic and resends only the rest.
+///
+/// `linger.ms` is 1: a batch's outputs are sent together anyway, and each
+/// millisecond of linger is a millisecond from a tick to its order.
 pub fn output_producer(base: &ClientConfig) -> anyhow::Result<FutureProducer> {
     let mut c = base.clone();
+    set_default(&mut c, "linger.ms", "1");
     c.set("acks", "all")
-        .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
         .set("message.send.max.retries", "0")
         .set("enable.idempotence", "false")

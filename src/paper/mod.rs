@@ -1047,6 +1047,8 @@ fn subscribe(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
+    let fetch_wait = app.kafka.fetch_wait.to_std().as_millis().max(1).to_string();
+    crate::kafka::set_default(&mut cc, "fetch.wait.max.ms", &fetch_wait);
     let consumer: StreamConsumer<SeekOnAssign> = cc
         .create_with_context(SeekOnAssign {
             positions: positions.clone(),
