@@ -34,16 +34,11 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::alerts::Alerts;
 use crate::config::Loaded;
@@ -54,9 +49,8 @@ use crate::engine::{Engine, SpecError};
 use crate::kafka;
 pub use crate::report::Backtest;
 use crate::report::Collector;
-use crate::state::QuietEof;
 use crate::step::{step, Input};
-use crate::wire::{self, InputKind};
+use crate::wire::InputKind;
 
 /// One input message of a backtest, in the engine's terms.
 #[derive(Debug, Clone)]
@@ -418,13 +412,37 @@ impl Default for KafkaRange {
 /// Read every partition of the configured input topics to its end and merge them
 /// by `(ts, topic, partition, offset)` (see the module docs). Topics that do not
 /// exist are skipped with a warning. No consumer group is joined and no offset is
-/// committed.
+/// committed. All the events are held: [`run_kafka`] streams them instead.
 pub async fn kafka_events(
     cfg: &Loaded,
     bootstrap: &str,
     opts: &KafkaRange,
     progress: bool,
 ) -> anyhow::Result<Vec<Event>> {
+    let (cc, kinds) = kafka_source(cfg, bootstrap).await?;
+    let opts = opts.clone();
+    let bar = progress_bar_for(progress, "messages read");
+    let events = tokio::task::spawn_blocking({
+        let bar = bar.clone();
+        move || -> anyhow::Result<Vec<Event>> {
+            let mut stream = crate::topicstream::TopicStream::open(&cc, &kinds, &opts, &bar)?;
+            let events: Vec<Event> = stream.by_ref().collect();
+            match stream.take_error() {
+                Some(e) => Err(e),
+                None => Ok(events),
+            }
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    events
+}
+
+/// The consumer configuration of a Kafka backtest and its input topics.
+async fn kafka_source(
+    cfg: &Loaded,
+    bootstrap: &str,
+) -> anyhow::Result<(rdkafka::ClientConfig, Vec<(String, InputKind)>)> {
     let base = kafka::client_config(&cfg.app.kafka, bootstrap);
     kafka::check_reachable_named(&base, bootstrap, &cfg.app.kafka).await?;
     let kinds: Vec<(String, InputKind)> = cfg
@@ -434,152 +452,13 @@ pub async fn kafka_events(
         .iter()
         .map(|(t, k)| (t.to_string(), *k))
         .collect();
-    let opts = opts.clone();
     let mut c = base.clone();
     c.set("group.id", format!("{}-backtest", cfg.app.kafka.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    let bar = progress_bar_for(progress, "messages read");
-    let events = tokio::task::spawn_blocking({
-        let bar = bar.clone();
-        move || read_partitions(c, kinds, opts, &bar)
-    })
-    .await?;
-    bar.finish_and_clear();
-    events
-}
-
-/// Read each topic with its own consumer (a partition EOF names only the
-/// partition, so one consumer per topic keeps it unambiguous).
-fn read_partitions(
-    cc: rdkafka::ClientConfig,
-    kinds: Vec<(String, InputKind)>,
-    opts: KafkaRange,
-    bar: &ProgressBar,
-) -> anyhow::Result<Vec<Event>> {
-    let deadline = Instant::now() + opts.timeout;
-    let mut lists = Vec::new();
-    let mut found = 0;
-    for (topic, kind) in &kinds {
-        if let Some(parts) = read_topic(&cc, topic, *kind, &opts, deadline, bar)? {
-            found += 1;
-            lists.extend(parts);
-        }
-    }
-    anyhow::ensure!(
-        found > 0,
-        "none of the input topics {:?} exists on the cluster: nothing to backtest",
-        kinds.iter().map(|(t, _)| t).collect::<Vec<_>>()
-    );
-    let mut merged = merge_partitions(lists);
-    merged.retain(|e| opts.range.contains(e.ts));
-    Ok(merged)
-}
-
-/// One topic's partitions, each in offset order; `None` when the topic does not exist.
-fn read_topic(
-    cc: &rdkafka::ClientConfig,
-    topic: &str,
-    kind: InputKind,
-    opts: &KafkaRange,
-    deadline: Instant,
-    bar: &ProgressBar,
-) -> anyhow::Result<Option<Vec<Vec<Event>>>> {
-    struct Part {
-        messages: Vec<Event>,
-        /// The queried high watermark: a lower bound of the end on tansu.
-        at_least: i64,
-        next: i64,
-        eof: bool,
-        last: Instant,
-    }
-    let consumer: BaseConsumer<QuietEof> = cc
-        .create_with_context(QuietEof)
-        .context("creating the Kafka consumer")?;
-    let t = Duration::from_secs(15);
-    let md = consumer
-        .fetch_metadata(Some(topic), t)
-        .with_context(|| format!("reading the metadata of topic {topic}"))?;
-    let Some(tm) = md.topics().first() else {
-        return Ok(None);
-    };
-    if tm.error().is_some() || tm.partitions().is_empty() {
-        tracing::warn!(%topic, "input topic does not exist; skipped");
-        return Ok(None);
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut parts: BTreeMap<i32, Part> = BTreeMap::new();
-    for p in tm.partitions() {
-        let (lo, hi) = consumer
-            .fetch_watermarks(topic, p.id(), t)
-            .with_context(|| format!("watermarks of {topic}/{}", p.id()))?;
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-        parts.insert(
-            p.id(),
-            Part {
-                messages: Vec::new(),
-                at_least: hi.max(lo),
-                next: lo,
-                eof: false,
-                last: Instant::now(),
-            },
-        );
-    }
-    consumer
-        .assign(&tpl)
-        .with_context(|| format!("assigning the partitions of {topic}"))?;
-    let done = |p: &Part| p.next >= p.at_least && (p.eof || p.last.elapsed() >= opts.quiet);
-    while !parts.values().all(done) {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "timed out after {:?} reading the input topics to their end ({topic})",
-            opts.timeout
-        );
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                tracing::debug!(%topic, partition = p, "partition EOF");
-                if let Some(part) = parts.get_mut(&p) {
-                    part.eof = true;
-                }
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, %topic, "consumer error; retrying"),
-            Some(Ok(m)) => {
-                let Some(part) = parts.get_mut(&m.partition()) else {
-                    continue;
-                };
-                part.next = m.offset() + 1;
-                part.last = Instant::now();
-                bar.inc(1);
-                part.eof = false;
-                let payload = m.payload().unwrap_or(&[]).to_vec();
-                let decoded = wire::decode(kind, &payload).ok();
-                let ts = match &decoded {
-                    Some(ev) => ev.ts(),
-                    None => part.messages.last().map_or(Ts::MIN, |e| e.ts),
-                };
-                part.messages.push(Event {
-                    kind,
-                    origin: Origin {
-                        topic: topic.to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    },
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload,
-                    ts,
-                    decoded,
-                });
-            }
-        }
-    }
-    for (p, part) in &parts {
-        tracing::debug!(%topic, partition = p, messages = part.messages.len(), watermark = part.at_least,
-            by_eof = part.eof, "partition read to its end");
-    }
-    Ok(Some(parts.into_values().map(|p| p.messages).collect()))
+    Ok((c, kinds))
 }
 
 /// Merge partitions, each kept in its own order, by the smallest head
@@ -606,13 +485,25 @@ pub fn merge_partitions(lists: Vec<Vec<Event>>) -> Vec<Event> {
     out
 }
 
-/// Backtest over the input topics of the cluster at `bootstrap`.
+/// Backtest over the input topics of the cluster at `bootstrap`, streamed:
+/// each partition is read by a thread of its own while the engine runs, at
+/// most [`crate::topicstream::QUEUED`] messages held per partition.
 pub async fn run_kafka(
     cfg: &Loaded,
     bootstrap: &str,
     opts: &KafkaRange,
     progress: bool,
 ) -> anyhow::Result<Backtest> {
-    let events = kafka_events(cfg, bootstrap, opts, progress).await?;
-    Ok(run(cfg, events, progress)?)
+    let (cc, kinds) = kafka_source(cfg, bootstrap).await?;
+    let (cfg, opts) = (cfg.clone(), opts.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Backtest> {
+        let hidden = ProgressBar::hidden();
+        let mut stream = crate::topicstream::TopicStream::open(&cc, &kinds, &opts, &hidden)?;
+        let bt = run(&cfg, stream.by_ref(), progress)?;
+        match stream.take_error() {
+            Some(e) => Err(e),
+            None => Ok(bt),
+        }
+    })
+    .await?
 }

@@ -35,3 +35,4 @@ pub mod report_price;
 pub mod sample;
 pub mod state;
 pub mod sweep;
+pub mod topicstream;

@@ -3,7 +3,11 @@ target 2). Offline tooling: generates N ticks (default 100,000,000) of the
 vs_nautilus random walk into a CSV, chunk by chunk, then runs `papertrader
 backtest` over it under /usr/bin/time and prints events, time and peak RSS.
 
-    python3 scripts/bench/stream_100m.py [N] [BINARY] [WORK_DIR]
+    python3 scripts/bench/stream_100m.py [N] [BINARY] [WORK_DIR] [MARK_EVERY]
+
+MARK_EVERY sets `report.mark_every` (default "1m"): the report keeps one
+equity mark per period with events, so its memory grows with the event-time
+span / MARK_EVERY (and with the fills), not with the ticks.
 """
 
 import json
@@ -53,7 +57,10 @@ def main():
         generate(n, ticks)
         print(f"generated {n} ticks ({ticks.stat().st_size / 2**30:.1f} GiB) in {time.time() - t0:.0f} s")
     (work / "stream_emacross.toml").write_text(STRATEGY)
-    (work / "stream_app.toml").write_text(APP.format(strategy=work / "stream_emacross.toml"))
+    mark_every = sys.argv[4] if len(sys.argv) > 4 else "1m"
+    (work / "stream_app.toml").write_text(
+        APP.format(strategy=work / "stream_emacross.toml") + f'[report]\nmark_every = "{mark_every}"\n'
+    )
     report = work / "stream_report"
     cmd = ["/usr/bin/time", "-f", "%e %M", binary, "--config", str(work / "stream_app.toml"),
            "backtest", "--input", str(ticks), "--report", str(report)]
@@ -64,7 +71,7 @@ def main():
     fills = json.loads((report / "report.json").read_text())["total"]["fills"]
     m = re.search(r"(\d+) events", p.stdout + p.stderr)
     events = int(m.group(1))
-    print(f"{events} events, {fills} fills: {float(wall):.1f} s "
+    print(f"mark_every {mark_every}: {events} events, {fills} fills: {float(wall):.1f} s "
           f"({events / float(wall) / 1e6:.2f} M events/s), peak RSS {int(rss_kib) / 1024:.0f} MiB")
 
 
