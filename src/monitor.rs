@@ -62,7 +62,7 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("register");
             g
         };
-        let hist = |name: &str, help: &str, start: f64, factor: f64, count: usize| {
+        let hist = |name: &str, help: &str, (start, factor, count): (f64, f64, usize)| {
             let buckets = prometheus::exponential_buckets(start, factor, count).expect("buckets");
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("metric");
@@ -131,17 +131,13 @@ impl Metrics {
         let tick_to_order = hist(
             "papertrader_tick_to_order_seconds",
             "Wall time from receiving an input message to the broker's ack of the orders it caused",
-            0.000_01,
-            2.5,
-            14,
+            (0.000_01, 2.5, 14),
         );
         let engine_step = hist(
             "papertrader_engine_step_seconds",
             "Wall time of one engine step (decode, admission, venue, strategies and any model inference) per input message",
             // 1 us .. 0.5 s in steps of 2: tick-to-decision is microseconds.
-            0.000_001,
-            2.0,
-            20,
+            (0.000_001, 2.0, 20),
         );
         let equity = gauge(
             "papertrader_equity",
