@@ -1167,6 +1167,31 @@ mod tests {
     }
 
     #[test]
+    fn embedded_listen_and_fetch_wait_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |extra: &str| {
+            let p = write(dir.path(), "app.toml", &format!("[kafka]\n{extra}\n"));
+            load_with_env(Some(&p), &[])
+        };
+        let k = load("").unwrap().app.kafka;
+        assert_eq!(k.fetch_wait.nanos(), 2_000_000);
+        assert_eq!(k.embedded_addr(), None);
+        let k = load("embedded_listen = \"127.0.0.1:19092\"\nfetch_wait = \"50ms\"")
+            .unwrap()
+            .app
+            .kafka;
+        assert_eq!(k.embedded_addr().unwrap().port(), 19092);
+        assert_eq!(k.fetch_wait.nanos(), 50_000_000);
+        let e = load("embedded_listen = \"localhost\"").unwrap_err();
+        assert!(
+            e.key == "kafka.embedded_listen" && e.fix.contains("host:port"),
+            "{e}"
+        );
+        let e = load("fetch_wait = \"0s\"").unwrap_err();
+        assert!(e.key == "kafka.fetch_wait" && e.fix.contains("1ms"), "{e}");
+    }
+
+    #[test]
     fn venue_instruments_layer_per_symbol_and_errors_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let strat = write(
