@@ -239,3 +239,59 @@ fn sentiment_config_errors_name_the_file_key_and_fix() {
     let cfg = SentimentConfig::default();
     cfg.check().unwrap();
 }
+
+/// Item 7 of issue 16 through paper mode: an `arbitrage` rule over one
+/// instrument quoted by two venues fires on the `alerts` topic, keyed by the pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrage_alert_reaches_the_alerts_topic() {
+    let b = broker(1).await;
+    let bs = b.bootstrap();
+    let mut base = ClientConfig::new();
+    base.set("bootstrap.servers", &bs);
+    papertrader::kafka::ensure_topics(&base, &["alerts", "indicators"], 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "[[alerts.rules]]\nname = \"btc_arb\"\nkind = \"arbitrage\"\n\
+                symbols = [\"BTCUSDT\", \"CB:BTC-USD\"]\nthreshold_bps = 20.0\n\
+                fees_bps = [10.0, 60.0]\nmax_age = \"5s\"\n";
+    let strategy = "name = \"hold\"\nsymbols = [\"BTCUSDT\"]\n[rule]\nkind = \"ma_crossover\"\n\
+                    fast = 2\nslow = 3\n[account]\nstarting_cash = \"100000\"\n\
+                    [sizing]\nmode = \"fixed_quantity\"\nquantity = \"1\"\n";
+    let cfg = config(dir.path(), &bs, rule, &[strategy]);
+    let t0 = 1_767_623_400_000;
+    let ticks = vec![
+        tick("BTCUSDT", t0, "100000", "1"),
+        // 100800 x 0.994 / (100000 x 1.001) - 1 = 9.51 bp: below 20
+        tick("CB:BTC-USD", t0 + 1000, "100800", "1"),
+        // 29.37 bp: fires
+        tick("CB:BTC-USD", t0 + 2000, "101000", "1"),
+        // still above: no second alert
+        tick("CB:BTC-USD", t0 + 3000, "101100", "1"),
+    ];
+    produce(&producer(&bs), "live_prices", &ticks).await;
+    let stop = StopWhen {
+        idle: Some(Duration::from_secs(20)),
+        max_events: Some(ticks.len() as u64),
+        startup_grace: None,
+    };
+    paper::run(&cfg, &bs, stop, std::future::pending())
+        .await
+        .unwrap();
+    let alerts = read_topic(&bs, "alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].0.as_deref(), Some("BTCUSDT/CB:BTC-USD"));
+    let a: Value = serde_json::from_slice(&alerts[0].1).unwrap();
+    assert_eq!(
+        (a["kind"].as_str(), a["direction"].as_str()),
+        (Some("arbitrage"), Some("below"))
+    );
+    assert!(
+        (a["value"].as_f64().unwrap() - 29.370_629_370_630_84).abs() < 1e-9,
+        "{a}"
+    );
+    assert_eq!(
+        a["alert_id"],
+        "alert:btc_arb:BTCUSDT/CB:BTC-USD:live_prices-0-2"
+    );
+}
