@@ -716,8 +716,10 @@ mod tests {
         assert!(out.iter().all(|m| m.value.abs() > 1.2));
     }
 
-    /// Ticks of two symbols: (symbol, seconds, price, bid and ask).
-    fn feed_pair(a: &mut Alerts, ticks: &[(&str, i64, f64, Option<(f64, f64)>)]) -> Vec<AlertMsg> {
+    /// A tick of one of two symbols: (symbol, seconds, price, bid and ask).
+    type PairTick<'a> = (&'a str, i64, f64, Option<(f64, f64)>);
+
+    fn feed_pair(a: &mut Alerts, ticks: &[PairTick]) -> Vec<AlertMsg> {
         let d = |x: f64| Decimal::try_from(x).unwrap();
         let mut out = Vec::new();
         for (i, (sym, secs, p, quote)) in ticks.iter().enumerate() {
