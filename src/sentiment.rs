@@ -129,17 +129,121 @@ async fn publish(producer: &FutureProducer, outs: &[Out]) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn consumer(cfg: &Loaded, base: &rdkafka::ClientConfig) -> anyhow::Result<StreamConsumer> {
+/// With `rescan`, every assigned partition is read from its start and the
+/// loop skips what the group had committed: tansu cannot fetch from inside a
+/// record batch (docs/recovery.md, "Resuming a partition"), so resuming at a
+/// committed offset could skip headlines there. Otherwise librdkafka resumes
+/// at the committed offsets.
+struct FromStart {
+    rescan: bool,
+}
+
+impl rdkafka::ClientContext for FromStart {}
+
+impl rdkafka::consumer::ConsumerContext for FromStart {
+    fn rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        err: rdkafka::bindings::rd_kafka_resp_err_t,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::bindings::rd_kafka_resp_err_t as E;
+        use rdkafka::consumer::RebalanceProtocol;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            if self.rescan {
+                let parts: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                for (t, p) in parts {
+                    let _ = tpl.set_partition_offset(&t, p, Offset::Beginning);
+                }
+            }
+            if cooperative {
+                consumer.incremental_assign(tpl)
+            } else {
+                consumer.assign(tpl)
+            }
+        } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            if cooperative {
+                consumer.incremental_unassign(tpl)
+            } else {
+                consumer.unassign()
+            }
+        } else {
+            tracing::error!(?err, "rebalance error");
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the assignment failed");
+        }
+    }
+}
+
+/// The consumer of the news topic, and (with `rescan`) the group's committed
+/// offsets, below which the loop skips.
+fn consumer(
+    cfg: &Loaded,
+    base: &rdkafka::ClientConfig,
+    rescan: bool,
+) -> anyhow::Result<(StreamConsumer<FromStart>, HashMap<(String, i32), i64>)> {
     let mut cc = base.clone();
     cc.set("group.id", &cfg.app.sentiment.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
-    let consumer: StreamConsumer = cc.create().context("creating the Kafka consumer")?;
+    let consumer: StreamConsumer<FromStart> = cc
+        .create_with_context(FromStart { rescan })
+        .context("creating the Kafka consumer")?;
+    let topic = cfg.app.topics.news.as_str();
+    let mut done = HashMap::new();
+    if rescan {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .context("reading the news topic's partitions")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition(topic, p.id());
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .context("reading the group's committed offsets")?;
+        for e in committed.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                done.insert((e.topic().to_string(), e.partition()), o);
+            }
+        }
+    }
     consumer
-        .subscribe(&[cfg.app.topics.news.as_str()])
+        .subscribe(&[topic])
         .context("subscribing to the news topic")?;
-    Ok(consumer)
+    Ok((consumer, done))
+}
+
+/// Whether the cluster needs [`FromStart`]'s rescan (`kafka.seek`).
+async fn needs_rescan(cfg: &Loaded, base: &rdkafka::ClientConfig) -> bool {
+    let base = base.clone();
+    let cluster = tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer;
+        let probe: rdkafka::producer::BaseProducer = base.create().ok()?;
+        probe.client().fetch_cluster_id(Duration::from_secs(10))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    cfg.app.kafka.rescan_on(&cluster)
+}
+
+/// A message the group had committed before this run (rescan only).
+fn skipped(done: &HashMap<(String, i32), i64>, m: &rdkafka::message::OwnedMessage) -> bool {
+    done.get(&(m.topic().to_string(), m.partition()))
+        .is_some_and(|committed| m.offset() < *committed)
 }
 
 /// Run the stage against `bootstrap` until `stop` says so or `shutdown`
@@ -174,8 +278,9 @@ pub async fn run(
         ..SentimentSummary::default()
     };
     let producer = crate::kafka::producer(&base)?;
-    let consumer = consumer(cfg, &base)?;
-    tracing::info!(news = %topics.news, out = %topics.news_sentiment, source = %summary.source, group = %app.sentiment.group_id, "sentiment stage consuming");
+    let rescan = needs_rescan(cfg, &base).await;
+    let (consumer, done) = consumer(cfg, &base, rescan)?;
+    tracing::info!(news = %topics.news, out = %topics.news_sentiment, source = %summary.source, group = %app.sentiment.group_id, rescan, "sentiment stage consuming");
     tokio::pin!(shutdown);
     let started = Instant::now();
     let mut last_input: Option<Instant> = None;
@@ -202,14 +307,23 @@ pub async fn run(
             }
             continue;
         };
-        let mut batch = vec![first.context("reading the news topic")?.detach()];
+        let first = first.context("reading the news topic")?.detach();
+        if skipped(&done, &first) {
+            continue;
+        }
+        let mut batch = vec![first];
         while batch.len() < MAX_BATCH
             && stop
                 .max_events
                 .is_none_or(|max| summary.messages + (batch.len() as u64) < max)
         {
             match tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await {
-                Ok(m) => batch.push(m.context("reading the news topic")?.detach()),
+                Ok(m) => {
+                    let m = m.context("reading the news topic")?.detach();
+                    if !skipped(&done, &m) {
+                        batch.push(m);
+                    }
+                }
                 Err(_) => break,
             }
         }

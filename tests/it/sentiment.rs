@@ -95,27 +95,39 @@ async fn sentiment_stage_scores_headlines_that_sentiment_momentum_trades() {
     ));
     produce(&p, "news", &news).await;
 
-    let stop = StopWhen {
-        idle: Some(Duration::from_secs(5)),
-        max_events: Some(news.len() as u64),
-        startup_grace: None,
+    // Two runs of the stage, as a restart: the first stops after 10 messages
+    // (both copies of the repeated item among them), the second resumes after
+    // what the first committed (on tansu by reading from the start and
+    // skipping it) and reads the other 6.
+    let stage_run = |max: u64| {
+        let (cfg, bs) = (cfg.clone(), bs.clone());
+        async move {
+            let stop = StopWhen {
+                idle: Some(Duration::from_secs(5)),
+                max_events: Some(max),
+                startup_grace: None,
+            };
+            papertrader::sentiment::run(&cfg, &bs, stop, std::future::pending())
+                .await
+                .unwrap()
+        }
     };
-    let summary = papertrader::sentiment::run(&cfg, &bs, stop, std::future::pending())
-        .await
-        .unwrap();
-    assert_eq!(summary.messages, 16);
-    assert_eq!(summary.source, "vader-3.3.2");
+    let first = stage_run(10).await;
+    let second = stage_run(100).await;
+    assert_eq!((first.messages, second.messages), (10, 6));
+    assert_eq!(first.source, "vader-3.3.2");
     // 15 headlines: one repeated id, one with no symbol; 7 readings per symbol.
+    let (a, b) = (first.stage, second.stage);
     assert_eq!(
         (
-            summary.stage.items,
-            summary.stage.duplicates,
-            summary.stage.untagged
+            a.items + b.items,
+            a.duplicates + b.duplicates,
+            a.untagged + b.untagged
         ),
         (15, 1, 1)
     );
-    assert_eq!(summary.stage.published, 14);
-    assert_eq!(summary.dead_letters.get("invalid_timestamp"), Some(&1));
+    assert_eq!(a.published + b.published, 14);
+    assert_eq!(second.dead_letters.get("invalid_timestamp"), Some(&1));
 
     // What the core's stage makes of the same items, byte for byte and in order.
     let mut stage = Stage::new(&cfg.app.sentiment).unwrap();
