@@ -185,13 +185,16 @@ impl rdkafka::consumer::ConsumerContext for FromStart {
     }
 }
 
+/// Offsets committed per (topic, partition).
+type Committed = HashMap<(String, i32), i64>;
+
 /// The consumer of the news topic, and (with `rescan`) the group's committed
 /// offsets, below which the loop skips.
 fn consumer(
     cfg: &Loaded,
     base: &rdkafka::ClientConfig,
     rescan: bool,
-) -> anyhow::Result<(StreamConsumer<FromStart>, HashMap<(String, i32), i64>)> {
+) -> anyhow::Result<(StreamConsumer<FromStart>, Committed)> {
     let mut cc = base.clone();
     cc.set("group.id", &cfg.app.sentiment.group_id)
         .set("enable.auto.commit", "false")
@@ -241,7 +244,7 @@ async fn needs_rescan(cfg: &Loaded, base: &rdkafka::ClientConfig) -> bool {
 }
 
 /// A message the group had committed before this run (rescan only).
-fn skipped(done: &HashMap<(String, i32), i64>, m: &rdkafka::message::OwnedMessage) -> bool {
+fn skipped(done: &Committed, m: &rdkafka::message::OwnedMessage) -> bool {
     done.get(&(m.topic().to_string(), m.partition()))
         .is_some_and(|committed| m.offset() < *committed)
 }
