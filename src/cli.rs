@@ -44,6 +44,10 @@ enum Command {
     Broker(BrokerArgs),
     /// Publish historical data (CSV of ticks, OHLCV bars or sentiment) into a topic.
     Replay(ReplayArgs),
+    /// Score the headlines of the news topic (VADER or Loughran-McDonald), tag
+    /// them with symbols and publish them to news_sentiment ([sentiment],
+    /// docs/sentiment.md).
+    Sentiment(SentimentArgs),
     /// Generate the synthetic sample data (ticks and correlated sentiment).
     Generate(GenerateArgs),
     /// Write output topics (fills, orders, pnl, signals, indicators, alerts,
@@ -228,6 +232,25 @@ struct ReplayArgs {
     /// bootstrap.servers (default: kafka.brokers from the config).
     #[arg(long)]
     brokers: Option<String>,
+}
+
+// The arguments of `papertrader sentiment` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct SentimentArgs {
+    /// bootstrap.servers (default: kafka.brokers from the config; not "embedded").
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Stop after this many seconds without a news message (default: run
+    /// until Ctrl-C or SIGTERM). Before the first message, at least
+    /// --startup-grace is waited.
+    #[arg(long, value_name = "SECS")]
+    until_idle: Option<f64>,
+    /// With --until-idle: the least wait for the first message.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    startup_grace: f64,
+    /// Stop after this many news messages.
+    #[arg(long, value_name = "N")]
+    max_events: Option<u64>,
 }
 
 // The arguments of `papertrader export` (a plain comment: clap takes the command's help from the variant).
@@ -503,6 +526,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
         Command::Sweep(args) => sweep(&cfg, args).await,
         Command::Broker(args) => broker(&cfg, args).await,
         Command::Replay(args) => replay(&cfg, args).await,
+        Command::Sentiment(args) => sentiment(&cfg, args).await,
         Command::Models {
             action: ModelsCommand::Check { dir },
         } => models_check(&dir),
@@ -730,6 +754,22 @@ async fn broker(cfg: &Loaded, args: BrokerArgs) -> anyhow::Result<()> {
 }
 
 /// `papertrader replay`: a CSV file into a topic.
+/// `papertrader sentiment`: the news-sentiment stage until idle, a message
+/// count or a signal; prints its counts.
+async fn sentiment(cfg: &Loaded, args: SentimentArgs) -> anyhow::Result<()> {
+    let bootstrap = args
+        .brokers
+        .unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+    let stop = crate::paper::StopWhen {
+        idle: args.until_idle.map(Duration::from_secs_f64),
+        max_events: args.max_events,
+        startup_grace: Some(Duration::from_secs_f64(args.startup_grace.max(0.0))),
+    };
+    let summary = crate::sentiment::run(cfg, &bootstrap, stop, stop_signal()).await?;
+    print_out(&serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
 async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
     let bootstrap = args
         .brokers

@@ -53,6 +53,9 @@ pub struct AppConfig {
     /// Backtest reports.
     #[serde(default)]
     pub report: ReportConfig,
+    /// The news-sentiment stage (`papertrader sentiment`, docs/sentiment.md).
+    #[serde(default)]
+    pub sentiment: crate::sentiment::SentimentConfig,
 }
 
 /// Backtest reports (`[report]`).
@@ -841,11 +844,12 @@ fn read_user_file(user_file: Option<&Path>) -> Result<Option<(String, String)>, 
 }
 
 /// The keys whose environment variables hold lists: `A,B` or TOML `["A", "B"]`.
-const LIST_KEYS: [&str; 4] = [
+const LIST_KEYS: [&str; 5] = [
     "input.symbols",
     "strategies",
     "demo.prices",
     "demo.sentiment",
+    "sentiment.symbols",
 ];
 
 /// The environment, with a list variable written as a TOML array
@@ -1094,6 +1098,7 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<(), Co
         app.state.check(),
         app.alerts.check(),
         app.report.check(),
+        app.sentiment.check(),
     ];
     for c in checks.into_iter().chain(check_analytics(&app.analytics)) {
         c.map_err(|(key, problem, fix)| ConfigError::new(file_of(&key), key, problem, fix))?;

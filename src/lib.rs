@@ -33,6 +33,7 @@ pub mod report_files;
 pub mod report_html;
 pub mod report_price;
 pub mod sample;
+pub mod sentiment;
 pub mod state;
 pub mod sweep;
 pub mod topicstream;

@@ -46,6 +46,69 @@ enum State {
         /// symbol -> its program and the condition's node, built on its first event.
         programs: BTreeMap<String, (Program, usize)>,
     },
+    Arbitrage(Arbitrage),
+}
+
+/// One leg's latest quote: bid and ask (the trade price where the tick
+/// carries none) at event time `ts`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Quote {
+    bid: f64,
+    ask: f64,
+    ts: Ts,
+}
+
+/// A cross-venue pair: the same instrument under two symbols.
+struct Arbitrage {
+    legs: [String; 2],
+    /// Taker fees as fractions (10 bp = 0.001), per leg.
+    fees: [f64; 2],
+    threshold_bps: f64,
+    max_age: Option<Ts>,
+    last: [Option<Quote>; 2],
+}
+
+/// The better way round of a pair at one moment: sell `sell` at its bid,
+/// buy the other at its ask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    /// 0: sell the first symbol (it is above the second); 1: sell the second.
+    sell: usize,
+    /// (bid of the sold leg x (1 - its fee)) / (ask of the bought leg x
+    /// (1 + its fee)) - 1, in basis points.
+    net_bps: f64,
+}
+
+impl Arbitrage {
+    /// The better direction's net spread, once both legs are quoted (and,
+    /// with `max_age`, neither quote is older than it at `now`).
+    fn spread(&self, now: Ts) -> Option<Spread> {
+        let (Some(a), Some(b)) = (self.last[0], self.last[1]) else {
+            return None;
+        };
+        if let Some(age) = self.max_age {
+            if now - a.ts > age || now - b.ts > age {
+                return None;
+            }
+        }
+        let [fa, fb] = self.fees;
+        let net = |sold: Quote, f_sold: f64, bought: Quote, f_bought: f64| {
+            (sold.bid * (1.0 - f_sold) / (bought.ask * (1.0 + f_bought)) - 1.0) * 1e4
+        };
+        let first = net(a, fa, b, fb);
+        let second = net(b, fb, a, fa);
+        Some(if first >= second {
+            Spread {
+                sell: 0,
+                net_bps: first,
+            }
+        } else {
+            Spread {
+                sell: 1,
+                net_bps: second,
+            }
+        })
+    }
 }
 
 /// Compile an `expr` alert's condition (no `model(...)`: alerts load no models).
@@ -146,6 +209,22 @@ impl Alerts {
                             programs: BTreeMap::new(),
                         },
                     ),
+                    AlertRule::Arbitrage {
+                        symbols,
+                        threshold_bps,
+                        fees_bps,
+                        max_age,
+                        ..
+                    } => (
+                        symbols.clone(),
+                        State::Arbitrage(Arbitrage {
+                            legs: [symbols[0].clone(), symbols[1].clone()],
+                            fees: [0, 1].map(|i| fees_bps.get(i).copied().unwrap_or(0.0) / 1e4),
+                            threshold_bps: *threshold_bps,
+                            max_age: max_age.map(|m| m.nanos()),
+                            last: [None, None],
+                        }),
+                    ),
                     AlertRule::StaleFeed { symbols, after, .. } => (
                         symbols.clone(),
                         State::StaleFeed {
@@ -190,6 +269,7 @@ impl Alerts {
         let (Some(price), Some(size)) = (t.price.to_f64(), t.size.to_f64()) else {
             return;
         };
+        self.on_arbitrage_tick(t, price, origin, out);
         for rule in &mut self.rules {
             if !rule.watches(&t.symbol) {
                 continue;
@@ -249,7 +329,7 @@ impl Alerts {
                     last.insert(t.symbol.clone(), (now, t.ts, origin_id(origin)));
                     None
                 }
-                State::Drawdown { .. } | State::Expr { .. } => continue,
+                State::Drawdown { .. } | State::Expr { .. } | State::Arbitrage(_) => continue,
             };
             // Above and below are separate conditions: a jump from one to the
             // other is a new crossing.
@@ -342,6 +422,74 @@ impl Alerts {
         }
     }
 
+    /// The `arbitrage` rules: the tick updates its leg's quote; an alert when
+    /// the pair's net spread rises above the threshold, once per crossing and
+    /// direction.
+    fn on_arbitrage_tick(
+        &mut self,
+        t: &crate::domain::Tick,
+        price: f64,
+        origin: &Origin,
+        out: &mut Vec<AlertMsg>,
+    ) {
+        let side = |d: Option<rust_decimal::Decimal>| {
+            d.and_then(|d| d.to_f64())
+                .filter(|x| *x > 0.0)
+                .unwrap_or(price)
+        };
+        let quote = Quote {
+            bid: side(t.bid),
+            ask: side(t.ask),
+            ts: t.ts,
+        };
+        for rule in &mut self.rules {
+            let State::Arbitrage(arb) = &mut rule.state else {
+                continue;
+            };
+            let Some(leg) = arb.legs.iter().position(|l| *l == t.symbol) else {
+                continue;
+            };
+            arb.last[leg] = Some(quote);
+            let subject = format!("{}/{}", arb.legs[0], arb.legs[1]);
+            let threshold = arb.threshold_bps;
+            let fired = arb.spread(t.ts).filter(|s| s.net_bps > threshold);
+            let message = fired.map(|s| {
+                let (sold, bought) = (s.sell, 1 - s.sell);
+                let q = |i: usize| arb.last[i].expect("both legs quoted");
+                format!(
+                    "{} bid {} over {} ask {}: {:.2} bp net of fees ({} and {} bp), above {} bp",
+                    arb.legs[sold],
+                    q(sold).bid,
+                    arb.legs[bought],
+                    q(bought).ask,
+                    s.net_bps,
+                    arb.fees[sold] * 1e4,
+                    arb.fees[bought] * 1e4,
+                    threshold
+                )
+            });
+            // "above": the first symbol is the dearer one; "below": the second.
+            let dir = fired.map(|s| if s.sell == 0 { "above" } else { "below" });
+            let up = rule.crossed(&format!("{subject}:above"), dir == Some("above"));
+            let down = rule.crossed(&format!("{subject}:below"), dir == Some("below"));
+            if let (true, Some(s), Some(direction), Some(message)) =
+                (up || down, fired, dir, message)
+            {
+                out.push(AlertMsg {
+                    alert_id: format!("alert:{}:{}:{}", rule.name, subject, origin_id(origin)),
+                    rule: rule.name.clone(),
+                    kind: "arbitrage",
+                    subject,
+                    ts: t.ts,
+                    direction,
+                    value: s.net_bps,
+                    threshold,
+                    message,
+                });
+            }
+        }
+    }
+
     /// Feed a P&L snapshot (the engine's output); drawdown rules fire on it.
     pub fn on_pnl(&mut self, p: &PnlMsg, out: &mut Vec<AlertMsg>) {
         let dd = p.account_drawdown.to_f64().unwrap_or(0.0);
@@ -417,6 +565,7 @@ fn kind_of(s: &State) -> &'static str {
         State::Drawdown { .. } => "drawdown",
         State::StaleFeed { .. } => "stale_feed",
         State::Expr { .. } => "expr",
+        State::Arbitrage(_) => "arbitrage",
     }
 }
 
@@ -565,6 +714,125 @@ mod tests {
         let got: Vec<_> = out.iter().map(|m| (m.ts, m.direction)).collect();
         assert_eq!(got, [(3, "above"), (5, "below"), (7, "above")]);
         assert!(out.iter().all(|m| m.value.abs() > 1.2));
+    }
+
+    /// A tick of one of two symbols: (symbol, seconds, price, bid and ask).
+    type PairTick<'a> = (&'a str, i64, f64, Option<(f64, f64)>);
+
+    fn feed_pair(a: &mut Alerts, ticks: &[PairTick]) -> Vec<AlertMsg> {
+        let d = |x: f64| Decimal::try_from(x).unwrap();
+        let mut out = Vec::new();
+        for (i, (sym, secs, p, quote)) in ticks.iter().enumerate() {
+            let ev = MarketEvent::Tick(Tick {
+                symbol: sym.to_string(),
+                ts: secs * 1_000_000_000,
+                price: d(*p),
+                size: d(1.0),
+                bid: quote.map(|q| d(q.0)),
+                ask: quote.map(|q| d(q.1)),
+            });
+            let o = Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: i as i64,
+            };
+            a.on_event(&ev, &o, Duration::ZERO, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn arbitrage_fires_on_the_net_spread_once_per_crossing() {
+        let mut a = rules(
+            "[[rules]]\nname='arb'\nkind='arbitrage'\nsymbols=['BTCUSDT','CB:BTC-USD']\n\
+             threshold_bps=20\nfees_bps=[10.0, 60.0]\nmax_age='5s'\n",
+        );
+        let (b, c) = ("BTCUSDT", "CB:BTC-USD");
+        // Fees 10 bp (BTCUSDT) and 60 bp (CB). Selling CB at p and buying
+        // BTCUSDT at q nets p * 0.994 / (q * 1.001) - 1.
+        let out = feed_pair(
+            &mut a,
+            &[
+                (b, 0, 100_000.0, None),
+                // 100100 * .994 / 100100 - 1 = -60 bp
+                (c, 1, 100_100.0, None),
+                // 100800 * .994 / 100100 - 1 = 9.51 bp: below 20
+                (c, 2, 100_800.0, None),
+                // 101000 * .994 / 100100 - 1 = 29.37 bp: fires, CB the dearer
+                (c, 3, 101_000.0, None),
+                // 39.30 bp: still above, no new alert
+                (c, 4, 101_100.0, None),
+                // BTCUSDT quoted 100400 / 100500: buying at the ask, 101100 *
+                // .994 / (100500 * 1.001) - 1 = -10.65 bp: re-arms
+                (b, 5, 100_450.0, Some((100_400.0, 100_500.0))),
+                // back to 100000: 39.30 bp, fires again
+                (b, 6, 100_000.0, None),
+                // CB's quote is 8 s old at 12 s (max_age 5 s): no spread, re-arms
+                (b, 12, 100_000.0, None),
+                // CB fresh again: 39.30 bp, fires
+                (c, 13, 101_100.0, None),
+                // BTCUSDT the dearer: 102000 * .999 / (101100 * 1.006) - 1 = 18.82 bp
+                (b, 14, 102_000.0, None),
+                // 102100 * .999 / (101100 * 1.006) - 1 = 28.64 bp: fires "above"
+                (b, 15, 102_100.0, None),
+            ],
+        );
+        let got: Vec<(i64, &str)> = out
+            .iter()
+            .map(|m| (m.ts / 1_000_000_000, m.direction))
+            .collect();
+        assert_eq!(
+            got,
+            [(3, "below"), (6, "below"), (13, "below"), (15, "above")]
+        );
+        let close = |x: f64, want: f64| assert!((x - want).abs() < 1e-9, "{x} vs {want}");
+        close(out[0].value, 29.370_629_370_630_84);
+        close(out[1].value, 39.300_699_300_699_46);
+        close(out[3].value, 28.641_209_125_070_954);
+        assert!(out
+            .iter()
+            .all(|m| m.threshold == 20.0 && m.kind == "arbitrage"));
+        assert_eq!(out[0].subject, "BTCUSDT/CB:BTC-USD");
+        assert_eq!(out[0].alert_id, "alert:arb:BTCUSDT/CB:BTC-USD:t-0-3");
+        assert_eq!(
+            out[0].message,
+            "CB:BTC-USD bid 101000 over BTCUSDT ask 100000: 29.37 bp net of fees (60 and 10 bp), above 20 bp"
+        );
+    }
+
+    #[test]
+    fn arbitrage_rules_are_checked() {
+        let check = |extra: &str| {
+            #[derive(serde::Deserialize)]
+            struct W {
+                rules: Vec<AlertRule>,
+            }
+            let text = format!("[[rules]]\nname='a'\nkind='arbitrage'\n{extra}");
+            let w: W = toml::from_str(&text).unwrap();
+            w.rules[0].check("alerts.rules[0]").map_err(|e| e.0)
+        };
+        let two = "symbols=['X','Y']\n";
+        assert_eq!(check(&format!("{two}threshold_bps=5")), Ok(()));
+        assert_eq!(
+            check(&format!("{two}threshold_bps=5\nmax_age='off'")),
+            Ok(())
+        );
+        assert_eq!(
+            check("symbols=['X','X']\nthreshold_bps=5").unwrap_err(),
+            "alerts.rules[0].symbols"
+        );
+        assert_eq!(
+            check(&format!("{two}threshold_bps=-1")).unwrap_err(),
+            "alerts.rules[0].threshold_bps"
+        );
+        assert_eq!(
+            check(&format!("{two}threshold_bps=5\nfees_bps=[10.0]")).unwrap_err(),
+            "alerts.rules[0].fees_bps"
+        );
+        assert_eq!(
+            check(&format!("{two}threshold_bps=5\nmax_age='0s'")).unwrap_err(),
+            "alerts.rules[0].max_age"
+        );
     }
 
     #[test]

@@ -1693,6 +1693,25 @@ pub enum AlertRule {
         symbols: Vec<String>,
         when: String,
     },
+    /// Cross-venue arbitrage: the same instrument quoted under two symbols
+    /// (`symbols = ["BTCUSDT", "CB:BTC-USD"]`, from two sources). Fires when
+    /// selling one at its bid and buying the other at its ask (the last
+    /// price where a tick has no quote) earns more than `threshold_bps` of the
+    /// purchase after each leg's taker fee (`fees_bps`, one per symbol); with
+    /// `max_age`, only while both quotes are at most that old in event time.
+    Arbitrage {
+        name: String,
+        symbols: Vec<String>,
+        threshold_bps: f64,
+        #[serde(default)]
+        fees_bps: Vec<f64>,
+        #[serde(
+            default,
+            deserialize_with = "off_or_span",
+            serialize_with = "serialize_off_or_span"
+        )]
+        max_age: Option<Span>,
+    },
 }
 
 impl AlertRule {
@@ -1746,6 +1765,13 @@ impl AlertRule {
                     ));
                 }
             }
+            AlertRule::Arbitrage {
+                symbols: s,
+                threshold_bps,
+                fees_bps,
+                max_age,
+                ..
+            } => check_arbitrage(key, s, *threshold_bps, fees_bps, *max_age)?,
             AlertRule::Drawdown { level, .. } => {
                 if !(*level > 0.0 && *level < 1.0) {
                     return Err(problem(
@@ -1769,6 +1795,46 @@ impl AlertRule {
     }
 }
 
+/// An `arbitrage` rule's values.
+fn check_arbitrage(
+    key: &str,
+    symbols: &[String],
+    threshold_bps: f64,
+    fees_bps: &[f64],
+    max_age: Option<Span>,
+) -> Result<(), Problem> {
+    if symbols.len() != 2 || symbols[0] == symbols[1] {
+        return Err(problem(
+            format!("{key}.symbols"),
+            format!("{symbols:?} is not two different symbols"),
+            "name the instrument's symbol on each of the two venues, such as [\"BTCUSDT\", \"CB:BTC-USD\"]",
+        ));
+    }
+    if !(threshold_bps.is_finite() && threshold_bps >= 0.0) {
+        return Err(problem(
+            format!("{key}.threshold_bps"),
+            format!("{threshold_bps} is not a spread"),
+            "give the least net spread in basis points, 0 or more, such as 20.0",
+        ));
+    }
+    let fee_ok = |f: &f64| f.is_finite() && (0.0..10_000.0).contains(f);
+    if !(fees_bps.is_empty() || fees_bps.len() == 2) || !fees_bps.iter().all(fee_ok) {
+        return Err(problem(
+            format!("{key}.fees_bps"),
+            format!("{fees_bps:?} is not one fee per symbol"),
+            "give each leg's taker fee in basis points, in the order of symbols, such as [10.0, 60.0] (or leave it out for none)",
+        ));
+    }
+    if max_age.is_some_and(Span::is_zero) {
+        return Err(problem(
+            format!("{key}.max_age"),
+            "is 0",
+            "write a duration such as \"5s\", or \"off\"",
+        ));
+    }
+    Ok(())
+}
+
 /// What a z-score alert watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1785,7 +1851,8 @@ impl AlertRule {
             | AlertRule::Zscore { name, .. }
             | AlertRule::Drawdown { name, .. }
             | AlertRule::StaleFeed { name, .. }
-            | AlertRule::Expr { name, .. } => name,
+            | AlertRule::Expr { name, .. }
+            | AlertRule::Arbitrage { name, .. } => name,
         }
     }
 }

@@ -66,6 +66,7 @@ pub mod features;
 pub mod indicators;
 pub mod model;
 pub mod news;
+pub mod sentiment;
 pub mod sim;
 pub mod stats;
 pub mod step;
