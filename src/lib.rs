@@ -32,5 +32,6 @@ pub mod report_files;
 pub mod report_html;
 pub mod report_price;
 pub mod sample;
+pub mod sources;
 pub mod state;
 pub mod sweep;

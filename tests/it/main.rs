@@ -35,4 +35,5 @@ mod replay;
 mod report_html;
 mod restart_standalone;
 mod scale_out;
+mod sources;
 mod sweep;
