@@ -44,6 +44,9 @@ pub struct Binance {
     next_id: u64,
 }
 
+/// Price levels, best first.
+type Levels = Vec<(Decimal, Decimal)>;
+
 /// One depth event (`depthUpdate`).
 #[derive(Debug, Clone)]
 struct DepthEvent {
@@ -102,7 +105,7 @@ impl Depth {
     }
 
     /// The book, best first, at most the wire's 1000 levels a side.
-    fn levels(&self) -> (Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>) {
+    fn levels(&self) -> (Levels, Levels) {
         let max = crate::wire::MAX_BOOK_LEVELS;
         let bids = self
             .bids

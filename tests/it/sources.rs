@@ -102,6 +102,8 @@ impl Peer {
     }
 }
 
+// tungstenite's handshake callback returns its error response by value.
+#[allow(clippy::result_large_err)]
 async fn ws_server<F, Fut>(handler: F) -> WsServer
 where
     F: Fn(usize, Peer) -> Fut + Send + Sync + 'static,
@@ -1048,4 +1050,212 @@ fn the_live_example_configs_load_and_bad_sources_name_the_key() {
     assert_eq!(e.key, "sources[0].feed", "{e}");
     let e = bad("[[sources]]\nname = \"x\"\nkind = \"rss\"\nurl = \"https://a/b\"\n[[sources]]\nname = \"x\"\nkind = \"rss\"\nurl = \"https://a/c\"\n");
     assert_eq!(e.key, "sources[1].name", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_command_publishes_what_paper_mode_then_trades() {
+    use papertrader::paper::StopWhen;
+    use std::io::{BufRead, BufReader};
+    let b = news_broker().await;
+    let bs = b.bootstrap();
+    let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
+    let prices = ["3", "2", "1", "5", "6", "1"];
+    let server = ws_server(move |_, mut peer| async move {
+        let Some(sub) = peer.recv().await else { return };
+        if !sub.contains("btcusdt@trade") {
+            return;
+        }
+        for (i, p) in prices.iter().enumerate() {
+            peer.send(&format!(
+                r#"{{"e":"trade","E":{t},"s":"BTCUSDT","t":{id},"p":"{p}","q":"1","T":{t},"m":true,"M":true}}"#,
+                t = t0 + i as i64 * 1000,
+                id = i + 1
+            ))
+            .await;
+        }
+        peer.hold().await;
+    })
+    .await;
+    let strat = "name = \"live_cross\"\nsymbols = [\"BTCUSDT\"]\n[rule]\nkind = \"ma_crossover\"\nfast = 2\nslow = 3\n\
+                 [sizing]\nmode = \"fixed_quantity\"\nquantity = \"1\"\n";
+    let src = format!(
+        "[[sources]]\nname = \"binance\"\nkind = \"binance\"\nsymbols = [\"BTCUSDT\"]\nws_url = {:?}\n{}",
+        server.url,
+        exact_venue("10")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &bs, &src, &[strat]);
+    // `papertrader ingest`, the binary, against the test's broker.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_papertrader"))
+        .args([
+            "--config",
+            &dir.path().join("app.toml").display().to_string(),
+        ])
+        .args([
+            "ingest",
+            "--brokers",
+            &bs,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--run-for",
+            "60",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let metrics_url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("ingest prints where its metrics are");
+        if let Some(rest) = line.split("metrics on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    wait_for_messages(&bs, "live_prices", 6).await;
+    let body = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains(r#"papertrader_source_messages_total{kind="trade",source="binance"} 6"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("papertrader_source_last_message_age_seconds{source=\"binance\"}"),
+        "{body}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let stop = StopWhen {
+        idle: Some(Duration::from_secs(20)),
+        max_events: Some(6),
+        startup_grace: None,
+    };
+    papertrader::paper::run(&cfg, &bs, stop, std::future::pending())
+        .await
+        .unwrap();
+    let orders = read_json(&bs, "orders");
+    let filled: Vec<&Value> = orders.iter().filter(|o| o["status"] == "filled").collect();
+    assert_eq!(filled.len(), 2, "{orders:?}");
+    assert_eq!(filled[0]["symbol"], "BTCUSDT");
+    assert_eq!(filled[0]["side"], "buy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_replaced_after_the_heartbeat_timeout() {
+    let b = news_broker().await;
+    let bs = b.bootstrap();
+    let server = ws_server(move |n, mut peer| async move {
+        if peer.recv().await.is_none() {
+            return;
+        }
+        if n < 2 {
+            let t = 1_672_515_782_136 + n as i64;
+            peer.send(&binance_trade(n as u64 + 1, "0.5", t)).await;
+        }
+        // Open but silent: no data, no ping.
+        peer.hold().await;
+    })
+    .await;
+    let extra = "heartbeat_timeout = \"400ms\"\n";
+    let src = binance_source(&server.url, "").replace("heartbeat_timeout = \"5s\"\n", extra);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &bs, &src, &[NO_STRATEGY]);
+    let (running, _, registry) = start(&cfg, &bs);
+    wait_for_messages(&bs, "live_prices", 2).await;
+    running.stop().await;
+    assert!(server.connections.load(Ordering::SeqCst) >= 2);
+    assert!(
+        metric(
+            &registry,
+            "papertrader_source_reconnects_total",
+            &[("source", "bn")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atom_feeds_are_read_and_if_modified_since_is_sent_back() {
+    use axum::http::{header, HeaderMap, StatusCode};
+    let b = news_broker().await;
+    let bs = b.bootstrap();
+    // The example of RFC 4287, section 1.1 (https://www.rfc-editor.org/rfc/rfc4287#section-1.1).
+    let atom = r#"<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Example Feed</title>
+  <link href="http://example.org/"/>
+  <updated>2003-12-13T18:30:02Z</updated>
+  <author><name>John Doe</name></author>
+  <id>urn:uuid:60a76c80-d399-11d9-b93C-0003939e0af6</id>
+  <entry>
+    <title>Atom-Powered Robots Run Amok</title>
+    <link href="http://example.org/2003/12/13/atom03"/>
+    <id>urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a</id>
+    <updated>2003-12-13T18:30:02Z</updated>
+    <summary>Some text.</summary>
+  </entry>
+</feed>"#;
+    let modified = "Sat, 13 Dec 2003 18:30:02 GMT";
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/atom",
+        axum::routing::get(move |headers: HeaderMap| {
+            let s = s.clone();
+            async move {
+                let ims = headers
+                    .get(header::IF_MODIFIED_SINCE)
+                    .map(|v| v.to_str().unwrap().to_string());
+                s.lock().unwrap().push(ims.clone());
+                if ims.as_deref() == Some(modified) {
+                    return (
+                        StatusCode::NOT_MODIFIED,
+                        [(header::LAST_MODIFIED, modified)],
+                        String::new(),
+                    );
+                }
+                (
+                    StatusCode::OK,
+                    [(header::LAST_MODIFIED, modified)],
+                    atom.to_string(),
+                )
+            }
+        }),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/atom", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let src = format!(
+        "[[sources]]\nname = \"atom\"\nkind = \"rss\"\nurl = {url:?}\npoll_every = \"100ms\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &bs, &src, &[NO_STRATEGY]);
+    let (running, _, _) = start(&cfg, &bs);
+    wait_for_messages(&bs, "news", 1).await;
+    papertrader_wait(|| seen.lock().unwrap().len() >= 3).await;
+    running.stop().await;
+    let news = read_ts(&bs, "news");
+    assert_eq!(news.len(), 1);
+    let item = &news[0].1;
+    assert_eq!(
+        item["id"],
+        "rss:urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a"
+    );
+    assert_eq!(item["headline"], "Atom-Powered Robots Run Amok");
+    assert_eq!(item["summary"], "Some text.");
+    assert_eq!(item["url"], "http://example.org/2003/12/13/atom03");
+    assert_eq!(item["ts"], "2003-12-13T18:30:02Z");
+    assert_eq!(item["symbols"], json!([]));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], None);
+    assert_eq!(seen[1].as_deref(), Some(modified));
 }
