@@ -68,6 +68,15 @@ pub async fn paper_with_sources(
     let sources = if cfg.app.sources.is_empty() {
         None
     } else {
+        if cfg.app.kafka.create_topics {
+            let base = kafka::client_config(&cfg.app.kafka, bootstrap);
+            kafka::ensure_topics(
+                &base,
+                &[cfg.app.topics.news.as_str()],
+                cfg.app.kafka.partitions,
+            )
+            .await?;
+        }
         let metrics = crate::sources::SourceMetrics::new(monitor.metrics.registry())?;
         Some(crate::sources::spawn(
             cfg,

@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::ws::{Action, Fetched, WsVenue};
-use super::{book_record, decimal, tick_record, Sink};
+use super::{book_record, decimal, fitting_snapshot, tick_record, Sink};
 use crate::config::SourceConfig;
 
 /// Binance: at most 5 incoming messages per second per connection
@@ -453,7 +453,7 @@ impl WsVenue for Binance {
         }
         let (b, a) = d.levels();
         let ts = d.last_event_ms.max(0) * 1_000_000;
-        out.push(Action::Emit(book_record(&symbol, ts, true, &b, &a)));
+        out.push(Action::Emit(fitting_snapshot(&symbol, ts, &b, &a)));
     }
 
     fn on_close(&mut self) {

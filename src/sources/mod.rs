@@ -108,9 +108,11 @@ pub fn book_record(
     bids: &[(Decimal, Decimal)],
     asks: &[(Decimal, Decimal)],
 ) -> Record {
+    // Normalized ("97000.10000000" -> "97000.1"): the same values, and a
+    // deep snapshot fits in the wire's 64 KiB.
     let side = |l: &[(Decimal, Decimal)]| -> Vec<[String; 2]> {
         l.iter()
-            .map(|(p, s)| [p.to_string(), s.to_string()])
+            .map(|(p, s)| [p.normalize().to_string(), s.normalize().to_string()])
             .collect()
     };
     let v = json!({
@@ -130,6 +132,33 @@ pub fn book_record(
         } else {
             "book_update"
         },
+    }
+}
+
+/// [`book_record`] of a snapshot, with the deepest levels left out until
+/// the message fits the wire's limit (`wire::MAX_MESSAGE_BYTES`).
+pub fn fitting_snapshot(
+    symbol: &str,
+    ts: Ts,
+    bids: &[(Decimal, Decimal)],
+    asks: &[(Decimal, Decimal)],
+) -> Record {
+    let mut n = bids.len().max(asks.len());
+    loop {
+        let r = book_record(
+            symbol,
+            ts,
+            true,
+            &bids[..n.min(bids.len())],
+            &asks[..n.min(asks.len())],
+        );
+        if r.payload.len() <= crate::wire::MAX_MESSAGE_BYTES || n <= 1 {
+            if n < bids.len().max(asks.len()) {
+                tracing::info!(%symbol, levels = n, "the depth snapshot keeps the best {n} levels a side (64 KiB)");
+            }
+            return r;
+        }
+        n = n * 3 / 4;
     }
 }
 
@@ -624,6 +653,26 @@ mod tests {
         assert!(d.first("c"));
         assert!(d.first("a"), "a was forgotten when c came");
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn a_deep_snapshot_is_cut_to_fit_the_wire() {
+        use std::str::FromStr;
+        let level = |i: i64| {
+            let p = Decimal::from_str(&format!("97000.{:08}", 12_345_601 + i)).unwrap();
+            (p, Decimal::from_str("1.23456789").unwrap())
+        };
+        let bids: Vec<_> = (0..1000).map(|i| level(-i - 1000)).collect();
+        let asks: Vec<_> = (0..1000).map(level).collect();
+        let r = fitting_snapshot("BTCUSDT", 0, &bids, &asks);
+        assert!(r.payload.len() <= crate::wire::MAX_MESSAGE_BYTES);
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let n = v["bids"].as_array().unwrap().len();
+        assert!(n > 500 && n < 1000, "{n}");
+        assert_eq!(v["bids"][0], json!(["97000.12344601", "1.23456789"]));
+        let small = fitting_snapshot("X", 0, &bids[..3], &asks[..3]);
+        let v: serde_json::Value = serde_json::from_slice(&small.payload).unwrap();
+        assert_eq!(v["asks"].as_array().unwrap().len(), 3);
     }
 
     #[test]
