@@ -44,6 +44,9 @@ pub struct Binance {
     next_id: u64,
 }
 
+/// Depth events kept per symbol while its snapshot is awaited.
+const MAX_BUFFERED: usize = 10_000;
+
 /// Price levels, best first.
 type Levels = Vec<(Decimal, Decimal)>;
 
@@ -224,7 +227,14 @@ impl Binance {
         let d = self.books.entry(s.clone()).or_insert_with(Depth::new);
         d.last_event_ms = d.last_event_ms.max(ev.ts_ms);
         match &mut d.sync {
-            SyncState::Waiting { buffer, .. } => buffer.push(ev),
+            SyncState::Waiting { buffer, .. } => {
+                // While snapshots fail, keep the newest events only: a
+                // snapshot newer than the oldest kept event still syncs.
+                if buffer.len() >= MAX_BUFFERED {
+                    buffer.remove(0);
+                }
+                buffer.push(ev);
+            }
             SyncState::Synced { last_u, first } => {
                 if ev.last <= *last_u {
                     return sink.duplicate();

@@ -660,7 +660,7 @@ mod tests {
         use std::str::FromStr;
         let level = |i: i64| {
             let p = Decimal::from_str(&format!("97000.{:08}", 12_345_601 + i)).unwrap();
-            (p, Decimal::from_str("1.23456789").unwrap())
+            (p, Decimal::from_str("123.45678901").unwrap())
         };
         let bids: Vec<_> = (0..1000).map(|i| level(-i - 1000)).collect();
         let asks: Vec<_> = (0..1000).map(level).collect();
@@ -669,7 +669,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
         let n = v["bids"].as_array().unwrap().len();
         assert!(n > 500 && n < 1000, "{n}");
-        assert_eq!(v["bids"][0], json!(["97000.12344601", "1.23456789"]));
+        assert_eq!(v["bids"][0], json!(["97000.12344601", "123.45678901"]));
         let small = fitting_snapshot("X", 0, &bids[..3], &asks[..3]);
         let v: serde_json::Value = serde_json::from_slice(&small.payload).unwrap();
         assert_eq!(v["asks"].as_array().unwrap().len(), 3);

@@ -1251,3 +1251,97 @@ async fn atom_feeds_are_read_and_if_modified_since_is_sent_back() {
     assert_eq!(seen[0], None);
     assert_eq!(seen[1].as_deref(), Some(modified));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_snapshot_request_waits_the_retry_after() {
+    use axum::http::{header, StatusCode};
+    let b = news_broker().await;
+    let bs = b.bootstrap();
+    let asked: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let a = asked.clone();
+    // https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits :
+    // "a 429 will be returned" with a Retry-After header.
+    let app = axum::Router::new().route(
+        "/api/v3/depth",
+        axum::routing::get(move || {
+            let a = a.clone();
+            async move {
+                let mut a = a.lock().unwrap();
+                a.push(std::time::Instant::now());
+                if a.len() == 1 {
+                    let body = r#"{"code":-1003,"msg":"Too many requests."}"#;
+                    return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], body.to_string());
+                }
+                let snap = r#"{"lastUpdateId":55,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}"#;
+                (StatusCode::OK, [(header::RETRY_AFTER, "0")], snap.to_string())
+            }
+        }),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let server = ws_server(move |_, mut peer| async move {
+        if peer.recv().await.is_none() {
+            return;
+        }
+        for n in 0..20u64 {
+            let f = depth(
+                n * 10 + 1,
+                n * 10 + 10,
+                &format!(r#"[["3.{n:02}","1"]]"#),
+                "[]",
+            );
+            peer.send(&f).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peer.hold().await;
+    })
+    .await;
+    let extra = format!(
+        "trades = false\ndepth = true\nrest_url = {rest:?}\nsnapshot_min_interval = \"10ms\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &bs,
+        &binance_source(&server.url, &extra),
+        &[NO_STRATEGY],
+    );
+    let (running, _, registry) = start(&cfg, &bs);
+    // Until the last event (191..200, bid 3.19) is on the topic.
+    let b2 = bs.clone();
+    wait_count("the last depth update", 1, move || {
+        let last = read_json(&b2, "order_book");
+        last.iter()
+            .filter(|m| m.to_string().contains("\"3.19\""))
+            .count() as i64
+    })
+    .await;
+    running.stop().await;
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "one refused request, one after the wait");
+    let waited = asked[1] - asked[0];
+    assert!(waited >= Duration::from_millis(950), "waited {waited:?}");
+    let msgs = read_ts(&bs, "order_book");
+    assert_eq!(msgs[0].1["type"], "snapshot");
+    assert!(msgs[1..].iter().all(|m| m.1["type"] == "update"));
+    // The events buffered while waiting are in the snapshot: those older
+    // than it (1..50) are not, the others (51..) are.
+    let (bids, _) = replay_book(&msgs);
+    let mut want: BTreeMap<String, String> = (5..20)
+        .map(|n| {
+            let p: rust_decimal::Decimal = format!("3.{n:02}").parse().unwrap();
+            (p.normalize().to_string(), "1".to_string())
+        })
+        .collect();
+    want.insert("4".into(), "431".into());
+    assert_eq!(bids, want);
+    assert_eq!(
+        metric(
+            &registry,
+            "papertrader_source_gaps_total",
+            &[("source", "bn")]
+        ),
+        0.0
+    );
+}
