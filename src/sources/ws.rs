@@ -1,8 +1,9 @@
 //! The WebSocket loop every venue runs in: connect, send the venue's
 //! subscription frames (no faster than its rate limit), read frames, answer
-//! pings, reconnect after an error, a close or a silence longer than
-//! `heartbeat_timeout`, with exponential backoff and jitter, and fetch the
-//! REST snapshots a venue asks for.
+//! pings, ping after half of `heartbeat_timeout` without a frame, reconnect
+//! after an error, a close or a silence of `heartbeat_timeout` (the ping
+//! unanswered), with exponential backoff and jitter, and fetch the REST
+//! snapshots a venue asks for.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -85,6 +86,8 @@ pub async fn run<V: WsVenue>(mut venue: V, cfg: SourceConfig, sink: Sink) {
 }
 
 const STOPPED: &str = "stopped";
+/// The payload of papertrader's own pings.
+const PING: &[u8] = b"papertrader";
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -106,13 +109,28 @@ async fn session<V: WsVenue>(
     }
     let silence = cfg.heartbeat_timeout.to_std();
     let mut delivered = false;
+    // Half the timeout without a frame: a ping; the other half without one
+    // (not even the pong): the connection is taken for dead.
+    let mut pinged = false;
     loop {
-        let msg = match tokio::time::timeout(silence, ws.next()).await {
-            Err(_) => return (format!("nothing received for {silence:?}"), delivered),
+        let msg = match tokio::time::timeout(silence / 2, ws.next()).await {
+            Err(_) if !pinged => {
+                pinged = true;
+                pacer.wait().await;
+                if let Err(e) = ws.send(Message::Ping(PING.to_vec().into())).await {
+                    return (format!("pinging: {e}"), delivered);
+                }
+                continue;
+            }
+            Err(_) => {
+                let why = format!("nothing received for {silence:?}, a ping unanswered");
+                return (why, delivered);
+            }
             Ok(None) => return ("the server closed the stream".into(), delivered),
             Ok(Some(Err(e))) => return (format!("reading: {e}"), delivered),
             Ok(Some(Ok(m))) => m,
         };
+        pinged = false;
         sink.metrics.alive(&sink.source);
         let mut out = Vec::new();
         match msg {

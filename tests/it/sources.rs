@@ -1154,8 +1154,10 @@ async fn a_silent_connection_is_replaced_after_the_heartbeat_timeout() {
             let t = 1_672_515_782_136 + n as i64;
             peer.send(&binance_trade(n as u64 + 1, "0.5", t)).await;
         }
-        // Open but silent: no data, no ping.
-        peer.hold().await;
+        // Open but silent: no data, and nothing read, so the client's pings
+        // go unanswered.
+        let _open = peer;
+        tokio::time::sleep(Duration::from_secs(20)).await;
     })
     .await;
     let extra = "heartbeat_timeout = \"400ms\"\n";
@@ -1340,6 +1342,41 @@ async fn a_rate_limited_snapshot_request_waits_the_retry_after() {
         metric(
             &registry,
             "papertrader_source_gaps_total",
+            &[("source", "bn")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_connection_that_answers_pings_is_kept() {
+    let b = news_broker().await;
+    let bs = b.bootstrap();
+    let server = ws_server(move |_, mut peer| async move {
+        if peer.recv().await.is_none() {
+            return;
+        }
+        peer.send(&binance_trade(1, "0.5", 1_672_515_782_136)).await;
+        // No data, but reading: tungstenite answers the client's pings.
+        peer.hold().await;
+    })
+    .await;
+    let src = binance_source(&server.url, "").replace(
+        "heartbeat_timeout = \"5s\"\n",
+        "heartbeat_timeout = \"400ms\"\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &bs, &src, &[NO_STRATEGY]);
+    let (running, _, registry) = start(&cfg, &bs);
+    wait_for_messages(&bs, "live_prices", 1).await;
+    // Several heartbeat timeouts long.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    running.stop().await;
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        metric(
+            &registry,
+            "papertrader_source_reconnects_total",
             &[("source", "bn")]
         ),
         0.0
