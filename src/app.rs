@@ -20,7 +20,7 @@ pub async fn paper(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Summary> {
     if cfg.app.kafka.brokers != "embedded" {
-        return paper::run(cfg, &cfg.app.kafka.brokers, stop, shutdown).await;
+        return paper_with_sources(cfg, &cfg.app.kafka.brokers, stop, shutdown).await;
     }
     #[cfg(feature = "embedded")]
     {
@@ -33,6 +33,9 @@ pub async fn paper(
         let base = kafka::client_config(&cfg.app.kafka, &bootstrap);
         let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
         names.extend(cfg.app.topics.outputs());
+        if !cfg.app.sources.is_empty() {
+            names.push(&cfg.app.topics.news);
+        }
         kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
         if cfg.app.demo.feed {
             // The demo data is recorded first, then traded: paper mode takes it in
@@ -42,7 +45,7 @@ pub async fn paper(
                 .await
                 .context("feeding the demo data into the embedded broker")?;
         }
-        let summary = paper::run(cfg, &bootstrap, stop, shutdown).await;
+        let summary = paper_with_sources(cfg, &bootstrap, stop, shutdown).await;
         drop(broker);
         summary
     }
@@ -54,6 +57,42 @@ pub async fn paper(
              rebuild with the `embedded` feature or set kafka.brokers to your cluster"
         )
     }
+}
+
+/// Paper mode with the `[[sources]]` running in-process beside it, publishing
+/// to the same brokers (their metrics on paper mode's `/metrics`); they stop
+/// when paper mode does.
+pub async fn paper_with_sources(
+    cfg: &Loaded,
+    bootstrap: &str,
+    stop: StopWhen,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Summary> {
+    let monitor = std::sync::Arc::new(crate::monitor::Monitor::from_config(cfg));
+    let sources = if cfg.app.sources.is_empty() {
+        None
+    } else {
+        if cfg.app.kafka.create_topics {
+            let base = kafka::client_config(&cfg.app.kafka, bootstrap);
+            kafka::ensure_topics(
+                &base,
+                &[cfg.app.topics.news.as_str()],
+                cfg.app.kafka.partitions,
+            )
+            .await?;
+        }
+        let metrics = crate::sources::SourceMetrics::new(monitor.metrics.registry())?;
+        Some(crate::sources::spawn(
+            cfg,
+            bootstrap,
+            std::sync::Arc::new(metrics),
+        )?)
+    };
+    let summary = paper::run_with(cfg, bootstrap, stop, shutdown, monitor).await;
+    if let Some(s) = sources {
+        s.stop().await;
+    }
+    summary
 }
 
 /// Publish the demo's files (`[demo]`) into the input topics at full speed, in

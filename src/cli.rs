@@ -48,6 +48,9 @@ enum Command {
     /// them with symbols and publish them to news_sentiment ([sentiment],
     /// docs/sentiment.md).
     Sentiment(SentimentArgs),
+    /// Run the config's [[sources]] (Binance, Coinbase, Alpaca, RSS/Atom,
+    /// Alpaca news) into the input topics and `news`, until Ctrl-C (docs/sources.md).
+    Ingest(IngestArgs),
     /// Generate the synthetic sample data (ticks and correlated sentiment).
     Generate(GenerateArgs),
     /// Write output topics (fills, orders, pnl, signals, indicators, alerts,
@@ -251,6 +254,21 @@ struct SentimentArgs {
     /// Stop after this many news messages.
     #[arg(long, value_name = "N")]
     max_events: Option<u64>,
+}
+
+// The arguments of `papertrader ingest` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct IngestArgs {
+    /// bootstrap.servers (default: kafka.brokers from the config; not
+    /// "embedded": run `paper` with [[sources]] to trade on the embedded broker).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Serve the connectors' Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    run_for: Option<f64>,
 }
 
 // The arguments of `papertrader export` (a plain comment: clap takes the command's help from the variant).
@@ -527,6 +545,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
         Command::Broker(args) => broker(&cfg, args).await,
         Command::Replay(args) => replay(&cfg, args).await,
         Command::Sentiment(args) => sentiment(&cfg, args).await,
+        Command::Ingest(args) => ingest(&cfg, args).await,
         Command::Models {
             action: ModelsCommand::Check { dir },
         } => models_check(&dir),
@@ -825,6 +844,57 @@ async fn replay(cfg: &Loaded, args: ReplayArgs) -> anyhow::Result<()> {
         args.topic,
         stats.skipped
     ));
+    Ok(())
+}
+
+/// `papertrader ingest`: the `[[sources]]` into the topics until a signal.
+async fn ingest(cfg: &Loaded, args: IngestArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !cfg.app.sources.is_empty(),
+        "the config has no [[sources]]: add one (docs/sources.md; config/live-binance.toml is an example) and pass it with --config"
+    );
+    let bootstrap = args
+        .brokers
+        .unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+    anyhow::ensure!(
+        bootstrap != "embedded",
+        "ingest needs a running broker: pass --brokers HOST:PORT (start one with `papertrader broker`), or run `papertrader paper` with [[sources]] to trade them on the embedded broker"
+    );
+    let base = crate::kafka::client_config(&cfg.app.kafka, &bootstrap);
+    crate::kafka::check_reachable_named(&base, &bootstrap, &cfg.app.kafka).await?;
+    if cfg.app.kafka.create_topics {
+        let t = &cfg.app.topics;
+        let names = [
+            t.live_prices.as_str(),
+            t.order_book.as_str(),
+            t.news.as_str(),
+            t.dead_letters.as_str(),
+        ];
+        crate::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+    }
+    let registry = prometheus::Registry::new();
+    let metrics = std::sync::Arc::new(crate::sources::SourceMetrics::new(&registry)?);
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-addr {addr}: cannot listen there"))?;
+        eprintln!(
+            "papertrader: metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        tokio::spawn(crate::http::serve_registry(listener, registry));
+    }
+    let stop = async {
+        match args.run_for {
+            Some(secs) => tokio::select! {
+                _ = stop_signal() => {}
+                _ = tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))) => {}
+            },
+            None => stop_signal().await,
+        }
+    };
+    let published = crate::sources::run(cfg, &bootstrap, metrics, stop).await?;
+    print_out(&format!("published {published} messages"));
     Ok(())
 }
 

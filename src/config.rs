@@ -56,6 +56,10 @@ pub struct AppConfig {
     /// The news-sentiment stage (`papertrader sentiment`, docs/sentiment.md).
     #[serde(default)]
     pub sentiment: crate::sentiment::SentimentConfig,
+    /// Market-data and news connectors (`[[sources]]`): run by `papertrader
+    /// ingest`, and in-process by paper mode (docs/sources.md).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
 }
 
 /// Backtest reports (`[report]`).
@@ -310,6 +314,307 @@ impl TopicsConfig {
             ("topics.news", &self.news),
         ]
     }
+}
+
+/// The kind of a `[[sources]]` entry (docs/sources.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Binance spot public streams: trades and diff depth synced with the REST snapshot.
+    Binance,
+    /// Coinbase Exchange: the `matches` channel (trades).
+    Coinbase,
+    /// Alpaca market data v2: trades, quotes, minute bars.
+    Alpaca,
+    /// The Alpaca news stream.
+    AlpacaNews,
+    /// An RSS 2.0 or Atom feed, polled.
+    Rss,
+}
+
+papertrader_core::closed_set! {
+    deserialize;
+    SourceKind { Binance => "binance", Coinbase => "coinbase", Alpaca => "alpaca", AlpacaNews => "alpaca_news", Rss => "rss" }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_depth_limit() -> u32 {
+    1000
+}
+fn default_dedup() -> usize {
+    100_000
+}
+fn span_default(s: &str) -> Span {
+    Span::parse(s).expect("a valid default span")
+}
+fn default_heartbeat() -> Span {
+    span_default("30s")
+}
+fn default_backoff_min() -> Span {
+    span_default("500ms")
+}
+fn default_backoff_max() -> Span {
+    span_default("30s")
+}
+fn default_poll() -> Span {
+    span_default("60s")
+}
+fn default_snapshot_interval() -> Span {
+    span_default("5s")
+}
+
+/// One `[[sources]]` entry: a connector to a venue or feed (`src/sources/`).
+/// Keys a kind does not use are refused by [`SourceConfig::check`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name: the `source` label of metrics and dead letters, and a news item's `source`.
+    pub name: String,
+    pub kind: SourceKind,
+    /// The venue's symbols to subscribe (`BTCUSDT`, `BTC-USD`, `AAPL`); for
+    /// `rss`: symbols to tag every item with.
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Published symbol = prefix + venue symbol (unless `rename` names it).
+    #[serde(default)]
+    pub symbol_prefix: String,
+    /// Venue symbol -> published symbol; its keys are subscribed too.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// WebSocket base URL (default: the venue's).
+    #[serde(default)]
+    pub ws_url: Option<String>,
+    /// REST base URL (Binance's depth snapshot; default `https://api.binance.com`).
+    #[serde(default)]
+    pub rest_url: Option<String>,
+    /// The feed URL (`rss`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Subscribe trades (binance, coinbase, alpaca).
+    #[serde(default = "yes")]
+    pub trades: bool,
+    /// Binance: diff depth kept in sync with the REST snapshot, on `order_book`.
+    #[serde(default)]
+    pub depth: bool,
+    /// Binance: levels of the REST snapshot (5..5000; weight grows with it).
+    #[serde(default = "default_depth_limit")]
+    pub depth_limit: u32,
+    /// Binance: least wall time between two snapshot requests of one symbol.
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_min_interval: Span,
+    /// Alpaca: quotes, as one-level `order_book` snapshots (and bid/ask on trades).
+    #[serde(default)]
+    pub quotes: bool,
+    /// Alpaca: minute bars, each one tick at its close (use instead of trades).
+    #[serde(default)]
+    pub bars: bool,
+    /// Alpaca: `iex` or `sip` (or `test`, the sandbox stream of FAKEPACA).
+    #[serde(default)]
+    pub feed: Option<String>,
+    /// Alpaca: the environment variables holding the key id and the secret.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// RSS: the polling interval.
+    #[serde(default = "default_poll")]
+    pub poll_every: Span,
+    /// Reconnect when nothing (not even a heartbeat or ping) came for this long.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_timeout: Span,
+    /// Reconnect delays: exponential from `backoff_min` to `backoff_max`, with jitter.
+    #[serde(default = "default_backoff_min")]
+    pub backoff_min: Span,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Span,
+    /// Ids remembered to drop duplicates (trades, news items).
+    #[serde(default = "default_dedup")]
+    pub dedup_capacity: usize,
+}
+
+impl SourceConfig {
+    /// The venue symbols to subscribe: `symbols` and the keys of `rename`.
+    pub fn venue_symbols(&self) -> Vec<String> {
+        let mut v = self.symbols.clone();
+        for k in self.rename.keys() {
+            if !v.contains(k) {
+                v.push(k.clone());
+            }
+        }
+        v
+    }
+
+    /// The published symbol of a venue symbol.
+    pub fn publish_symbol(&self, venue: &str) -> String {
+        match self.rename.get(venue) {
+            Some(s) => s.clone(),
+            None => format!("{}{venue}", self.symbol_prefix),
+        }
+    }
+
+    fn check(&self, key: &str) -> Result<(), Problem> {
+        use SourceKind::*;
+        let k = |f: &str| format!("{key}.{f}");
+        let ok_name = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !ok_name {
+            return Err(problem(
+                k("name"),
+                format!("{:?} is not a source name", self.name),
+                "use ASCII letters, digits, '_', '-' or '.', such as \"binance\"",
+            ));
+        }
+        let symbols = self.venue_symbols();
+        let needs_symbols = matches!(self.kind, Binance | Coinbase | Alpaca);
+        if needs_symbols && symbols.is_empty() {
+            return Err(problem(
+                k("symbols"),
+                "no symbols to subscribe",
+                "list the venue's symbols, such as symbols = [\"BTCUSDT\"]",
+            ));
+        }
+        for s in &symbols {
+            let published = self.publish_symbol(s);
+            if s.is_empty()
+                || s.chars().any(char::is_whitespace)
+                || published.len() > crate::wire::MAX_SYMBOL_LEN
+            {
+                return Err(problem(
+                    k("symbols"),
+                    format!("{s:?} (published as {published:?}) is not a valid symbol"),
+                    "use symbols without spaces, at most 32 bytes with the prefix",
+                ));
+            }
+        }
+        for (f, url) in [
+            ("ws_url", &self.ws_url),
+            ("rest_url", &self.rest_url),
+            ("url", &self.url),
+        ] {
+            if let Some(u) = url {
+                let schemes: &[&str] = if f == "ws_url" {
+                    &["ws://", "wss://"]
+                } else {
+                    &["http://", "https://"]
+                };
+                if !schemes.iter().any(|p| u.starts_with(p)) {
+                    return Err(problem(
+                        k(f),
+                        format!("{u:?} is not a URL"),
+                        format!("write a URL starting with {}", schemes.join(" or ")),
+                    ));
+                }
+            }
+        }
+        self.check_kind(key)?;
+        positive(
+            &k("heartbeat_timeout"),
+            self.heartbeat_timeout,
+            "write a duration such as \"30s\"",
+        )?;
+        positive(
+            &k("backoff_min"),
+            self.backoff_min,
+            "write a duration such as \"500ms\"",
+        )?;
+        if self.backoff_max.nanos() < self.backoff_min.nanos() {
+            return Err(problem(
+                k("backoff_max"),
+                "is below backoff_min",
+                "make backoff_max at least backoff_min, such as \"30s\"",
+            ));
+        }
+        if self.dedup_capacity == 0 {
+            return Err(problem(
+                k("dedup_capacity"),
+                "is 0",
+                "use a positive number such as 100000",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_kind(&self, key: &str) -> Result<(), Problem> {
+        use SourceKind::*;
+        let k = |f: &str| format!("{key}.{f}");
+        let unused = |f: &str, set: bool| -> Result<(), Problem> {
+            if set {
+                return Err(problem(
+                    k(f),
+                    format!("is not used by kind {:?}", self.kind.as_str()),
+                    "remove the key (docs/sources.md lists the keys of each kind)",
+                ));
+            }
+            Ok(())
+        };
+        unused("depth", self.depth && self.kind != Binance)?;
+        unused("quotes", self.quotes && self.kind != Alpaca)?;
+        unused("bars", self.bars && self.kind != Alpaca)?;
+        unused("feed", self.feed.is_some() && self.kind != Alpaca)?;
+        unused("rest_url", self.rest_url.is_some() && self.kind != Binance)?;
+        unused("url", self.url.is_some() && self.kind != Rss)?;
+        unused("ws_url", self.ws_url.is_some() && self.kind == Rss)?;
+        let alpaca = matches!(self.kind, Alpaca | AlpacaNews);
+        unused("key_env", self.key_env.is_some() && !alpaca)?;
+        unused("secret_env", self.secret_env.is_some() && !alpaca)?;
+        match self.kind {
+            Rss if self.url.is_none() => Err(problem(
+                k("url"),
+                "no feed URL",
+                "set url = \"https://example.com/feed.xml\"",
+            )),
+            Rss => positive(
+                &k("poll_every"),
+                self.poll_every,
+                "write a duration such as \"60s\"",
+            ),
+            Alpaca => match self.feed.as_deref() {
+                None | Some("iex" | "sip" | "test") => Ok(()),
+                Some(other) => Err(problem(
+                    k("feed"),
+                    format!("{other:?} is not an Alpaca feed"),
+                    "use \"iex\" (free) or \"sip\"",
+                )),
+            },
+            Binance if !(5..=5000).contains(&self.depth_limit) => Err(problem(
+                k("depth_limit"),
+                format!("{} is out of range", self.depth_limit),
+                "use 5..5000, such as 1000",
+            )),
+            Binance if !self.trades && !self.depth => Err(problem(
+                k("trades"),
+                "neither trades nor depth is on",
+                "set trades = true or depth = true",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Every `[[sources]]` entry checked, names unique.
+fn check_sources(entries: &[SourceConfig]) -> Vec<Result<(), Problem>> {
+    let mut seen = BTreeSet::new();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let key = format!("sources[{i}]");
+            e.check(&key)?;
+            if !seen.insert(e.name.as_str()) {
+                return Err(problem(
+                    format!("{key}.name"),
+                    format!("{:?} names an earlier source too", e.name),
+                    "give every [[sources]] entry its own name",
+                ));
+            }
+            Ok(())
+        })
+        .collect()
 }
 
 /// Input validation.
@@ -1100,7 +1405,11 @@ fn check_app(app: &AppConfig, file_of: &dyn Fn(&str) -> String) -> Result<(), Co
         app.report.check(),
         app.sentiment.check(),
     ];
-    for c in checks.into_iter().chain(check_analytics(&app.analytics)) {
+    for c in checks
+        .into_iter()
+        .chain(check_analytics(&app.analytics))
+        .chain(check_sources(&app.sources))
+    {
         c.map_err(|(key, problem, fix)| ConfigError::new(file_of(&key), key, problem, fix))?;
     }
     if app.strategies.is_empty() {

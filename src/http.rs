@@ -221,3 +221,28 @@ async fn events(
         .map(|data| Ok(Event::default().event("batch").data(data)));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+/// Serve one Prometheus registry on `/metrics` (`papertrader ingest --metrics-addr`).
+pub async fn serve_registry(listener: TcpListener, registry: prometheus::Registry) {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut buf = Vec::new();
+                let _ = prometheus::Encoder::encode(
+                    &prometheus::TextEncoder::new(),
+                    &registry.gather(),
+                    &mut buf,
+                );
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    String::from_utf8_lossy(&buf).into_owned(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics server stopped");
+    }
+}

@@ -34,6 +34,7 @@ pub mod report_html;
 pub mod report_price;
 pub mod sample;
 pub mod sentiment;
+pub mod sources;
 pub mod state;
 pub mod sweep;
 pub mod topicstream;

@@ -168,6 +168,12 @@ impl Metrics {
         }
     }
 
+    /// The registry behind `/metrics`, where other parts of the process (the
+    /// in-process `[[sources]]`) register their metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -36,4 +36,5 @@ mod report_html;
 mod restart_standalone;
 mod scale_out;
 mod sentiment;
+mod sources;
 mod sweep;
