@@ -759,6 +759,11 @@ async fn broker(cfg: &Loaded, args: BrokerArgs) -> anyhow::Result<()> {
         let base = crate::kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
         let mut names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
         names.extend(cfg.app.topics.outputs());
+        // The controls' audit log, and the raw headlines of `ingest` and `sentiment`.
+        names.extend([
+            cfg.app.topics.control.as_str(),
+            cfg.app.topics.news.as_str(),
+        ]);
         crate::kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
     }
     print_out(&format!(

@@ -71,6 +71,19 @@ async fn resumed_partitions_skip_nothing_on_a_standalone_papertrader_broker() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path());
     let bs = broker.bootstrap.clone();
+    // --create-topics made every topic papertrader uses, `news` and `control` too.
+    {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .create()
+            .unwrap();
+        let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+        for topic in ["live_prices", "orders", "control", "news"] {
+            let t = md.topics().iter().find(|t| t.name() == topic);
+            assert_eq!(t.map(|t| t.partitions().len()), Some(3), "{topic}");
+        }
+    }
     // Large batches: a producer that lingers, as confluent-kafka and kcat do by default.
     let inputs = feed_with(
         &bs,

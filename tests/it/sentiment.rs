@@ -127,7 +127,7 @@ async fn sentiment_stage_scores_headlines_that_sentiment_momentum_trades() {
         (15, 1, 1)
     );
     assert_eq!(a.published + b.published, 14);
-    assert_eq!(second.dead_letters.get("invalid_timestamp"), Some(&1));
+    assert_eq!(second.dead_letters.get("missing_field"), Some(&1));
 
     // What the core's stage makes of the same items, byte for byte and in order.
     let mut stage = Stage::new(&cfg.app.sentiment).unwrap();
@@ -178,7 +178,7 @@ async fn sentiment_stage_scores_headlines_that_sentiment_momentum_trades() {
     // The malformed message, dead-lettered with its reason and bytes.
     let dl = read_json(&bs, "dead_letters");
     assert_eq!(dl.len(), 1, "{dl:?}");
-    assert_eq!(dl[0]["reason"], "invalid_timestamp");
+    assert_eq!(dl[0]["reason"], "missing_field");
     assert_eq!(dl[0]["topic"], "news");
     assert_eq!(dl[0]["offset"], 15);
     assert!(dl[0]["payload"].as_str().unwrap().contains("no time"));

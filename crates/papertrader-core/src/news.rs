@@ -54,7 +54,10 @@ impl NewsItem {
         }
         let v: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Rejection::new("malformed_json", e.to_string()))?;
-        let ts = parse_ts(v.get("ts").unwrap_or(&serde_json::Value::Null))?;
+        let ts = match v.get("ts") {
+            Some(ts) => parse_ts(ts)?,
+            None => return Err(Rejection::new("missing_field", "missing field `ts`")),
+        };
         let mut item: NewsItem = serde_json::from_value(v)
             .map_err(|e| Rejection::new("invalid_field", e.to_string()))?;
         item.ts = ts;
@@ -88,6 +91,8 @@ mod tests {
             .unwrap()
             .contains("\"ts\":\"2026-01-05T14:31:10Z\""));
         assert_eq!(NewsItem::decode(&json).unwrap(), item);
+        let no_ts = NewsItem::decode(br#"{"id":"x","headline":"h","source":"s"}"#);
+        assert_eq!(no_ts.unwrap_err().code, "missing_field");
         let millis = br#"{"id":"x","ts":1767623470000,"headline":"h","source":"s"}"#;
         assert_eq!(NewsItem::decode(millis).unwrap().ts, item.ts);
         for bad in [
