@@ -285,16 +285,8 @@ impl WsVenue for Alpaca {
     }
 
     fn on_frame(&mut self, raw: &[u8], sink: &Sink, out: &mut Vec<Action>) {
-        let v: Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(e) => {
-                return out.push(Action::Emit(sink.dead(
-                    "",
-                    "malformed_json",
-                    &e.to_string(),
-                    raw,
-                )))
-            }
+        let Some(v) = sink.json(raw, out) else {
+            return;
         };
         match v {
             Value::Array(items) => {

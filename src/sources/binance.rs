@@ -174,20 +174,10 @@ impl Binance {
             );
             return out.push(Action::Emit(d));
         };
-        let Some(symbol) = self.symbols.get(&s) else {
-            let d = sink.dead(
-                "live_prices",
-                "unknown_symbol",
-                &format!("{s} was not subscribed"),
-                raw,
-            );
-            return out.push(Action::Emit(d));
+        let Some(symbol) = sink.admit_trade(&self.symbols, &mut self.last_trade, (s, id), raw, out)
+        else {
+            return;
         };
-        let last = self.last_trade.entry(s).or_insert(0);
-        if id <= *last && *last != 0 {
-            return sink.duplicate();
-        }
-        *last = id;
         let r = tick_record(symbol.clone(), ts_ms * 1_000_000, price, qty, None, "trade");
         out.push(Action::Emit(r));
     }
@@ -367,16 +357,8 @@ impl WsVenue for Binance {
     }
 
     fn on_frame(&mut self, raw: &[u8], sink: &Sink, out: &mut Vec<Action>) {
-        let v: Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(e) => {
-                return out.push(Action::Emit(sink.dead(
-                    "",
-                    "malformed_json",
-                    &e.to_string(),
-                    raw,
-                )))
-            }
+        let Some(v) = sink.json(raw, out) else {
+            return;
         };
         // A combined stream wraps the event: {"stream": ..., "data": {...}}.
         let ev = v

@@ -55,20 +55,11 @@ impl Coinbase {
             );
             return out.push(Action::Emit(d));
         };
-        let Some(symbol) = self.symbols.get(&product) else {
-            let d = sink.dead(
-                "live_prices",
-                "unknown_symbol",
-                &format!("{product} was not subscribed"),
-                raw,
-            );
-            return out.push(Action::Emit(d));
+        let Some(symbol) =
+            sink.admit_trade(&self.symbols, &mut self.last_trade, (product, id), raw, out)
+        else {
+            return;
         };
-        let last = self.last_trade.entry(product).or_insert(0);
-        if *last != 0 && id <= *last {
-            return sink.duplicate();
-        }
-        *last = id;
         out.push(Action::Emit(tick_record(
             symbol.clone(),
             ts,
@@ -103,16 +94,8 @@ impl WsVenue for Coinbase {
     }
 
     fn on_frame(&mut self, raw: &[u8], sink: &Sink, out: &mut Vec<Action>) {
-        let v: Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(e) => {
-                return out.push(Action::Emit(sink.dead(
-                    "",
-                    "malformed_json",
-                    &e.to_string(),
-                    raw,
-                )))
-            }
+        let Some(v) = sink.json(raw, out) else {
+            return;
         };
         match v.get("type").and_then(Value::as_str) {
             Some("match" | "last_match") => self.on_match(&v, raw, sink, out),

@@ -453,6 +453,49 @@ impl Sink {
             .with_label_values(&[self.source.as_str()])
             .inc();
     }
+
+    /// A frame's JSON, or its dead letter (`malformed_json`) in `out`.
+    pub fn json(&self, raw: &[u8], out: &mut Vec<ws::Action>) -> Option<serde_json::Value> {
+        match serde_json::from_slice(raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                out.push(ws::Action::Emit(self.dead(
+                    "",
+                    "malformed_json",
+                    &e.to_string(),
+                    raw,
+                )));
+                None
+            }
+        }
+    }
+
+    /// A venue's trade `id` of `venue_symbol`, admitted: its published
+    /// symbol, or `None` when the symbol was not subscribed (a dead letter in
+    /// `out`) or the id is not past the last one seen (a duplicate after a
+    /// reconnect, counted).
+    pub fn admit_trade<'a>(
+        &self,
+        symbols: &'a HashMap<String, String>,
+        last_trade: &mut HashMap<String, u64>,
+        (venue_symbol, id): (String, u64),
+        raw: &[u8],
+        out: &mut Vec<ws::Action>,
+    ) -> Option<&'a String> {
+        let Some(symbol) = symbols.get(&venue_symbol) else {
+            let detail = format!("{venue_symbol} was not subscribed");
+            let d = self.dead("live_prices", "unknown_symbol", &detail, raw);
+            out.push(ws::Action::Emit(d));
+            return None;
+        };
+        let last = last_trade.entry(venue_symbol).or_insert(0);
+        if *last != 0 && id <= *last {
+            self.duplicate();
+            return None;
+        }
+        *last = id;
+        Some(symbol)
+    }
 }
 
 /// Check what the sources need from the environment (Alpaca's key and
