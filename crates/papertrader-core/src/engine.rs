@@ -44,6 +44,39 @@ pub use control::{ControlAction, ControlError, StrategyStatus};
 /// so that a dead letter always fits in a broker's message size limit.
 pub const DEAD_LETTER_PAYLOAD_LIMIT: usize = wire::MAX_MESSAGE_BYTES;
 
+/// The dead letter of a refused message: `dl:{origin}`, the reason, and the
+/// payload up to [`DEAD_LETTER_PAYLOAD_LIMIT`] bytes, as text when it is
+/// UTF-8 and as hex otherwise. Every stage that refuses input writes this
+/// shape (the engine, the sentiment stage).
+pub fn dead_letter_msg(
+    origin: &Origin,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    r: Rejection,
+) -> DeadLetterMsg {
+    let kept = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_LIMIT)];
+    let (text, hex) = match std::str::from_utf8(kept) {
+        Ok(s) => (Some(s.to_string()), None),
+        Err(_) => (
+            None,
+            Some(kept.iter().map(|b| format!("{b:02x}")).collect()),
+        ),
+    };
+    DeadLetterMsg {
+        dead_letter_id: format!("dl:{origin}"),
+        reason: r.code,
+        detail: r.detail,
+        topic: origin.topic.clone(),
+        partition: origin.partition,
+        offset: origin.offset,
+        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: text,
+        payload_hex: hex,
+        payload_bytes: payload.len(),
+        payload_truncated: kept.len() < payload.len(),
+    }
+}
+
 struct Instance {
     rule: Box<dyn Strategy>,
     /// The bars the rule runs on, when it does not run on every tick.
@@ -619,27 +652,7 @@ impl Engine {
             .dead_letters
             .entry(r.code.to_string())
             .or_default() += 1;
-        let kept = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_LIMIT)];
-        let (text, hex) = match std::str::from_utf8(kept) {
-            Ok(s) => (Some(s.to_string()), None),
-            Err(_) => (
-                None,
-                Some(kept.iter().map(|b| format!("{b:02x}")).collect()),
-            ),
-        };
-        out.push(Output::DeadLetter(DeadLetterMsg {
-            dead_letter_id: format!("dl:{origin}"),
-            reason: r.code,
-            detail: r.detail,
-            topic: origin.topic.clone(),
-            partition: origin.partition,
-            offset: origin.offset,
-            key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
-            payload: text,
-            payload_hex: hex,
-            payload_bytes: payload.len(),
-            payload_truncated: kept.len() < payload.len(),
-        }));
+        out.push(Output::DeadLetter(dead_letter_msg(origin, key, payload, r)));
     }
 
     pub fn counts(&self) -> &InputCounts {

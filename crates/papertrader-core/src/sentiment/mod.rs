@@ -354,28 +354,7 @@ pub fn dead_letter(
     payload: &[u8],
     r: Rejection,
 ) -> DeadLetterMsg {
-    let limit = crate::wire::MAX_MESSAGE_BYTES;
-    let kept = &payload[..payload.len().min(limit)];
-    let (text, hex) = match std::str::from_utf8(kept) {
-        Ok(s) => (Some(s.to_string()), None),
-        Err(_) => (
-            None,
-            Some(kept.iter().map(|b| format!("{b:02x}")).collect()),
-        ),
-    };
-    DeadLetterMsg {
-        dead_letter_id: format!("dl:{origin}"),
-        reason: r.code,
-        detail: r.detail,
-        topic: origin.topic.clone(),
-        partition: origin.partition,
-        offset: origin.offset,
-        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
-        payload: text,
-        payload_hex: hex,
-        payload_bytes: payload.len(),
-        payload_truncated: payload.len() > limit,
-    }
+    crate::engine::dead_letter_msg(origin, key, payload, r)
 }
 
 #[cfg(test)]
