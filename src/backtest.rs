@@ -119,6 +119,7 @@ fn drive<'a>(
     // of each period that has events, at that event's time.
     let every = cfg.app.report.mark_every.nanos().max(1);
     let mut period: Option<(i64, Ts)> = None;
+    let mut symbol = String::new();
     for ev in events {
         // An undecodable first message of a partition has no event time (Ts::MIN):
         // it opens no period and sets no bound.
@@ -146,8 +147,13 @@ fn drive<'a>(
         // Decoded here when the source did not (a topic): the report's price
         // chart takes the admitted trades.
         let decoded = decoded.map_or_else(|| crate::wire::decode(ev.kind, &ev.payload), Ok);
+        // The trade for the chart, its symbol copied into a reused buffer.
         let tick = match &decoded {
-            Ok(crate::domain::MarketEvent::Tick(t)) => Some(t.clone()),
+            Ok(crate::domain::MarketEvent::Tick(t)) => {
+                symbol.clear();
+                symbol.push_str(&t.symbol);
+                Some((t.ts, t.price, t.size))
+            }
             _ => None,
         };
         let input = Input {
@@ -160,8 +166,10 @@ fn drive<'a>(
         // No wall clock: `stale_feed` rules (paper mode only) never fire here.
         let now = Duration::from_nanos(ev.ts.max(0) as u64);
         step(&mut engine, alerts.as_mut(), input, now, &mut out);
-        if let Some(t) = tick.filter(|_| !out.iter().any(|o| matches!(o, Output::DeadLetter(_)))) {
-            collector.prices.on_tick(&t);
+        if let Some((ts, price, size)) =
+            tick.filter(|_| !out.iter().any(|o| matches!(o, Output::DeadLetter(_))))
+        {
+            collector.prices.on_trade(&symbol, ts, price, size);
         }
         for o in out.drain(..) {
             sink(&o);

@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
 
-use crate::domain::{IndicatorMsg, Tick, Ts, NANOS_PER_SEC};
+use crate::domain::{f64_of, IndicatorMsg, Tick, Ts, NANOS_PER_SEC};
 
 /// Bar intervals in seconds; each divides the next.
 pub const LADDER: [i64; 14] = [
@@ -67,7 +67,13 @@ impl SymbolBars {
 
     fn push(&mut self, ts: Ts, price: f64, size: f64) {
         let t = self.start(ts);
-        match self.bars.binary_search_by_key(&t, |b| b.t) {
+        // In time order a trade falls in the last bar or opens the next.
+        let found = match self.bars.last() {
+            Some(b) if b.t == t => Ok(self.bars.len() - 1),
+            Some(b) if b.t < t => Err(self.bars.len()),
+            _ => self.bars.binary_search_by_key(&t, |b| b.t),
+        };
+        match found {
             Ok(i) => {
                 let b = &mut self.bars[i];
                 b.h = b.h.max(price);
@@ -153,21 +159,22 @@ pub struct PriceBars {
 impl PriceBars {
     /// An admitted trade.
     pub fn on_tick(&mut self, t: &Tick) {
-        let (Some(p), Some(v)) = (t.price.to_f64(), t.size.to_f64()) else {
-            return;
-        };
-        if !self.symbols.contains_key(&t.symbol) {
-            self.symbols.insert(
-                t.symbol.clone(),
-                SymbolBars {
-                    step: 0,
-                    bars: Vec::new(),
-                    lines: BTreeMap::new(),
-                },
-            );
+        self.on_trade(&t.symbol, t.ts, t.price, t.size);
+    }
+
+    /// An admitted trade, by its parts.
+    pub fn on_trade(&mut self, symbol: &str, ts: Ts, price: Decimal, size: Decimal) {
+        let (p, v) = (f64_of(price), f64_of(size));
+        if let Some(s) = self.symbols.get_mut(symbol) {
+            return s.push(ts, p, v);
         }
-        let s = self.symbols.get_mut(&t.symbol).expect("inserted");
-        s.push(t.ts, p, v);
+        let mut s = SymbolBars {
+            step: 0,
+            bars: Vec::new(),
+            lines: BTreeMap::new(),
+        };
+        s.push(ts, p, v);
+        self.symbols.insert(symbol.to_string(), s);
     }
 
     /// An analytics stream's values: each warm value into its line.

@@ -116,7 +116,9 @@ pub struct Collector {
     /// Per strategy: buy and hold of its symbols at every mark, starting
     /// cash split equally, each bought at its first marked price (cash until
     /// then): the curve beside the equity whose end is `buy_and_hold_return`.
-    pub buy_hold: BTreeMap<String, Vec<(Ts, Decimal)>>,
+    /// A chart's line, so `f64` (converted here, not when drawn: half the
+    /// memory of a long run's curve).
+    pub buy_hold: BTreeMap<String, Vec<(Ts, f64)>>,
 }
 
 impl Collector {
@@ -188,10 +190,10 @@ impl Collector {
                 }
             }
         }
-        let now: Vec<(String, Ts, Decimal)> = self
+        let now: Vec<(String, Ts, f64)> = self
             .marks
             .iter()
-            .filter_map(|(s, m)| Some((s.clone(), m.last()?.ts, self.buy_hold_value(s))))
+            .filter_map(|(s, m)| Some((s.clone(), m.last()?.ts, to_f64(self.buy_hold_value(s)))))
             .collect();
         for (strategy, ts, value) in now {
             let curve = self.buy_hold.entry(strategy).or_default();
@@ -315,19 +317,30 @@ impl Collector {
         end: Ts,
         final_equity: Decimal,
     ) -> Vec<(Ts, Decimal)> {
-        let marks = self.marks.get(strategy).filter(|m| !m.is_empty());
-        let mut s = vec![(
-            marks.map_or(start, |m| m[0].ts),
-            self.starting_cash
-                .get(strategy)
-                .copied()
-                .unwrap_or_default(),
-        )];
-        match marks {
-            Some(m) => s.extend(m.iter().map(|m| (m.ts, m.equity))),
-            None => s.push((end, final_equity)),
-        }
-        s
+        self.series_iter(strategy, start, end, final_equity)
+            .collect()
+    }
+
+    /// [`Collector::series`] point by point, without a copy of the marks (a
+    /// long run's report reads its curve this way).
+    pub fn series_iter<'a>(
+        &'a self,
+        strategy: &str,
+        start: Ts,
+        end: Ts,
+        final_equity: Decimal,
+    ) -> impl Iterator<Item = (Ts, Decimal)> + Clone + 'a {
+        let marks = self.marks.get(strategy).map_or(&[][..], Vec::as_slice);
+        let cash = self
+            .starting_cash
+            .get(strategy)
+            .copied()
+            .unwrap_or_default();
+        let first = (marks.first().map_or(start, |m| m.ts), cash);
+        let last = marks.is_empty().then_some((end, final_equity));
+        std::iter::once(first)
+            .chain(marks.iter().map(|m| (m.ts, m.equity)))
+            .chain(last)
     }
 
     /// The closed round trips of `strategy` (and of `symbol`, if given) as
@@ -379,15 +392,21 @@ pub struct DrawdownStats {
 
 /// The drawdown of each point from the running peak, as a fraction of the peak.
 pub fn drawdowns(series: &[(Ts, Decimal)]) -> Vec<Decimal> {
-    let mut peak: Option<Decimal> = None;
-    series
-        .iter()
-        .map(|&(_, e)| {
-            let p = peak.map_or(e, |p| p.max(e));
-            peak = Some(p);
-            fraction_below(p, e)
-        })
+    with_drawdowns(series.iter().copied())
+        .map(|(_, _, dd)| dd)
         .collect()
+}
+
+/// Each point of `series` with its drawdown (as [`drawdowns`]), point by point.
+pub fn with_drawdowns(
+    series: impl Iterator<Item = (Ts, Decimal)>,
+) -> impl Iterator<Item = (Ts, Decimal, Decimal)> {
+    let mut peak: Option<Decimal> = None;
+    series.map(move |(t, e)| {
+        let p = peak.map_or(e, |p| p.max(e));
+        peak = Some(p);
+        (t, e, fraction_below(p, e))
+    })
 }
 
 fn fraction_below(peak: Decimal, e: Decimal) -> Decimal {
@@ -399,15 +418,19 @@ fn fraction_below(peak: Decimal, e: Decimal) -> Decimal {
 }
 
 /// Max drawdown, when it happened, how long it lasted, and the longest time under water.
-pub fn drawdown_stats(series: &[(Ts, Decimal)]) -> DrawdownStats {
+pub fn drawdown_stats<P: std::borrow::Borrow<(Ts, Decimal)>>(
+    series: impl IntoIterator<Item = P>,
+) -> DrawdownStats {
     let mut st = DrawdownStats::default();
-    let Some(&(t0, e0)) = series.first() else {
+    let mut points = series.into_iter().map(|p| *p.borrow()).peekable();
+    let Some(&(t0, e0)) = points.peek() else {
         return st;
     };
-    let end = series.last().map_or(t0, |p| p.0);
+    let mut end = t0;
     let (mut peak, mut peak_ts) = (e0, t0);
     let mut under = false;
-    for &(ts, e) in series {
+    for (ts, e) in points {
+        end = ts;
         if e >= peak {
             if under {
                 st.longest_drawdown = st.longest_drawdown.max(ts - peak_ts);
@@ -680,8 +703,7 @@ impl Report {
             let marks = c.marks.get(&s.name).map_or(&[][..], Vec::as_slice);
             let st = stats::compute(s.starting_cash, marks, &trades);
             all_trades.extend(trades.iter().copied());
-            let series = c.series(&s.name, start, end, s.equity);
-            let dd = drawdown_stats(&series);
+            let dd = drawdown_stats(c.series_iter(&s.name, start, end, s.equity));
             let fills: u64 = symbols.values().map(|r| r.fills).sum();
             let fills_at_end = c
                 .trades

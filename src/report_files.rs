@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use rust_decimal::Decimal;
 
-use crate::report::{drawdowns, Backtest, Report};
+use crate::report::{with_drawdowns, Backtest, Report};
 use crate::wire::format_ts;
 
 /// Write `report.json`, `trades.csv`, `round_trips.csv`, `equity.csv`, `alerts.csv` (when the
@@ -64,13 +64,13 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
     )?;
 
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
-    let mut equity = Vec::new();
-    for s in &bt.summary.strategies {
-        let series = bt.collector.series(&s.name, start, end, s.equity);
-        for ((ts, e), dd) in series.iter().zip(drawdowns(&series)) {
-            equity.push(vec![format_ts(*ts), s.name.clone(), money(*e), money(dd)]);
-        }
-    }
+    // Row by row, one strategy's series at a time: a long run's curve is
+    // never held as text (issue 20: memory independent of the events).
+    let equity = bt.summary.strategies.iter().flat_map(|s| {
+        let series = bt.collector.series_iter(&s.name, start, end, s.equity);
+        with_drawdowns(series)
+            .map(|(ts, e, dd)| vec![format_ts(ts), s.name.clone(), money(e), money(dd)])
+    });
     write_csv(
         &dir.join("equity.csv"),
         "ts,strategy,equity,drawdown",

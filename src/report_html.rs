@@ -21,7 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
-use crate::report::{drawdowns, Backtest, Report};
+use crate::report::{with_drawdowns, Backtest, Report};
 
 /// Chart geometry, in SVG user units (= CSS pixels at 100 % zoom).
 pub(crate) const WIDTH: f64 = 960.0;
@@ -55,7 +55,7 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
 
     let (start, end) = (bt.start.unwrap_or(0), bt.end.unwrap_or(0));
     for s in &bt.summary.strategies {
-        let series = chart_series(bt.collector.series(&s.name, start, end, s.equity));
+        let series = chart_series(bt.collector.series_iter(&s.name, start, end, s.equity));
         let fills: Vec<(Ts, Side)> = bt
             .collector
             .trades
@@ -74,8 +74,11 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
             .buy_hold
             .get(&s.name)
             .map_or(&[][..], Vec::as_slice);
-        equity_chart(&mut h, &s.name, &series, &fills, bh);
-        drawdown_chart(&mut h, &s.name, &series);
+        // The curve as the charts draw it, one chart's points at a time.
+        let pts: Vec<(Ts, f64)> = series.clone().map(|(t, e)| (t, to_f64(e))).collect();
+        equity_chart(&mut h, &s.name, &pts, &fills, bh);
+        drop(pts);
+        drawdown_chart(&mut h, &s.name, series);
         crate::report_price::trips_table(&mut h, &s.name, &bt.collector.round_trips);
         h.push_str("</section>\n");
     }
@@ -89,11 +92,14 @@ pub fn render(report: &Report, bt: &Backtest) -> String {
 /// mark. Its equity is the starting cash until its symbols have events, so
 /// nothing is lost; a strategy whose symbols trade only late in a long
 /// multi-file backtest gets a readable time axis.
-fn chart_series(mut series: Vec<(Ts, Decimal)>) -> Vec<(Ts, Decimal)> {
-    if series.len() > 2 {
-        series[0].0 = series[1].0;
-    }
-    series
+fn chart_series(
+    series: impl Iterator<Item = (Ts, Decimal)> + Clone,
+) -> impl Iterator<Item = (Ts, Decimal)> + Clone {
+    let moved = series.clone().nth(2).and(series.clone().nth(1));
+    series.enumerate().map(move |(i, (t, e))| match moved {
+        Some((t1, _)) if i == 0 => (t1, e),
+        _ => (t, e),
+    })
 }
 
 const STYLE: &str = "<style>
@@ -612,16 +618,14 @@ pub(crate) fn line_path(points: &[(Ts, f64)], ta: &TimeAxis, va: &ValueAxis) -> 
 fn equity_chart(
     h: &mut String,
     name: &str,
-    series: &[(Ts, Decimal)],
+    pts: &[(Ts, f64)],
     fills: &[(Ts, Side)],
-    buy_hold: &[(Ts, Decimal)],
+    bh: &[(Ts, f64)],
 ) {
-    let pts: Vec<(Ts, f64)> = series.iter().map(|&(t, e)| (t, to_f64(e))).collect();
-    let bh: Vec<(Ts, f64)> = buy_hold.iter().map(|&(t, e)| (t, to_f64(e))).collect();
-    let ta = TimeAxis::new(&pts);
+    let ta = TimeAxis::new(pts);
     let (mut lo, mut hi) = pts
         .iter()
-        .chain(&bh)
+        .chain(bh)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
             (a.min(p.1), b.max(p.1))
         });
@@ -700,11 +704,9 @@ fn equity_chart(
 }
 
 /// The drawdown from the running peak, drawn below zero (underwater plot).
-fn drawdown_chart(h: &mut String, name: &str, series: &[(Ts, Decimal)]) {
-    let dd: Vec<(Ts, f64)> = series
-        .iter()
-        .zip(drawdowns(series))
-        .map(|(&(t, _), d)| (t, -to_f64(d) * 100.0))
+fn drawdown_chart(h: &mut String, name: &str, series: impl Iterator<Item = (Ts, Decimal)>) {
+    let dd: Vec<(Ts, f64)> = with_drawdowns(series)
+        .map(|(t, _, d)| (t, -to_f64(d) * 100.0))
         .collect();
     let ta = TimeAxis::new(&dd);
     let deepest = dd.iter().fold(0.0f64, |a, p| a.min(p.1));

@@ -14,7 +14,6 @@
 //! snapshot is emitted. Output ids derive from the origin of the input, so a replay
 //! produces the same ids.
 
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -389,12 +388,12 @@ impl Engine {
             out.extend(values.into_iter().map(Output::Indicator));
         }
         let ts = ev.ts();
-        let symbol = ev.symbol().to_string();
+        let here = self.by_symbol.get(ev.symbol());
         // Requests of strategies that do not trade this symbol reach their venue
         // as event time passes.
         let mut evs = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if !self.by_symbol.get(&symbol).is_some_and(|v| v.contains(&i)) {
+            if !here.is_some_and(|v| v.contains(&i)) {
                 slot.sim.catch_up(ts, &mut evs);
                 if !evs.is_empty() {
                     let mut filled = BTreeSet::new();
@@ -567,7 +566,7 @@ impl Engine {
         let Some(slots) = self.by_symbol.get(&t.symbol) else {
             return;
         };
-        let price = t.price.to_f64().unwrap_or(f64::NAN);
+        let price = f64_of(t.price);
         let mut evs = Vec::new();
         for &i in slots {
             let slot = &mut self.slots[i];
@@ -1233,6 +1232,9 @@ fn report(
     filled: &mut BTreeSet<String>,
     out: &mut Vec<Output>,
 ) {
+    if evs.is_empty() {
+        return;
+    }
     let strategy = slot.cfg.name.clone();
     for ev in evs.drain(..) {
         let Some(live) = slot.live.get_mut(&ev.order_id) else {
@@ -1322,7 +1324,7 @@ fn report(
 }
 
 fn f64_of(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
+    crate::domain::f64_of(d)
 }
 
 /// The time stop or minimal ROI of `[exits]` is due: a close-only signal

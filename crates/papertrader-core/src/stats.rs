@@ -204,34 +204,41 @@ pub fn monthly_returns(starting_cash: Decimal, marks: &[Mark]) -> Vec<((i64, u32
 /// Drawdown episodes of `series` as backtesting.py finds them: between two
 /// consecutive points at a running peak (or the last point) with points
 /// under water between them; each as (duration in ns, deepest drawdown).
-fn drawdown_episodes(series: &[(Ts, f64)]) -> (f64, Vec<(Ts, f64)>) {
+fn drawdown_episodes(series: impl Iterator<Item = (Ts, f64)>) -> (f64, Vec<(Ts, f64)>) {
+    // One pass, nothing held per point (a long run's curve is not copied):
+    // `open` is the last point at a peak (drawdown exactly 0), with the
+    // deepest drawdown since it (a fold from 0.0 with `f64::max`, in order);
+    // an episode runs from one such point to the next more than one point
+    // later, or to the last point.
     let mut peak = f64::NEG_INFINITY;
-    let dd: Vec<f64> = series
-        .iter()
-        .map(|&(_, e)| {
-            peak = peak.max(e);
-            1.0 - e / peak
-        })
-        .collect();
-    let max = dd
-        .iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .fold(0.0, f64::max);
-    let mut at_peak: Vec<usize> = (0..dd.len()).filter(|&i| dd[i] == 0.0).collect();
-    if let Some(last) = dd.len().checked_sub(1) {
-        if at_peak.last() != Some(&last) {
-            at_peak.push(last);
+    let mut max = 0.0f64;
+    let mut episodes = Vec::new();
+    let mut open: Option<(usize, Ts, f64)> = None;
+    let mut last: Option<(usize, Ts, f64)> = None;
+    for (i, (t, e)) in series.enumerate() {
+        peak = peak.max(e);
+        let dd = 1.0 - e / peak;
+        if dd.is_finite() {
+            max = f64::max(max, dd);
+        }
+        if let Some(o) = &mut open {
+            o.2 = f64::max(o.2, dd);
+        }
+        if dd == 0.0 {
+            if let Some((a, ta, deepest)) = open {
+                if i > a + 1 {
+                    episodes.push((t - ta, deepest));
+                }
+            }
+            open = Some((i, t, f64::max(0.0, dd)));
+        }
+        last = Some((i, t, dd));
+    }
+    if let (Some((a, ta, deepest)), Some((l, tl, dd))) = (open, last) {
+        if dd != 0.0 && l > a + 1 {
+            episodes.push((tl - ta, deepest));
         }
     }
-    let episodes = at_peak
-        .windows(2)
-        .filter(|w| w[1] > w[0] + 1)
-        .map(|w| {
-            let deepest = dd[w[0]..=w[1]].iter().copied().fold(0.0, f64::max);
-            (series[w[1]].0 - series[w[0]].0, deepest)
-        })
-        .collect();
     (max, episodes)
 }
 
@@ -286,9 +293,9 @@ fn equity_stats(st: &mut Stats, cash: Decimal, marks: &[Mark]) {
     st.sharpe_qs = ratio(m, sd).map(|x| x * d.sqrt());
     st.sortino_qs = ratio(m, downside.map(f64::sqrt)).map(|x| x * d.sqrt());
 
-    let mut series = vec![(marks.first().map_or(0, |m| m.ts), f(cash))];
-    series.extend(marks.iter().map(|m| (m.ts, f(m.equity))));
-    let (max, episodes) = drawdown_episodes(&series);
+    let series = std::iter::once((marks.first().map_or(0, |m| m.ts), f(cash)))
+        .chain(marks.iter().map(|m| (m.ts, f(m.equity))));
+    let (max, episodes) = drawdown_episodes(series);
     st.max_drawdown = max;
     st.calmar = ratio(st.return_ann, Some(max));
     let deepest: Vec<f64> = episodes.iter().map(|e| e.1).collect();
@@ -327,6 +334,60 @@ fn trade_stats(st: &mut Stats, trades: &[ClosedTrade]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The episodes as backtesting.py's `_compute_drawdown_duration_peaks`
+    /// finds them, over a whole drawdown array (the form `drawdown_episodes`
+    /// had before it became one pass).
+    fn episodes_by_array(series: &[(Ts, f64)]) -> (f64, Vec<(Ts, f64)>) {
+        let mut peak = f64::NEG_INFINITY;
+        let dd: Vec<f64> = series
+            .iter()
+            .map(|&(_, e)| {
+                peak = peak.max(e);
+                1.0 - e / peak
+            })
+            .collect();
+        let max = dd
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(0.0, f64::max);
+        let mut at_peak: Vec<usize> = (0..dd.len()).filter(|&i| dd[i] == 0.0).collect();
+        if let Some(last) = dd.len().checked_sub(1) {
+            if at_peak.last() != Some(&last) {
+                at_peak.push(last);
+            }
+        }
+        let episodes = at_peak
+            .windows(2)
+            .filter(|w| w[1] > w[0] + 1)
+            .map(|w| {
+                let deepest = dd[w[0]..=w[1]].iter().copied().fold(0.0, f64::max);
+                (series[w[1]].0 - series[w[0]].0, deepest)
+            })
+            .collect();
+        (max, episodes)
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn one_pass_episodes_equal_the_array_form(
+            eq in proptest::collection::vec(prop_oneof![-3i64..=50, Just(0)], 0..60)
+        ) {
+            let series: Vec<(Ts, f64)> =
+                eq.iter().enumerate().map(|(i, &e)| (i as Ts * 7, (e as f64) / 4.0)).collect();
+            let (m1, e1) = drawdown_episodes(series.iter().copied());
+            let (m2, e2) = episodes_by_array(&series);
+            prop_assert_eq!(m1.to_bits(), m2.to_bits());
+            prop_assert_eq!(e1.len(), e2.len());
+            for (a, b) in e1.iter().zip(&e2) {
+                prop_assert_eq!(a.0, b.0);
+                prop_assert_eq!(a.1.to_bits(), b.1.to_bits());
+            }
+        }
+    }
 
     #[test]
     fn geometric_mean_by_hand() {

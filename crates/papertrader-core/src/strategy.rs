@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use rust_decimal::prelude::ToPrimitive;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +65,7 @@ pub trait Strategy: Send {
     /// A completed bar (with `[bars]`); the default sees it as one tick at its close.
     fn on_bar(&mut self, bar: &Bar) -> Option<Decision> {
         let t = bar.as_tick();
-        let close = t.price.to_f64().unwrap_or(f64::NAN);
+        let close = crate::domain::f64_of(t.price);
         self.on_tick(&t, close)
     }
     /// The strategy's position in the symbol (signed quantity, average entry
@@ -563,7 +562,7 @@ impl ModelStrategy {
 }
 
 fn size_f64(tick: &Tick) -> f64 {
-    tick.size.to_f64().unwrap_or(f64::NAN)
+    crate::domain::f64_of(tick.size)
 }
 
 impl Strategy for ModelStrategy {
