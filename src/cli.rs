@@ -232,6 +232,10 @@ struct SweepArgs {
     /// the same id publishes only the tasks that are not done or queued.
     #[arg(long, value_name = "ID", requires = "distributed")]
     sweep_id: Option<String>,
+    /// With --distributed: after this many seconds without a new result,
+    /// queue the missing tasks again (a worker that died may hold them).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    requeue_after: f64,
     /// With --distributed: the tasks topic.
     #[arg(long, value_name = "TOPIC", default_value = crate::sweep_dist::TASKS_TOPIC)]
     tasks_topic: String,
@@ -884,6 +888,7 @@ async fn sweep_distributed(
         args.metric,
     )
     .await?;
+    coord.requeue_after = Duration::from_secs_f64(args.requeue_after.max(1.0));
     let sweep_id = coord.factory.sweep_id.clone();
     print_out(&format!("sweep id {sweep_id}"));
     let (outcome, stopped) = match search {

@@ -147,6 +147,11 @@ pub struct Coordinator {
     /// The tasks this run waits for: id -> set.
     wanted: BTreeMap<String, ParamSet>,
     progress: Progress,
+    /// Partitions of the tasks topic.
+    task_partitions: i32,
+    /// After this long without a result, the missing tasks are queued again.
+    pub requeue_after: Duration,
+    requeues: i32,
 }
 
 impl Coordinator {
@@ -177,6 +182,7 @@ impl Coordinator {
         })
         .await?;
         drop(tasks);
+        let task_partitions = n as i32;
         let (results, n) = reader(&base, &topics.results)?;
         let mut c = Coordinator {
             progress: Progress::new(metric),
@@ -189,6 +195,9 @@ impl Coordinator {
             started: HashSet::new(),
             queued,
             wanted: BTreeMap::new(),
+            task_partitions,
+            requeue_after: Duration::from_secs(120),
+            requeues: 0,
         };
         let mut seen = Vec::new();
         read_to_end(&c.results, n, &c.topics.results, &mut |p| {
@@ -254,7 +263,7 @@ impl Coordinator {
             publishing = fresh.len(),
             "sweep coordinator: publishing tasks"
         );
-        self.publish(&fresh).await?;
+        self.publish_to(&fresh, None).await?;
         self.wait(tasks).await?;
         Ok(tasks
             .iter()
@@ -275,17 +284,22 @@ impl Coordinator {
             .collect())
     }
 
-    async fn publish(&mut self, tasks: &[&Task]) -> anyhow::Result<()> {
-        let sends = tasks.iter().map(|t| {
+    /// Publish `tasks`, keyed by task id; `spread`: to partitions in turn
+    /// (starting at `spread`) rather than by key.
+    async fn publish_to(&mut self, tasks: &[&Task], spread: Option<i32>) -> anyhow::Result<()> {
+        let n = self.task_partitions.max(1);
+        let sends = tasks.iter().enumerate().map(|(i, t)| {
             let payload = serde_json::to_vec(t).expect("a task serializes");
             let topic = self.topics.tasks.clone();
             let producer = &self.producer;
+            let partition = spread.map(|s| (s + i as i32) % n);
             async move {
+                let mut record = FutureRecord::to(&topic).key(&t.task_id).payload(&payload);
+                if let Some(p) = partition {
+                    record = record.partition(p);
+                }
                 producer
-                    .send(
-                        FutureRecord::to(&topic).key(&t.task_id).payload(&payload),
-                        Duration::from_secs(60),
-                    )
+                    .send(record, Duration::from_secs(60))
                     .await
                     .map_err(|(e, _)| {
                         anyhow::anyhow!("publishing task {} to {topic}: {e}", t.task_id)
@@ -301,10 +315,30 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Read results until every task of `tasks` has one.
+    /// Read results until every task of `tasks` has one. After
+    /// `requeue_after` without a new result, the missing tasks are queued
+    /// again, spread over the partitions: a member that died without leaving
+    /// can keep its partitions for long on some brokers (tansu 0.6 does not
+    /// always rebalance them away), and a task run twice is counted once.
     async fn wait(&mut self, tasks: &[(ParamSet, Task)]) -> anyhow::Result<()> {
         let mut last_log = Instant::now();
+        let mut last_result = (Instant::now(), self.done.len());
         loop {
+            if self.done.len() != last_result.1 {
+                last_result = (Instant::now(), self.done.len());
+            }
+            if last_result.0.elapsed() > self.requeue_after {
+                let missing: Vec<&Task> = tasks
+                    .iter()
+                    .map(|(_, t)| t)
+                    .filter(|t| !self.done.contains_key(&t.task_id))
+                    .collect();
+                self.requeues += 1;
+                tracing::warn!(tasks = missing.len(), after = ?self.requeue_after, "sweep coordinator: no result for a while: queuing the missing tasks again");
+                let start = self.requeues * 5;
+                self.publish_to(&missing, Some(start)).await?;
+                last_result.0 = Instant::now();
+            }
             let missing = tasks
                 .iter()
                 .filter(|(_, t)| !self.done.contains_key(&t.task_id))

@@ -147,7 +147,15 @@ async fn a_killed_worker_loses_nothing_and_the_ranking_equals_the_local_sweep() 
         procs.spawn(&app, &["worker", "--brokers", &bs], log);
     }
     let coord_log = d.join("coordinator.log");
-    let extra = ["--distributed", "--brokers", &bs, "--sweep-id", "kill-test"];
+    let extra = [
+        "--distributed",
+        "--brokers",
+        &bs,
+        "--sweep-id",
+        "kill-test",
+        "--requeue-after",
+        "20",
+    ];
     let coord = procs.spawn(&app, &sweep_args(t, &dist, &extra), &coord_log);
     // Kill worker 0 once it has taken a task, in the middle of it.
     assert!(
@@ -170,8 +178,10 @@ async fn a_killed_worker_loses_nothing_and_the_ranking_equals_the_local_sweep() 
     let status = exit_within(&mut procs.0[coord], Duration::from_secs(300));
     assert!(
         status.is_some_and(|s| s.success()),
-        "the coordinator failed or hung ({status:?}):\n{}",
-        log_of(&coord_log)
+        "the coordinator failed or hung ({status:?}):\n{}\nworkers:\n{}\n{}",
+        log_of(&coord_log),
+        log_of(&logs[1]),
+        log_of(&logs[2])
     );
     let a = std::fs::read(Path::new(&local).join("sweep.csv")).unwrap();
     let b = std::fs::read(Path::new(&dist).join("sweep.csv")).unwrap();
@@ -241,6 +251,11 @@ async fn a_restarted_coordinator_resumes_without_rerunning_finished_tasks() {
 
     let second_log = d.join("coordinator2.log");
     let second = procs.spawn(&app, &sweep_args(DAILY, &dist, &extra), &second_log);
+    assert!(
+        wait_for_line(&second_log, "publishing tasks", Duration::from_secs(60)),
+        "{}",
+        log_of(&second_log)
+    );
     let w2_log = d.join("worker2.log");
     procs.spawn(&app, &["worker", "--brokers", &bs], &w2_log);
     let status = exit_within(&mut procs.0[second], Duration::from_secs(180));
