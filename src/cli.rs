@@ -40,6 +40,10 @@ enum Command {
     /// Backtest every point of a grid over the strategies' [rule] parameters, in
     /// parallel over one read of the events, and rank them: sweep.csv and a table.
     Sweep(SweepArgs),
+    /// Run the tasks of distributed sweeps (`sweep --distributed`): join the
+    /// workers' consumer group on the tasks topic, backtest each task and
+    /// publish its result (docs/sweeps.md).
+    Worker(WorkerArgs),
     /// Run the embedded Kafka broker (tansu, in memory) alone, until Ctrl-C.
     Broker(BrokerArgs),
     /// Publish historical data (CSV of ticks, OHLCV bars or sentiment) into a topic.
@@ -198,6 +202,74 @@ struct SweepArgs {
     /// window after it; writes walk_forward.csv.
     #[arg(long, value_name = "WINDOWS")]
     walk_forward: Option<String>,
+    /// How to pick the sets: every set of the grid, or a search over it
+    /// (random, or tpe: a tree-structured Parzen estimator) that runs at most
+    /// --budget sets (docs/sweeps.md).
+    #[arg(long, value_enum, default_value = "grid")]
+    search: crate::optimise::SearchKind,
+    /// With --search random|tpe: the most sets to run (default: the grid's size).
+    #[arg(long, value_name = "N")]
+    budget: Option<usize>,
+    /// With --search random|tpe: the seed; the same seed, grid and --batch
+    /// give the same runs.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// With --search random|tpe: stop after K results in a row without a better one.
+    #[arg(long, value_name = "K")]
+    patience: Option<usize>,
+    /// With --search random|tpe: sets proposed at once (each batch from the
+    /// results of those before it).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    batch: usize,
+    /// Run the sets on `papertrader worker` processes through the Kafka
+    /// cluster of --brokers: tasks to --tasks-topic, results from
+    /// --results-topic. Input files must be readable by every worker at the
+    /// same path; without --input, the workers read the cluster's input topics.
+    #[arg(long, requires = "brokers")]
+    distributed: bool,
+    /// With --distributed: the sweep's id (default: a digest of the config,
+    /// strategy files, grid keys and data). A coordinator started again with
+    /// the same id publishes only the tasks that are not done or queued.
+    #[arg(long, value_name = "ID", requires = "distributed")]
+    sweep_id: Option<String>,
+    /// With --distributed: after this many seconds without a new result,
+    /// queue the missing tasks again (a worker that died may hold them).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    requeue_after: f64,
+    /// With --distributed: the tasks topic.
+    #[arg(long, value_name = "TOPIC", default_value = crate::sweep_dist::TASKS_TOPIC)]
+    tasks_topic: String,
+    /// With --distributed: the results topic.
+    #[arg(long, value_name = "TOPIC", default_value = crate::sweep_dist::RESULTS_TOPIC)]
+    results_topic: String,
+}
+
+// The arguments of `papertrader worker` (a plain comment: clap takes the command's help from the variant).
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// bootstrap.servers of the coordinator's cluster (default: kafka.brokers;
+    /// not "embedded").
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The workers' consumer group: the workers of one group share the tasks.
+    #[arg(long, value_name = "GROUP", default_value = crate::sweep_dist::WORKER_GROUP)]
+    group: String,
+    /// The tasks topic.
+    #[arg(long, value_name = "TOPIC", default_value = crate::sweep_dist::TASKS_TOPIC)]
+    tasks_topic: String,
+    /// The results topic.
+    #[arg(long, value_name = "TOPIC", default_value = crate::sweep_dist::RESULTS_TOPIC)]
+    results_topic: String,
+    /// Stop after this many tasks (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "N")]
+    max_tasks: Option<u64>,
+    /// Stop after this many seconds without a task. Before the first task, at
+    /// least --startup-grace is waited.
+    #[arg(long, value_name = "SECS")]
+    until_idle: Option<f64>,
+    /// With --until-idle: the least wait for the first task.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    startup_grace: f64,
 }
 
 // The arguments of `papertrader broker` (a plain comment: clap takes the command's help from the variant).
@@ -543,6 +615,7 @@ async fn try_main(command: Command, cfg: Loaded) -> anyhow::Result<()> {
         Command::Backtest(args) => backtest(&cfg, args).await,
         Command::Sweep(args) => sweep(&cfg, args).await,
         Command::Broker(args) => broker(&cfg, args).await,
+        Command::Worker(args) => worker(&cfg, args).await,
         Command::Replay(args) => replay(&cfg, args).await,
         Command::Sentiment(args) => sentiment(&cfg, args).await,
         Command::Ingest(args) => ingest(&cfg, args).await,
@@ -631,7 +704,43 @@ async fn backtest(cfg: &Loaded, args: BacktestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `papertrader sweep`: a grid of parameter sets, or a walk-forward analysis.
+/// `--search`, `--budget`, `--seed`, `--patience` and `--batch` checked
+/// together; `None` for a grid.
+fn search_options(args: &SweepArgs) -> anyhow::Result<Option<crate::optimise::SearchOptions>> {
+    use crate::optimise::SearchKind;
+    if args.search == SearchKind::Grid {
+        anyhow::ensure!(
+            args.budget.is_none() && args.patience.is_none(),
+            "--budget and --patience apply to a search: add --search random or --search tpe, or drop them to run the whole grid"
+        );
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        args.walk_forward.is_none(),
+        "--search {} with --walk-forward is not supported yet: drop one of them",
+        if args.search == SearchKind::Tpe {
+            "tpe"
+        } else {
+            "random"
+        }
+    );
+    anyhow::ensure!(args.budget != Some(0), "--budget 0: give 1 or more sets");
+    anyhow::ensure!(
+        args.patience != Some(0),
+        "--patience 0: give 1 or more runs"
+    );
+    anyhow::ensure!(args.batch > 0, "--batch 0: give 1 or more sets");
+    Ok(Some(crate::optimise::SearchOptions {
+        kind: args.search,
+        budget: args.budget,
+        seed: args.seed,
+        patience: args.patience,
+        batch: args.batch,
+    }))
+}
+
+/// `papertrader sweep`: a grid of parameter sets, a search over it, or a
+/// walk-forward analysis; locally or through workers (`--distributed`).
 async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
     let axes = crate::sweep::parse_grid(&args.grid)?;
     let windows = args
@@ -640,12 +749,20 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
         .map(crate::sweep::parse_walk_forward)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
+    let search = search_options(&args)?;
     let sweep = crate::sweep::Sweep::new(cfg, axes)?;
     let range = args.data.range()?;
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     anyhow::ensure!(jobs > 0, "--jobs 0: use 1 or more");
+    if args.distributed {
+        anyhow::ensure!(
+            windows.is_none(),
+            "--distributed with --walk-forward is not supported yet: run the walk-forward locally (drop --distributed)"
+        );
+        return sweep_distributed(cfg, &args, &sweep, search).await;
+    }
     let files = args.data.files();
     let started = std::time::Instant::now();
     let (events, skipped) =
@@ -681,17 +798,11 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    let outcome =
-        tokio::task::block_in_place(|| crate::sweep::run(&sweep, &events, args.metric, jobs));
-    anyhow::ensure!(
-        !outcome.rows.is_empty(),
-        "no parameter set passed the strategy checks:\n{}",
-        outcome.render()
-    );
-    create_report_dir()?;
-    let csv = args.report.join("sweep.csv");
-    outcome.write_csv(&csv)?;
-    print_out(outcome.render().trim_end());
+    let (outcome, stopped) = tokio::task::block_in_place(|| match search {
+        Some(opts) => crate::optimise::run_local(&sweep, &events, args.metric, jobs, opts),
+        None => (crate::sweep::run(&sweep, &events, args.metric, jobs), None),
+    });
+    let csv = write_outcome(&args, &outcome, stopped)?;
     print_out(&format!(
         "{} sets ({} skipped) over {} events on {jobs} threads: {:.3} s reading the input, {:.3} s in total; ranked by {} in {}",
         outcome.rows.len(),
@@ -699,10 +810,120 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
         events.len(),
         read.as_secs_f64(),
         started.elapsed().as_secs_f64(),
-        clap::ValueEnum::to_possible_value(&args.metric)
-            .map_or_else(|| format!("{:?}", args.metric), |v| v.get_name().to_string()),
+        args.metric.name(),
         csv.display()
     ));
+    Ok(())
+}
+
+/// Write sweep.csv and print the table (and why a search stopped early);
+/// returns the file's path.
+fn write_outcome(
+    args: &SweepArgs,
+    outcome: &crate::sweep::Outcome,
+    stopped: Option<String>,
+) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(
+        !outcome.rows.is_empty(),
+        "no parameter set passed the strategy checks:\n{}",
+        outcome.render()
+    );
+    std::fs::create_dir_all(&args.report)
+        .with_context(|| format!("creating {}", args.report.display()))?;
+    let csv = args.report.join("sweep.csv");
+    outcome.write_csv(&csv)?;
+    print_out(outcome.render().trim_end());
+    if let Some(why) = stopped {
+        print_out(&format!("search stopped early: {why}"));
+    }
+    Ok(csv)
+}
+
+/// `papertrader sweep --distributed`: the coordinator. Publishes the tasks,
+/// waits for the workers' results, ranks them as a local sweep does.
+async fn sweep_distributed(
+    cfg: &Loaded,
+    args: &SweepArgs,
+    sweep: &crate::sweep::Sweep,
+    search: Option<crate::optimise::SearchOptions>,
+) -> anyhow::Result<()> {
+    use crate::sweep_task::DataSource;
+    let bootstrap = args.data.brokers.clone().expect("clap requires --brokers");
+    anyhow::ensure!(
+        bootstrap != "embedded",
+        "--distributed needs a Kafka cluster the workers reach: pass --brokers HOST:PORT (no cluster? `papertrader broker --listen 0.0.0.0:9092`)"
+    );
+    let range = args.data.range()?;
+    let data = if args.data.input.is_empty() {
+        DataSource::Topics {
+            from: range.from,
+            to: range.to,
+        }
+    } else {
+        let mut paths = Vec::new();
+        for p in &args.data.input {
+            anyhow::ensure!(p.is_file(), "--input {}: no such file", p.display());
+            paths.push(std::path::absolute(p)?.display().to_string());
+        }
+        DataSource::Files {
+            paths,
+            symbol: args.data.symbol.clone(),
+            columns: args.data.columns.clone(),
+            from: range.from,
+            to: range.to,
+        }
+    };
+    let started = std::time::Instant::now();
+    let factory = crate::sweep_task::TaskFactory::new(sweep, data, args.sweep_id.clone())?;
+    let topics = crate::sweep_dist::Topics {
+        tasks: args.tasks_topic.clone(),
+        results: args.results_topic.clone(),
+    };
+    let mut coord = crate::sweep_dist::Coordinator::connect(
+        cfg,
+        &bootstrap,
+        factory,
+        topics,
+        crate::sweep_dist::TASK_PARTITIONS,
+        args.metric,
+    )
+    .await?;
+    coord.requeue_after = Duration::from_secs_f64(args.requeue_after.max(1.0));
+    let sweep_id = coord.factory.sweep_id.clone();
+    print_out(&format!("sweep id {sweep_id}"));
+    let (outcome, stopped) = match search {
+        Some(opts) => crate::sweep_dist::run_search(sweep, &mut coord, opts).await?,
+        None => (crate::sweep_dist::run_grid(sweep, &mut coord).await?, None),
+    };
+    let csv = write_outcome(args, &outcome, stopped)?;
+    print_out(&format!(
+        "{} sets ({} skipped) on the workers of {bootstrap} (sweep {sweep_id}) in {:.3} s; ranked by {} in {}",
+        outcome.rows.len(),
+        outcome.skipped.len(),
+        started.elapsed().as_secs_f64(),
+        args.metric.name(),
+        csv.display()
+    ));
+    Ok(())
+}
+
+/// `papertrader worker`: sweep tasks until idle, a task count or a signal.
+async fn worker(cfg: &Loaded, args: WorkerArgs) -> anyhow::Result<()> {
+    let bootstrap = args
+        .brokers
+        .unwrap_or_else(|| cfg.app.kafka.brokers.clone());
+    let opts = crate::sweep_dist::WorkerOptions {
+        group: args.group,
+        topics: crate::sweep_dist::Topics {
+            tasks: args.tasks_topic,
+            results: args.results_topic,
+        },
+        max_tasks: args.max_tasks,
+        idle: args.until_idle.map(Duration::from_secs_f64),
+        startup_grace: Duration::from_secs_f64(args.startup_grace.max(0.0)),
+    };
+    let summary = crate::sweep_dist::work(cfg, &bootstrap, opts, stop_signal()).await?;
+    print_out(&serde_json::to_string(&summary)?);
     Ok(())
 }
 

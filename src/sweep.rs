@@ -83,7 +83,9 @@ pub struct Value {
 }
 
 impl Value {
-    fn parse(s: &str) -> Value {
+    /// The value of `s` as a grid gives it: an integer, a float, a boolean or
+    /// else a string.
+    pub fn parse(s: &str) -> Value {
         let toml = if let Ok(i) = s.parse::<i64>() {
             toml::Value::Integer(i)
         } else if let Ok(f) = s.parse::<f64>() {
@@ -189,7 +191,7 @@ pub fn parse_grid(specs: &[String]) -> Result<Vec<Axis>, SweepError> {
 }
 
 /// `fast`, `rule.fast` -> (None, fast); `s.fast`, `s.rule.fast` -> (Some(s), fast).
-fn split_key(key: &str) -> (Option<String>, String) {
+pub fn split_key(key: &str) -> (Option<String>, String) {
     match key.rsplit_once('.') {
         None => (None, key.to_string()),
         Some((prefix, param)) => {
@@ -268,6 +270,24 @@ pub struct ParamSet {
     pub values: Vec<Value>,
 }
 
+impl ParamSet {
+    /// The set numbered `index` in [`expand`]'s order (the first axis varies
+    /// slowest), without expanding the grid; `None` past its end.
+    pub fn at(axes: &[Axis], index: usize) -> Option<ParamSet> {
+        let mut rest = index;
+        let mut values = vec![None; axes.len()];
+        for (slot, a) in values.iter_mut().zip(axes).rev() {
+            let n = a.values.len().max(1);
+            *slot = a.values.get(rest % n).cloned();
+            rest /= n;
+        }
+        (rest == 0)
+            .then(|| values.into_iter().collect::<Option<Vec<Value>>>())
+            .flatten()
+            .map(|values| ParamSet { index, values })
+    }
+}
+
 /// The cartesian product of the axes; the first axis varies slowest.
 pub fn expand(axes: &[Axis]) -> Vec<ParamSet> {
     let mut sets = vec![Vec::new()];
@@ -305,10 +325,24 @@ impl Sweep {
     /// Check the axes against the configured strategies: every key must name a
     /// parameter of at least one strategy's rule (or of the strategy it names).
     pub fn new(cfg: &Loaded, axes: Vec<Axis>) -> anyhow::Result<Sweep> {
-        let mut files = Vec::new();
+        let mut texts = Vec::new();
         for path in &cfg.app.strategies {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading strategy file {path}"))?;
+            texts.push((path.clone(), text));
+        }
+        Sweep::from_texts(cfg, &texts, axes)
+    }
+
+    /// [`Sweep::new`] over the strategy files' texts (file name, TOML), in
+    /// configuration order: what a sweep worker gets in its task.
+    pub fn from_texts(
+        cfg: &Loaded,
+        texts: &[(String, String)],
+        axes: Vec<Axis>,
+    ) -> anyhow::Result<Sweep> {
+        let mut files = Vec::new();
+        for (path, text) in texts {
             let table: toml::Table = text
                 .parse()
                 .with_context(|| format!("parsing strategy file {path}"))?;
@@ -328,6 +362,20 @@ impl Sweep {
             axes,
             targets,
         })
+    }
+
+    /// The strategy files as (file name, TOML text), in configuration order:
+    /// [`Sweep::from_texts`] of them gives this sweep again.
+    pub fn file_texts(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.files
+            .iter()
+            .map(|(f, t)| Ok((f.clone(), toml::to_string(t)?)))
+            .collect()
+    }
+
+    /// The configuration every set starts from.
+    pub fn base(&self) -> &Loaded {
+        &self.base
     }
 
     /// The configuration of one set, checked like a strategy file at start-up;
@@ -475,6 +523,19 @@ impl Row {
 }
 
 impl Metric {
+    /// `row`'s value of this metric as a score where higher is better
+    /// (drawdown negated); `None` when undefined. What a search optimises.
+    pub fn score(self, row: &Row) -> Option<f64> {
+        use rust_decimal::prelude::ToPrimitive;
+        let s = match self {
+            Metric::TotalReturn => row.total_return.to_f64(),
+            Metric::Sharpe => row.sharpe,
+            Metric::Sortino => row.sortino,
+            Metric::MaxDrawdown => row.max_drawdown.to_f64().map(|d| -d),
+        };
+        s.filter(|v| v.is_finite())
+    }
+
     /// The name `--metric` takes.
     pub fn name(self) -> &'static str {
         match self {
@@ -563,9 +624,48 @@ pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outc
             Err(why) => skipped.push((set, why)),
         }
     }
+    let bar = backtest::sets_bar(work.len());
+    let done = run_sets(&work, events, jobs, &bar);
+    bar.finish_and_clear();
+    outcome(sweep, metric, done, skipped)
+}
+
+/// The outcome of the rows that ran (`Err`: a set whose backtest failed, and
+/// why), ranked by `metric`, with the sets refused before running.
+pub fn outcome(
+    sweep: &Sweep,
+    metric: Metric,
+    done: Vec<Result<Row, (ParamSet, String)>>,
+    mut skipped: Vec<(ParamSet, String)>,
+) -> Outcome {
+    let (mut rows, mut failed) = (Vec::new(), Vec::new());
+    for r in done {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(e) => failed.push(e),
+        }
+    }
+    skipped.append(&mut failed);
+    skipped.sort_by_key(|(s, _)| s.index);
+    rank(&mut rows, metric);
+    Outcome {
+        axes: sweep.axes.clone(),
+        metric,
+        rows,
+        skipped,
+    }
+}
+
+/// Backtest each (set, configuration) over `events` on `jobs` threads; one
+/// result per set, in the order of `work`.
+pub fn run_sets(
+    work: &[(ParamSet, Loaded)],
+    events: &[Event],
+    jobs: usize,
+    bar: &indicatif::ProgressBar,
+) -> Vec<Result<Row, (ParamSet, String)>> {
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::with_capacity(work.len()));
-    let bar = backtest::sets_bar(work.len());
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(work.len().max(1)) {
             scope.spawn(|| loop {
@@ -574,27 +674,14 @@ pub fn run(sweep: &Sweep, events: &[Event], metric: Metric, jobs: usize) -> Outc
                 let row = backtest::run_shared(cfg, events, false)
                     .map(|bt| metrics(set.clone(), &bt))
                     .map_err(|e| (set.clone(), e.to_string()));
-                done.lock().expect("no worker panicked").push(row);
+                done.lock().expect("no worker panicked").push((i, row));
                 bar.inc(1);
             });
         }
     });
-    bar.finish_and_clear();
-    let (mut rows, mut failed) = (Vec::new(), Vec::new());
-    for r in done.into_inner().expect("no worker panicked") {
-        match r {
-            Ok(row) => rows.push(row),
-            Err(e) => failed.push(e),
-        }
-    }
-    skipped.append(&mut failed);
-    rank(&mut rows, metric);
-    Outcome {
-        axes: sweep.axes.clone(),
-        metric,
-        rows,
-        skipped,
-    }
+    let mut done = done.into_inner().expect("no worker panicked");
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Walk-forward windows: `train=30d,test=10d` (see [`walk_forward`]).

@@ -17,6 +17,7 @@ mod cli;
 mod crash;
 mod custom_strategy;
 mod dashboard;
+mod dist_sweep;
 mod engine_replay;
 mod execution;
 mod exits;
