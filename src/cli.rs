@@ -715,15 +715,6 @@ fn search_options(args: &SweepArgs) -> anyhow::Result<Option<crate::optimise::Se
         );
         return Ok(None);
     }
-    anyhow::ensure!(
-        args.walk_forward.is_none(),
-        "--search {} with --walk-forward is not supported yet: drop one of them",
-        if args.search == SearchKind::Tpe {
-            "tpe"
-        } else {
-            "random"
-        }
-    );
     anyhow::ensure!(args.budget != Some(0), "--budget 0: give 1 or more sets");
     anyhow::ensure!(
         args.patience != Some(0),
@@ -779,7 +770,7 @@ async fn sweep(cfg: &Loaded, args: SweepArgs) -> anyhow::Result<()> {
     };
     if let Some((train, test)) = windows {
         let folds = tokio::task::block_in_place(|| {
-            crate::sweep::walk_forward(&sweep, &events, args.metric, jobs, train, test)
+            crate::sweep::walk_forward(&sweep, &events, args.metric, jobs, (train, test), search)
         });
         anyhow::ensure!(
             !folds.is_empty(),

@@ -62,8 +62,7 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("register");
             g
         };
-        let hist = |name: &str, help: &str, (start, factor, count): (f64, f64, usize)| {
-            let buckets = prometheus::exponential_buckets(start, factor, count).expect("buckets");
+        let hist = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("metric");
             registry.register(Box::new(h.clone())).expect("register");
@@ -131,13 +130,17 @@ impl Metrics {
         let tick_to_order = hist(
             "papertrader_tick_to_order_seconds",
             "Wall time from receiving an input message to the broker's ack of the orders it caused",
-            (0.000_01, 2.5, 14),
+            prometheus::exponential_buckets(0.000_01, 2.5, 14).expect("buckets"),
         );
         let engine_step = hist(
             "papertrader_engine_step_seconds",
             "Wall time of one engine step (decode, admission, venue, strategies and any model inference) per input message",
-            // 1 us .. 0.5 s in steps of 2: tick-to-decision is microseconds.
-            (0.000_001, 2.0, 20),
+            // 1-2-5 steps from 1 us to 0.5 s: tick-to-decision is microseconds,
+            // and 20 us (issue 20's target) is a bucket bound.
+            vec![
+                1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2,
+                2e-2, 5e-2, 0.1, 0.2, 0.5,
+            ],
         );
         let equity = gauge(
             "papertrader_equity",

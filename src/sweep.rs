@@ -717,17 +717,18 @@ pub struct Fold {
 }
 
 /// Walk-forward analysis: folds start at the first event and step by `test`;
-/// fold `k` sweeps every set over `[start + k*test, +train)`, takes the best set
-/// by `metric`, and runs it alone over the next `test` of event time. Each
-/// window is a fresh backtest (indicators warm up inside it). Folds whose test
-/// window starts after the last event are not run.
+/// fold `k` sweeps every set over `[start + k*test, +train)` (or, with
+/// `search`, runs that search over them, with the same options and seed in
+/// every fold), takes the best set by `metric`, and runs it alone over the next
+/// `test` of event time. Each window is a fresh backtest (indicators warm up
+/// inside it). Folds whose test window starts after the last event are not run.
 pub fn walk_forward(
     sweep: &Sweep,
     events: &[Event],
     metric: Metric,
     jobs: usize,
-    train: Ts,
-    test: Ts,
+    (train, test): (Ts, Ts),
+    search: Option<crate::optimise::SearchOptions>,
 ) -> Vec<Fold> {
     let timed = || events.iter().filter(|e| e.ts != Ts::MIN).map(|e| e.ts);
     let (Some(first), Some(last)) = (timed().min(), timed().max()) else {
@@ -748,7 +749,12 @@ pub fn walk_forward(
             break;
         }
         let test_to = test_from + test;
-        let outcome = run(sweep, &window(train_from, test_from), metric, jobs);
+        let train_events = window(train_from, test_from);
+        let outcome = match search {
+            Some(opts) => crate::optimise::run_local(sweep, &train_events, metric, jobs, opts).0,
+            None => run(sweep, &train_events, metric, jobs),
+        };
+        drop(train_events);
         let Some(best) = outcome.rows.into_iter().next() else {
             continue;
         };

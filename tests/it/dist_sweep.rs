@@ -401,3 +401,71 @@ async fn a_distributed_tpe_search_runs_the_sets_of_the_local_one() {
         .collect();
     assert_eq!(sets.len(), 30, "30 sets ran on the workers");
 }
+
+/// The rows of a walk_forward.csv as maps from column to value.
+fn folds(report: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(report.join("walk_forward.csv")).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(rec.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_walk_forward_can_search_each_train_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let app = setup(d, "[\"AAPL\", \"MSFT\"]");
+    let walk = |name: &str, extra: &[&str]| -> (Vec<u8>, Vec<BTreeMap<String, String>>) {
+        let report = d.join(name);
+        let mut a = vec![
+            "sweep",
+            "--input",
+            DAILY,
+            "--report",
+            report.to_str().unwrap(),
+            "--grid",
+            WIDE[0],
+            "--grid",
+            WIDE[1],
+            "--walk-forward",
+            "train=365d,test=180d",
+        ];
+        a.extend(extra);
+        run(&app, &a);
+        (
+            std::fs::read(report.join("walk_forward.csv")).unwrap(),
+            folds(&report),
+        )
+    };
+    let (_, grid) = walk("grid", &[]);
+    let tpe = ["--search", "tpe", "--budget", "12", "--seed", "3"];
+    let (bytes, searched) = walk("tpe", &tpe);
+    assert!(grid.len() >= 2, "{} folds", grid.len());
+    assert_eq!(searched.len(), grid.len());
+    for (g, s) in grid.iter().zip(&searched) {
+        // The same windows; the grid saw every set of the train window, so a
+        // search of 12 runs cannot find a better one there.
+        for k in ["train_from", "train_to", "test_from", "test_to"] {
+            assert_eq!(g[k], s[k], "{k}");
+        }
+        let (gs, ss): (f64, f64) = (
+            g["train_sharpe"].parse().unwrap(),
+            s["train_sharpe"].parse().unwrap(),
+        );
+        assert!(
+            ss <= gs,
+            "fold {}: search {ss} above the grid's best {gs}",
+            g["fold"]
+        );
+    }
+    // Seeded: the same walk again.
+    assert_eq!(walk("tpe2", &tpe).0, bytes);
+}
