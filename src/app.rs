@@ -197,10 +197,7 @@ pub async fn backtest(
                 None,
             ));
         }
-        let (events, skipped) = backtest_events(cfg, inputs, range, brokers, progress).await?;
-        let mut bt = crate::backtest::run(cfg, events, progress)?;
-        bt.summary.inputs.rows_skipped = skipped;
-        return Ok((bt, None));
+        return Ok((kafka_backtest(cfg, range, brokers, progress).await?, None));
     };
     let topics = crate::publish::run_topics(run_id, &cfg.app.topics)
         .map_err(|e| anyhow::anyhow!("--publish {run_id:?}: {e}"))?;
@@ -216,6 +213,57 @@ pub async fn backtest(
     let (mut bt, published) = crate::publish::run(cfg, events, progress, publisher).await?;
     bt.summary.inputs.rows_skipped = skipped;
     Ok((bt, Some(published)))
+}
+
+/// A backtest of the input topics of `brokers` (default `kafka.brokers`;
+/// `"embedded"`: of the demo data, see [`backtest_events`]), streamed: the
+/// engine runs while the partitions are read, and no event is held after it
+/// ran.
+async fn kafka_backtest(
+    cfg: &Loaded,
+    range: crate::backtest::TimeRange,
+    brokers: Option<&str>,
+    progress: bool,
+) -> anyhow::Result<crate::backtest::Backtest> {
+    let opts = crate::backtest::KafkaRange {
+        range,
+        ..crate::backtest::KafkaRange::default()
+    };
+    let bootstrap = brokers.unwrap_or(&cfg.app.kafka.brokers);
+    if bootstrap != "embedded" {
+        return crate::backtest::run_kafka(cfg, bootstrap, &opts, progress).await;
+    }
+    #[cfg(feature = "embedded")]
+    {
+        let broker = demo_broker(cfg).await?;
+        let bt = crate::backtest::run_kafka(cfg, &broker.bootstrap(), &opts, progress).await;
+        drop(broker);
+        bt
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        anyhow::bail!(
+            "a Kafka backtest needs a cluster: pass --brokers HOST:PORT or set kafka.brokers (or use --input FILE)"
+        )
+    }
+}
+
+/// An embedded broker whose input topics hold the demo data (`[demo]`, the
+/// records paper mode's demo feeds), published at full speed: what a backtest
+/// on `"embedded"` brokers reads, there being no recorded history.
+#[cfg(feature = "embedded")]
+async fn demo_broker(cfg: &Loaded) -> anyhow::Result<crate::embedded::EmbeddedBroker> {
+    let broker = crate::embedded::EmbeddedBroker::start().await?;
+    let base = kafka::client_config(&cfg.app.kafka, &broker.bootstrap());
+    let names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
+    kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
+    publish_demo(
+        cfg,
+        &base,
+        "embedded broker: publishing the demo data to backtest it",
+    )
+    .await?;
+    Ok(broker)
 }
 
 /// The events of a backtest (or of a sweep), merged in their backtest order:
@@ -250,18 +298,8 @@ pub async fn backtest_events(
     }
     #[cfg(feature = "embedded")]
     {
-        let broker = crate::embedded::EmbeddedBroker::start().await?;
-        let bootstrap = broker.bootstrap();
-        let base = kafka::client_config(&cfg.app.kafka, &bootstrap);
-        let names: Vec<&str> = cfg.app.topics.inputs().iter().map(|(t, _)| *t).collect();
-        kafka::ensure_topics(&base, &names, cfg.app.kafka.partitions).await?;
-        publish_demo(
-            cfg,
-            &base,
-            "embedded broker: publishing the demo data to backtest it",
-        )
-        .await?;
-        let events = backtest::kafka_events(cfg, &bootstrap, &opts, progress).await;
+        let broker = demo_broker(cfg).await?;
+        let events = backtest::kafka_events(cfg, &broker.bootstrap(), &opts, progress).await;
         drop(broker);
         Ok((events?, 0))
     }

@@ -238,5 +238,12 @@ fn read_partition(
     }
     tracing::debug!(topic = %part.topic, partition = part.partition, next, watermark = part.at_least,
         by_eof = eof, "partition read to its end");
+    // Closing the consumer waits for its fetch in flight, which tansu answers
+    // only when `fetch.wait.max.ms` has passed (500 ms by librdkafka's
+    // default): closed on a thread of its own, so that this partition's queue
+    // ends now and the backtest does not wait for it.
+    let _ = std::thread::Builder::new()
+        .name("close consumer".into())
+        .spawn(move || drop(consumer));
     Ok(())
 }
