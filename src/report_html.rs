@@ -649,7 +649,7 @@ fn equity_chart(
     let yt = nice_ticks(lo, hi, 5);
     let dp = decimals_for(&yt);
     axes(h, &ta, &va, &yt, "equity", |v| format!("{v:.dp$}"));
-    let reduced = downsample(&pts, &ta);
+    let reduced = downsample(pts, &ta);
     let _ = writeln!(
         h,
         "<path class=\"equity\" data-points=\"{}\" d=\"{}\"/>",
@@ -657,7 +657,7 @@ fn equity_chart(
         line_path(&reduced, &ta, &va)
     );
     if !bh.is_empty() {
-        let reduced = downsample(&bh, &ta);
+        let reduced = downsample(bh, &ta);
         let _ = writeln!(
             h,
             "<path class=\"buy-hold\" data-points=\"{}\" d=\"{}\"/>",

@@ -41,11 +41,18 @@ struct Part {
     at_least: i64,
 }
 
+/// A partition's head in the merge: its event time, the partition's rank in
+/// `(topic, partition)` order, its offset, and its queue.
+type Head = (Ts, usize, i64, usize);
+
 /// The merged events of every input partition, read as they are taken.
 pub struct TopicStream {
     queues: Vec<Receiver<anyhow::Result<Event>>>,
     heads: Vec<Option<Event>>,
-    heap: BinaryHeap<Reverse<(Ts, String, i32, i64, usize)>>,
+    /// Each queue's rank in `(topic, partition)` order: the merge's tie-break
+    /// after the event time, without comparing topic names per event.
+    ranks: Vec<usize>,
+    heap: BinaryHeap<Reverse<Head>>,
     range: crate::backtest::TimeRange,
     error: Option<anyhow::Error>,
     primed: bool,
@@ -63,6 +70,16 @@ impl TopicStream {
         bar: &ProgressBar,
     ) -> anyhow::Result<TopicStream> {
         let parts = partitions(cc, kinds)?;
+        let mut order: Vec<(&str, i32, usize)> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.topic.as_str(), p.partition, i))
+            .collect();
+        order.sort_unstable();
+        let mut ranks = vec![0; parts.len()];
+        for (rank, &(.., i)) in order.iter().enumerate() {
+            ranks[i] = rank;
+        }
         let deadline = Instant::now() + opts.timeout;
         let mut queues = Vec::with_capacity(parts.len());
         for part in parts {
@@ -81,6 +98,7 @@ impl TopicStream {
         Ok(TopicStream {
             heads: (0..queues.len()).map(|_| None).collect(),
             queues,
+            ranks,
             heap: BinaryHeap::new(),
             range: opts.range,
             error: None,
@@ -97,13 +115,8 @@ impl TopicStream {
     fn refill(&mut self, i: usize) {
         match self.queues[i].recv() {
             Ok(Ok(e)) => {
-                self.heap.push(Reverse((
-                    e.ts,
-                    e.origin.topic.clone(),
-                    e.origin.partition,
-                    e.origin.offset,
-                    i,
-                )));
+                self.heap
+                    .push(Reverse((e.ts, self.ranks[i], e.origin.offset, i)));
                 self.heads[i] = Some(e);
             }
             Ok(Err(e)) => self.error = Some(e),
