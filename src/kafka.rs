@@ -24,6 +24,25 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::{KafkaConfig, TopicsConfig};
 use crate::domain::{Output, OutputKind};
 
+/// The cluster id the brokers report (empty when they report none).
+pub async fn cluster_id(base: &ClientConfig) -> String {
+    let base = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let probe: rdkafka::producer::BaseProducer = base.create().ok()?;
+        probe.client().fetch_cluster_id(Duration::from_secs(10))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// Whether the brokers of `base` need partitions read from their start
+/// instead of from a committed offset (`kafka.seek`, docs/recovery.md).
+pub async fn needs_rescan(kafka: &KafkaConfig, base: &ClientConfig) -> bool {
+    kafka.rescan_on(&cluster_id(base).await)
+}
+
 /// Base client configuration: bootstrap servers plus the user's extra properties.
 pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();

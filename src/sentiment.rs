@@ -228,21 +228,6 @@ fn consumer(
     Ok((consumer, done))
 }
 
-/// Whether the cluster needs [`FromStart`]'s rescan (`kafka.seek`).
-async fn needs_rescan(cfg: &Loaded, base: &rdkafka::ClientConfig) -> bool {
-    let base = base.clone();
-    let cluster = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer;
-        let probe: rdkafka::producer::BaseProducer = base.create().ok()?;
-        probe.client().fetch_cluster_id(Duration::from_secs(10))
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
-    cfg.app.kafka.rescan_on(&cluster)
-}
-
 /// A message the group had committed before this run (rescan only).
 fn skipped(done: &Committed, m: &rdkafka::message::OwnedMessage) -> bool {
     done.get(&(m.topic().to_string(), m.partition()))
@@ -281,7 +266,7 @@ pub async fn run(
         ..SentimentSummary::default()
     };
     let producer = crate::kafka::producer(&base)?;
-    let rescan = needs_rescan(cfg, &base).await;
+    let rescan = crate::kafka::needs_rescan(&cfg.app.kafka, &base).await;
     let (consumer, done) = consumer(cfg, &base, rescan)?;
     tracing::info!(news = %topics.news, out = %topics.news_sentiment, source = %summary.source, group = %app.sentiment.group_id, rescan, "sentiment stage consuming");
     tokio::pin!(shutdown);

@@ -637,7 +637,7 @@ pub async fn work(
         cfg.app.kafka.partitions,
     )
     .await?;
-    let rescan = needs_rescan(cfg, &base).await;
+    let rescan = crate::kafka::needs_rescan(&cfg.app.kafka, &base).await;
     let assigned = Arc::new(Mutex::new(BTreeSet::new()));
     let mut cc = base.clone();
     cc.set("group.id", &opts.group)
@@ -856,19 +856,4 @@ impl Worker {
         }
         Ok(())
     }
-}
-
-/// Whether the cluster needs the rescan of [`WorkerContext`] (`kafka.seek`).
-async fn needs_rescan(cfg: &Loaded, base: &ClientConfig) -> bool {
-    let base = base.clone();
-    let cluster = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer;
-        let probe: rdkafka::producer::BaseProducer = base.create().ok()?;
-        probe.client().fetch_cluster_id(Duration::from_secs(10))
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
-    cfg.app.kafka.rescan_on(&cluster)
 }

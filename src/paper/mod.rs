@@ -287,7 +287,7 @@ impl<'a> Session<'a> {
         let ident = Ident {
             group: app.kafka.group_id.clone(),
             fingerprint: engine::config_fingerprint(&spec),
-            cluster: shards::cluster_id(&base).await,
+            cluster: crate::kafka::cluster_id(&base).await,
         };
         let store = shards::open_store(cfg, &base).await?;
         let positions: Arc<Mutex<Positions>> = Arc::default();

@@ -37,20 +37,6 @@ pub(super) async fn open_store(
     })
 }
 
-/// The cluster id the brokers report (empty when they report none).
-pub(super) async fn cluster_id(base: &rdkafka::ClientConfig) -> String {
-    let base = base.clone();
-    tokio::task::spawn_blocking(move || {
-        let probe: rdkafka::producer::BaseProducer = base.create().ok()?;
-        use rdkafka::producer::Producer;
-        probe.client().fetch_cluster_id(Duration::from_secs(10))
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default()
-}
-
 /// Write checkpoints (each atomically).
 pub(super) async fn save_all(checkpoints: Vec<(Store, Checkpoint)>) -> anyhow::Result<()> {
     for (target, ck) in &checkpoints {
