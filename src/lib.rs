@@ -36,6 +36,7 @@ pub mod report_price;
 pub mod sample;
 pub mod sentiment;
 pub mod sources;
+pub mod spill;
 pub mod state;
 pub mod sweep;
 pub mod sweep_dist;

@@ -20,6 +20,7 @@ use crate::config::Loaded;
 use crate::domain::{AlertMsg, FillMsg, Output};
 use crate::domain::{Side, Ts, NANOS_PER_SEC};
 use crate::engine::Engine;
+use crate::spill::{get_dec, get_str, get_ts, put_dec, put_str, put_ts, Record, Spill};
 use crate::stats::{self, ClosedTrade, Mark};
 use crate::summary::InputCounts;
 use crate::summary::Summary;
@@ -76,6 +77,55 @@ pub struct RoundTrip {
     pub return_pct: Decimal,
 }
 
+impl Record for Trade {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.fill.put(out);
+        put_dec(out, &self.realized);
+    }
+
+    fn get(b: &mut &[u8]) -> Option<Self> {
+        Some(Trade {
+            fill: FillMsg::get(b)?,
+            realized: get_dec(b)?,
+        })
+    }
+}
+
+impl Record for RoundTrip {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.strategy);
+        put_str(out, &self.symbol);
+        put_ts(out, self.entry_ts);
+        put_ts(out, self.exit_ts);
+        let d = [
+            &self.size,
+            &self.entry_price,
+            &self.exit_price,
+            &self.commission,
+            &self.pnl,
+            &self.return_pct,
+        ];
+        for d in d {
+            put_dec(out, d);
+        }
+    }
+
+    fn get(b: &mut &[u8]) -> Option<Self> {
+        Some(RoundTrip {
+            strategy: get_str(b)?,
+            symbol: get_str(b)?,
+            entry_ts: get_ts(b)?,
+            exit_ts: get_ts(b)?,
+            size: get_dec(b)?,
+            entry_price: get_dec(b)?,
+            exit_price: get_dec(b)?,
+            commission: get_dec(b)?,
+            pnl: get_dec(b)?,
+            return_pct: get_dec(b)?,
+        })
+    }
+}
+
 /// What is open of a symbol's position, for [`RoundTrip`]s.
 #[derive(Debug, Clone, Default)]
 struct OpenTrip {
@@ -88,12 +138,14 @@ struct OpenTrip {
 }
 
 /// Collects what the report needs from the engine's outputs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Collector {
     starting_cash: BTreeMap<String, Decimal>,
-    pub trades: Vec<Trade>,
-    /// Closed round trips in the order they closed.
-    pub round_trips: Vec<RoundTrip>,
+    /// The fills in output order (all but the last few thousand in a
+    /// temporary file: [`Spill`]).
+    pub trades: Spill<Trade>,
+    /// Closed round trips in the order they closed (as `trades`).
+    pub round_trips: Spill<RoundTrip>,
     open_trips: BTreeMap<(String, String), OpenTrip>,
     /// Per strategy: its equity at the end of every marking period
     /// (`report.mark_every`) in which its symbols had events.
@@ -129,8 +181,8 @@ impl Collector {
                 .iter()
                 .map(|s| (s.name.clone(), s.account.starting_cash))
                 .collect(),
-            trades: Vec::new(),
-            round_trips: Vec::new(),
+            trades: Spill::new(),
+            round_trips: Spill::new(),
             open_trips: BTreeMap::new(),
             marks: BTreeMap::new(),
             books: BTreeMap::new(),
@@ -349,7 +401,7 @@ impl Collector {
         self.round_trips
             .iter()
             .filter(|r| r.strategy == strategy && symbol.is_none_or(|s| r.symbol == s))
-            .map(RoundTrip::closed)
+            .map(|r| r.closed())
             .collect()
     }
 }

@@ -13,6 +13,7 @@ use crate::report::{Collector, RoundTrip};
 use crate::report_html::{
     axes, decimals_for, esc, line_path, money, nice_ticks, pct, TimeAxis, ValueAxis, WIDTH,
 };
+use crate::spill::Spill;
 
 const PRICE_HEIGHT: f64 = 380.0;
 const PANE_HEIGHT: f64 = 150.0;
@@ -33,13 +34,14 @@ pub fn price_charts(h: &mut String, c: &Collector) {
     }
     h.push_str("<h2>Prices</h2>\n");
     for (sym, bars) in &c.prices.symbols {
-        let fills: Vec<&crate::domain::FillMsg> = c
-            .trades
-            .iter()
-            .map(|t| &t.fill)
-            .filter(|f| &f.symbol == sym)
-            .collect();
-        price_chart(h, sym, bars, &fills);
+        let (mut fills, mut total) = (Vec::new(), 0usize);
+        for t in c.trades.iter().filter(|t| &t.fill.symbol == sym) {
+            total += 1;
+            if fills.len() < MAX_MARKERS {
+                fills.push(t.fill);
+            }
+        }
+        price_chart(h, sym, bars, &fills, total);
     }
 }
 
@@ -54,7 +56,14 @@ fn interval_name(s: i64) -> String {
 
 /// One symbol: candles, volume, overlays and fill markers; a pane of the
 /// other indicator lines below.
-fn price_chart(h: &mut String, sym: &str, b: &SymbolBars, fills: &[&crate::domain::FillMsg]) {
+/// `fills`: the first [`MAX_MARKERS`] of the symbol's `total`.
+fn price_chart(
+    h: &mut String,
+    sym: &str,
+    b: &SymbolBars,
+    fills: &[crate::domain::FillMsg],
+    total: usize,
+) {
     let step = b.interval();
     let (Some(first), Some(last)) = (b.bars.first(), b.bars.last()) else {
         return;
@@ -154,7 +163,7 @@ fn price_chart(h: &mut String, sym: &str, b: &SymbolBars, fills: &[&crate::domai
     }
     let drawn = markers(h, b, &ta, &va, fills);
     h.push_str("</svg>\n");
-    let more = fills.len() - drawn;
+    let more = total - drawn;
     let _ = writeln!(
         h,
         "<p class=\"legend\"><span style=\"color:{UP}\">&#9608; up</span><span style=\"color:{DOWN}\">&#9608; down</span><span style=\"color:#1565c0\">&#9650; buy</span><span style=\"color:#8e24aa\">&#9660; sell</span>{legend}{}</p>",
@@ -176,7 +185,7 @@ fn markers(
     b: &SymbolBars,
     ta: &TimeAxis,
     va: &ValueAxis,
-    fills: &[&crate::domain::FillMsg],
+    fills: &[crate::domain::FillMsg],
 ) -> usize {
     let step = b.interval();
     let mut n = 0;
@@ -273,13 +282,18 @@ fn indicator_pane(
 }
 
 /// A strategy's round trips, newest last, the first [`MAX_TRIPS`].
-pub fn trips_table(h: &mut String, strategy: &str, trips: &[RoundTrip]) {
-    let mine: Vec<&RoundTrip> = trips.iter().filter(|t| t.strategy == strategy).collect();
+pub fn trips_table(h: &mut String, strategy: &str, trips: &Spill<RoundTrip>) {
+    let (mut mine, mut closed) = (Vec::new(), 0usize);
+    for t in trips.iter().filter(|t| t.strategy == strategy) {
+        closed += 1;
+        if mine.len() < MAX_TRIPS {
+            mine.push(t);
+        }
+    }
     let _ = writeln!(
         h,
-        "<h3>Round trips <span class=\"kind\">{} closed{}</span></h3>",
-        mine.len(),
-        if mine.len() > MAX_TRIPS {
+        "<h3>Round trips <span class=\"kind\">{closed} closed{}</span></h3>",
+        if closed > MAX_TRIPS {
             format!(", the first {MAX_TRIPS} listed (round_trips.csv has all)")
         } else {
             String::new()
@@ -293,7 +307,7 @@ pub fn trips_table(h: &mut String, strategy: &str, trips: &[RoundTrip]) {
         "<div class=\"wrap\"><table class=\"trips\" data-strategy=\"{}\"><tr><th>entry (UTC)</th><th>exit (UTC)</th><th>symbol</th><th>side</th><th>size</th><th>entry price</th><th>exit price</th><th>commission</th><th>P&amp;L</th><th>return</th></tr>",
         esc(strategy)
     );
-    for t in mine.iter().take(MAX_TRIPS) {
+    for t in &mine {
         let side = if t.size.is_sign_negative() {
             "short"
         } else {

@@ -169,7 +169,7 @@ fn smacross_on_goog_trades_as_backtesting_py_does() {
     // The round trips are backtesting.py's trades table: sizes and prices
     // exactly, P&L (commissions included) and return to 1e-6.
     assert_round_trips(
-        &bt.collector.round_trips,
+        &bt.collector.round_trips.iter().collect::<Vec<_>>(),
         "backtesting_smacross_trades.csv",
         |ms| ms,
     );
@@ -398,7 +398,7 @@ fn smacross_trading_on_close_as_backtesting_py_does() {
     let next_bar = |ms: i64| bars[bars.iter().position(|b| *b == ms).unwrap() + 1];
     assert_eq!(bt.collector.round_trips.len(), 93);
     assert_round_trips(
-        &bt.collector.round_trips,
+        &bt.collector.round_trips.iter().collect::<Vec<_>>(),
         "backtesting_smacross_on_close_trades.csv",
         next_bar,
     );
