@@ -161,9 +161,8 @@ fn price_chart(
             esc(name)
         );
     }
-    let drawn = markers(h, b, &ta, &va, fills);
+    let more = total - markers(h, b, &ta, &va, fills);
     h.push_str("</svg>\n");
-    let more = total - drawn;
     let _ = writeln!(
         h,
         "<p class=\"legend\"><span style=\"color:{UP}\">&#9608; up</span><span style=\"color:{DOWN}\">&#9608; down</span><span style=\"color:#1565c0\">&#9650; buy</span><span style=\"color:#8e24aa\">&#9660; sell</span>{legend}{}</p>",
