@@ -31,6 +31,7 @@ use crate::config::Loaded;
 use crate::kafka;
 use crate::sweep::{self, Metric, Outcome, ParamSet, Row, Sweep};
 use crate::sweep_task::{Status, Task, TaskFactory, TaskResult, VERSION};
+use crate::wire::Rejection;
 
 /// The default tasks topic.
 pub const TASKS_TOPIC: &str = "sweep_tasks";
@@ -526,6 +527,14 @@ pub struct WorkerOptions {
     pub startup_grace: Duration,
 }
 
+/// What a task message says of itself before it is read as a task.
+#[derive(Deserialize)]
+struct TaskHead {
+    version: u32,
+    #[serde(default)]
+    task_id: String,
+}
+
 /// What a worker did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WorkerSummary {
@@ -533,8 +542,11 @@ pub struct WorkerSummary {
     pub ran: u64,
     /// Tasks that failed (their result says why).
     pub failed: u64,
-    /// Task messages skipped: unreadable, or run before by this process.
+    /// Task messages skipped: run before by this process.
     pub skipped: u64,
+    /// Task messages sent to `topics.dead_letters` with the reason: not a
+    /// task (`not_a_task`), or a task of another version (`task_version`).
+    pub dead_letters: u64,
 }
 
 /// The worker's consumer context: with `rescan` every assigned partition is
@@ -633,7 +645,10 @@ pub async fn work(
     kafka::ensure_topics(&base, &[opts.topics.tasks.as_str()], TASK_PARTITIONS).await?;
     kafka::ensure_topics(
         &base,
-        &[opts.topics.results.as_str()],
+        &[
+            opts.topics.results.as_str(),
+            cfg.app.topics.dead_letters.as_str(),
+        ],
         cfg.app.kafka.partitions,
     )
     .await?;
@@ -675,6 +690,7 @@ pub async fn work(
         ran = w.summary.ran,
         failed = w.summary.failed,
         skipped = w.summary.skipped,
+        dead_letters = w.summary.dead_letters,
         "sweep worker stopped"
     );
     Ok(w.summary)
@@ -746,23 +762,32 @@ impl Worker {
         if self.is_committed(partition, offset)? {
             return Ok(false);
         }
-        let task = match serde_json::from_slice::<Task>(m.payload().unwrap_or_default()) {
-            Ok(t) if t.version == VERSION && !self.finished.contains(&t.task_id) => t,
-            Ok(t) if t.version != VERSION => {
-                tracing::warn!(task_id = %t.task_id, version = t.version, "a task of another version: skipped (upgrade the worker)");
+        // The version first: a task of another version may have another shape.
+        let payload = m.payload().unwrap_or_default();
+        let task = match serde_json::from_slice::<TaskHead>(payload) {
+            Ok(h) if h.version != VERSION => Err(Rejection::new(
+                "task_version",
+                format!(
+                    "task {} is of version {}, this worker runs version {VERSION}: run workers and coordinator of one papertrader version",
+                    h.task_id, h.version
+                ),
+            )),
+            _ => serde_json::from_slice::<Task>(payload).map_err(|e| {
+                Rejection::new(
+                    "not_a_task",
+                    format!("not a sweep task (docs/sweeps.md has the task JSON): {e}"),
+                )
+            }),
+        };
+        let task = match task {
+            Ok(t) if self.finished.contains(&t.task_id) => {
                 self.summary.skipped += 1;
                 self.commit(partition, offset)?;
                 return Ok(false);
             }
-            Ok(_) => {
-                self.summary.skipped += 1;
-                self.commit(partition, offset)?;
-                return Ok(false);
-            }
-            Err(e) => {
-                tracing::warn!(partition, offset, error = %e, "not a sweep task: skipped");
-                self.summary.skipped += 1;
-                self.commit(partition, offset)?;
+            Ok(t) => t,
+            Err(r) => {
+                self.dead_letter(m, r).await?;
                 return Ok(false);
             }
         };
@@ -783,6 +808,35 @@ impl Worker {
         self.finished.insert(task.task_id.clone());
         self.commit(partition, offset)?;
         Ok(true)
+    }
+
+    /// Send an unusable task message to `topics.dead_letters` with the
+    /// reason, wait for the broker's ack, then commit past it.
+    async fn dead_letter(
+        &mut self,
+        m: &rdkafka::message::OwnedMessage,
+        r: Rejection,
+    ) -> anyhow::Result<()> {
+        let origin = crate::domain::Origin {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+        };
+        tracing::warn!(%origin, reason = r.code, detail = %r.detail, "sweep task dead-lettered");
+        let dl =
+            crate::engine::dead_letter_msg(&origin, m.key(), m.payload().unwrap_or_default(), r);
+        let topic = self.cfg.app.topics.dead_letters.clone();
+        let payload = crate::domain::Output::DeadLetter(dl).to_json();
+        let mut record = FutureRecord::to(&topic).payload(&payload);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        self.producer
+            .send(record, Duration::from_secs(60))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("publishing the dead letter of {origin}: {e}"))?;
+        self.summary.dead_letters += 1;
+        self.commit(origin.partition, origin.offset)
     }
 
     /// The task's events (cached per data source) and its backtest.

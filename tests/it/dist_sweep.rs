@@ -469,3 +469,88 @@ fn a_walk_forward_can_search_each_train_window() {
     // Seeded: the same walk again.
     assert_eq!(walk("tpe2", &tpe).0, bytes);
 }
+
+/// A message on the tasks topic that is not a task, and a task of another
+/// version, go to `dead_letters` with their reasons and are committed: the
+/// worker counts them and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_task_message_is_dead_lettered_and_committed() {
+    let broker = crate::common::broker(1).await;
+    let bs = broker.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = setup(dir.path(), "[\"AAPL\"]");
+    let log = dir.path().join("worker.log");
+    let mut worker = command(
+        &app,
+        &[
+            "worker",
+            "--brokers",
+            &bs,
+            "--until-idle",
+            "5",
+            "--startup-grace",
+            "20",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    assert!(
+        wait_for_line(&log, "sweep worker consuming", Duration::from_secs(60)),
+        "{}",
+        log_of(&log)
+    );
+    let p = crate::common::producer(&bs);
+    let newer = serde_json::json!({"version": 999, "task_id": "t-from-the-future", "shape": "new"});
+    crate::common::produce(
+        &p,
+        "sweep_tasks",
+        &[
+            ("k1".into(), "{not json".into()),
+            ("k2".into(), newer.to_string()),
+        ],
+    )
+    .await;
+    let status = exit_within(&mut worker, Duration::from_secs(90));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        log_of(&log)
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut worker.stdout.take().unwrap(), &mut out).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["dead_letters"], 2, "{out}");
+    assert_eq!(
+        (summary["ran"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    let dead = crate::common::read_json(&bs, "dead_letters");
+    let reasons: BTreeMap<String, (String, String)> = dead
+        .iter()
+        .map(|v| {
+            (
+                v["key"].as_str().unwrap().to_string(),
+                (
+                    v["reason"].as_str().unwrap().to_string(),
+                    v["payload"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(reasons["k1"], ("not_a_task".into(), "{not json".into()));
+    assert_eq!(reasons["k2"].0, "task_version");
+    assert!(dead.iter().all(|v| v["topic"] == "sweep_tasks"), "{dead:?}");
+    let detail = dead.iter().find(|v| v["key"] == "k2").unwrap()["detail"].to_string();
+    assert!(
+        detail.contains("version 999") && detail.contains("t-from-the-future"),
+        "{detail}"
+    );
+    // Both are committed: a new worker of the group would not see them again.
+    let committed =
+        crate::common::committed_total(&bs, "papertrader-sweep-workers", "sweep_tasks", 12);
+    assert_eq!(committed, 2);
+}
