@@ -57,6 +57,8 @@ use crate::wire::InputKind;
 pub struct Event {
     pub kind: InputKind,
     pub origin: Origin,
+    /// A file's decoded tick has none (and an empty `payload`): the engine
+    /// takes its symbol (and its encoding) for a dead letter.
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     /// The event time used for ordering (see the module docs for undecodable messages).

@@ -80,23 +80,26 @@ pub fn record_event(record: Record, stem: &str, row: i64) -> Event {
     let ts = record.ts();
     let (kind, key, payload, decoded) = match record {
         Record::Tick(t) => {
-            let key = t.symbol.as_bytes().to_vec();
             // Checked as its message would be decoded; the payload of a good
-            // tick is left empty, which stands for its own encoding (the
-            // engine makes it for a dead letter, the only reader of it).
+            // tick is left empty, which stands for its own encoding, and its
+            // key missing, which then stands for its symbol (the engine makes
+            // both for a dead letter, their only reader).
             match wire::check_tick_ref(&t) {
                 Ok(()) => (
                     InputKind::Prices,
-                    key,
+                    None,
                     Vec::new(),
                     Some(MarketEvent::Tick(t)),
                 ),
-                Err(_) => (InputKind::Prices, key, wire::encode_tick(&t), None),
+                Err(_) => {
+                    let key = Some(t.symbol.as_bytes().to_vec());
+                    (InputKind::Prices, key, wire::encode_tick(&t), None)
+                }
             }
         }
         Record::Sentiment(s) => (
             InputKind::Sentiment,
-            s.symbol.as_bytes().to_vec(),
+            Some(s.symbol.as_bytes().to_vec()),
             wire::encode_sentiment(&s),
             None,
         ),
@@ -108,7 +111,7 @@ pub fn record_event(record: Record, stem: &str, row: i64) -> Event {
             partition: 0,
             offset: row,
         },
-        key: Some(key),
+        key,
         payload,
         ts,
         decoded,
@@ -129,7 +132,8 @@ struct Source {
 /// The events of CSV files in backtest order, one record per file held.
 pub struct FileStream {
     sources: Vec<Source>,
-    heads: Vec<Option<Event>>,
+    /// Each file's next record in the range, and its number.
+    heads: Vec<Option<(Record, i64)>>,
     heap: BinaryHeap<Reverse<(Ts, usize, i64)>>,
     range: TimeRange,
     skipped: u64,
@@ -206,16 +210,16 @@ impl FileStream {
             }
             src.last = ts;
             self.heap.push(Reverse((ts, i, row)));
-            self.heads[i] = Some(record_event(record, &src.stem, row));
+            self.heads[i] = Some((record, row));
             return;
         }
     }
 }
 
-impl Iterator for FileStream {
-    type Item = Event;
-
-    fn next(&mut self) -> Option<Event> {
+impl FileStream {
+    /// The next record in backtest order, the index of its file and its
+    /// number there; [`FileStream::next`] makes it an [`Event`].
+    fn next_record(&mut self) -> Option<(Record, usize, i64)> {
         if !self.primed {
             self.primed = true;
             for i in 0..self.sources.len() {
@@ -226,12 +230,21 @@ impl Iterator for FileStream {
             return None;
         }
         let Reverse((_, i, _)) = self.heap.pop()?;
-        let ev = self.heads[i].take().expect("a head for each heap entry");
+        let (record, row) = self.heads[i].take().expect("a head for each heap entry");
         self.advance(i);
         if self.unsorted.is_some() {
             return None;
         }
-        Some(ev)
+        Some((record, i, row))
+    }
+}
+
+impl Iterator for FileStream {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        let (record, i, row) = self.next_record()?;
+        Some(record_event(record, &self.sources[i].stem, row))
     }
 }
 
@@ -242,8 +255,10 @@ impl Iterator for FileStream {
 /// # Errors
 /// The files cannot be opened or read (see [`FileStream::open`]).
 pub fn run_files(cfg: &Loaded, spec: &FileSpec<'_>, progress: bool) -> anyhow::Result<Backtest> {
-    let mut stream = FileStream::open(spec)?;
-    let mut bt = backtest::run(cfg, stream.by_ref(), progress)?;
+    let (bt, stream) = read_ahead(FileStream::open(spec)?, |events| {
+        backtest::run(cfg, events, progress)
+    });
+    let mut bt = bt?;
     let Some(why) = stream.unsorted() else {
         bt.summary.inputs.rows_skipped = stream.skipped();
         return Ok(bt);
@@ -255,6 +270,40 @@ pub fn run_files(cfg: &Loaded, spec: &FileSpec<'_>, progress: bool) -> anyhow::R
     let mut bt = backtest::run(cfg, events, progress)?;
     bt.summary.inputs.rows_skipped = skipped;
     Ok(bt)
+}
+
+/// Events per batch handed from the reading thread to the engine's, and the
+/// batches that may wait between them: a few MB at most.
+const READ_AHEAD_BATCH: usize = 1024;
+const READ_AHEAD_BATCHES: usize = 8;
+
+/// Run `consume` over the stream's events while another thread reads,
+/// parses and merges the files ahead of it, in batches (the engine and the
+/// CSV parsing each take a core); returns the stream, read as far as
+/// `consume` took it, for its counts. The events arrive in the stream's
+/// order.
+fn read_ahead<T>(
+    stream: FileStream,
+    consume: impl FnOnce(std::iter::Flatten<std::sync::mpsc::IntoIter<Vec<Event>>>) -> T,
+) -> (T, FileStream) {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(READ_AHEAD_BATCHES);
+        let reader = std::thread::Builder::new()
+            .name("csv-reader".into())
+            .spawn_scoped(s, move || {
+                let mut stream = stream;
+                loop {
+                    let batch: Vec<Event> = stream.by_ref().take(READ_AHEAD_BATCH).collect();
+                    // Done, or the engine stopped taking events.
+                    if batch.is_empty() || tx.send(batch).is_err() {
+                        return stream;
+                    }
+                }
+            })
+            .expect("starting the CSV reading thread");
+        let out = consume(rx.into_iter().flatten());
+        (out, reader.join().expect("the CSV reading thread"))
+    })
 }
 
 /// The events of the files, all in memory, in backtest order, and the rows

@@ -209,9 +209,10 @@ fn unsorted_and_sorted_files_give_the_same_backtest() {
     );
 }
 
-/// A file tick reaches the engine decoded with an empty payload; when the
-/// engine refuses it (here `unknown_symbol`), its dead letter carries the
-/// tick's own message, exactly as if it had come from a topic.
+/// A file tick reaches the engine decoded with an empty payload and no key;
+/// when the engine refuses it (here `unknown_symbol`), its dead letter
+/// carries the tick's own message keyed by its symbol, exactly as if it had
+/// come from a topic.
 #[test]
 fn a_refused_file_tick_dead_letters_its_own_message() {
     use papertrader::filestream::{FileSpec, FileStream};
@@ -238,7 +239,7 @@ fn a_refused_file_tick_dead_letters_its_own_message() {
     let events: Vec<_> = FileStream::open(&spec).unwrap().collect();
     assert!(events
         .iter()
-        .all(|e| e.payload.is_empty() && e.decoded.is_some()));
+        .all(|e| e.payload.is_empty() && e.key.is_none() && e.decoded.is_some()));
     let mut dead = Vec::new();
     backtest::run_with(&cfg, events, false, |o| {
         if let papertrader::domain::Output::DeadLetter(d) = o {
@@ -252,6 +253,7 @@ fn a_refused_file_tick_dead_letters_its_own_message() {
     let expected = r#"{"symbol":"BBB","ts":"1970-01-01T00:00:02Z","price":"7.25","size":"4"}"#;
     assert_eq!(dead[0].payload.as_deref(), Some(expected));
     assert_eq!(dead[0].payload_bytes, expected.len());
+    assert_eq!(dead[0].key.as_deref(), Some("BBB"));
 }
 
 const CROSS: &str = r#"

@@ -363,15 +363,15 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         if let Err(r) = self.admit(kind, &ev) {
-            // An empty payload stands for the event's own encoding: a source
-            // that hands over decoded events (a file backtest) encodes one
-            // only for a dead letter.
+            // An empty payload stands for the event's own encoding, and then
+            // a missing key for its symbol: a source that hands over decoded
+            // events (a file backtest) makes them only for a dead letter.
             let own;
-            let payload = if payload.is_empty() {
+            let (key, payload) = if payload.is_empty() {
                 own = wire::encode_event(&ev);
-                &own[..]
+                (key.or(Some(ev.symbol().as_bytes())), &own[..])
             } else {
-                payload
+                (key, payload)
             };
             return self.dead_letter(origin, key, payload, r, out);
         }
