@@ -293,7 +293,8 @@ fn read_ahead<T>(
             .spawn_scoped(s, move || {
                 let mut stream = stream;
                 loop {
-                    let batch: Vec<Event> = stream.by_ref().take(READ_AHEAD_BATCH).collect();
+                    let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+                    batch.extend(stream.by_ref().take(READ_AHEAD_BATCH));
                     // Done, or the engine stopped taking events.
                     if batch.is_empty() || tx.send(batch).is_err() {
                         return stream;

@@ -16,7 +16,12 @@
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The engine's maps by symbol, looked up on every event: FxHash (a few
+/// multiplications) rather than SipHash, whose DoS resistance input symbols
+/// do not need (they are checked against the configuration).
+type SymbolMap<V> = rustc_hash::FxHashMap<String, V>;
 
 use crate::account::Account;
 use crate::analytics::{Analytics, AnalyticsConfig, AnalyticsState};
@@ -260,14 +265,14 @@ pub struct StrategyMark<'a> {
 pub struct Engine {
     slots: Vec<Slot>,
     /// symbol -> indexes of the slots that trade it.
-    by_symbol: HashMap<String, Vec<usize>>,
+    by_symbol: SymbolMap<Vec<usize>>,
     symbols: Option<BTreeSet<String>>,
     max_out_of_order: Ts,
     /// Paper mode: the latest event time admitted (wall clock + input.max_ahead).
     not_after: Option<Ts>,
     /// Per input kind, per symbol: the newest event time admitted.
-    newest: HashMap<InputKind, HashMap<String, Ts>>,
-    last_price: HashMap<String, Decimal>,
+    newest: BTreeMap<InputKind, SymbolMap<Ts>>,
+    last_price: SymbolMap<Decimal>,
     pnl_every: u64,
     counts: InputCounts,
     last_ts: Ts,
@@ -304,7 +309,7 @@ impl Engine {
     /// A strategy of `spec` trades a symbol without a valid instrument, names a
     /// model `spec.models` does not hold, or has bars that do not parse.
     pub fn new(cfg: &EngineSpec) -> Result<Self, SpecError> {
-        let mut by_symbol: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_symbol: SymbolMap<Vec<usize>> = SymbolMap::default();
         let mut slots = Vec::with_capacity(cfg.strategies.len());
         for (i, s) in cfg.strategies.iter().enumerate() {
             for sym in &s.symbols {
@@ -326,8 +331,8 @@ impl Engine {
             symbols,
             max_out_of_order: cfg.max_out_of_order,
             not_after: None,
-            newest: HashMap::new(),
-            last_price: HashMap::new(),
+            newest: BTreeMap::new(),
+            last_price: SymbolMap::default(),
             pnl_every: cfg.pnl_every_ticks,
             analytics: Analytics::new(&cfg.analytics).map_err(SpecError::Analytics)?,
             venue_latency: cfg.venue_latency,
@@ -871,7 +876,7 @@ impl Engine {
             slot.paused = saved.paused;
         }
         self.controls = st.controls;
-        self.newest = HashMap::new();
+        self.newest = BTreeMap::new();
         for ((kind, symbol), ts) in st.newest {
             self.newest.entry(kind).or_default().insert(symbol, ts);
         }
