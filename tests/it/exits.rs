@@ -146,7 +146,9 @@ fn a_gap_through_the_stop_fills_at_the_book_and_cancels_the_take_profit() {
     let orders: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Order(m) if m.status.to_string() == "new" => Some(m.clone()),
+            Output::Order(m) if m.status == papertrader::domain::OrderStatus::New => {
+                Some(m.clone())
+            }
             _ => None,
         })
         .collect();
@@ -326,8 +328,13 @@ fn close_at_end_closes_what_is_open_after_the_last_event_and_counts_it_apart() {
     }
     std::fs::write(&csv, text).unwrap();
     let cfg = load_in(dir.path(), "close_at_end = true");
-    let bt =
-        papertrader::backtest::run_files(&cfg, &[csv.clone()], Default::default(), false).unwrap();
+    let bt = papertrader::backtest::run_files(
+        &cfg,
+        std::slice::from_ref(&csv),
+        Default::default(),
+        false,
+    )
+    .unwrap();
     let fills: Vec<_> = bt
         .collector
         .trades
@@ -426,7 +433,10 @@ fn a_position_stopped_out_and_reopened_on_one_tick_gets_new_exits() {
     let stops: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Order(m) if m.status.to_string() == "new" && m.order_id.ends_with(":sl") => {
+            Output::Order(m)
+                if m.status == papertrader::domain::OrderStatus::New
+                    && m.order_id.ends_with(":sl") =>
+            {
                 Some(m.stop_price.unwrap())
             }
             _ => None,

@@ -352,7 +352,7 @@ fn identical_sub_expressions_are_one_node() {
 }
 
 fn error(r: &ExprRule) -> KeyedError {
-    compile_plain(r).err().expect("an error")
+    compile_plain(r).expect_err("an error")
 }
 
 #[test]
