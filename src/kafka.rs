@@ -363,3 +363,54 @@ pub fn held_records(
     }
     Ok(Some(held))
 }
+
+/// Apply a consumer group's rebalance, eager or cooperative. With `rescan`,
+/// every assigned partition is read from its start (tansu cannot fetch from
+/// inside a record batch, so resuming at a committed offset could skip
+/// records: docs/recovery.md, "Resuming a partition"), and the caller skips
+/// what the group had committed. `on_assign` sees the assigned partitions
+/// first.
+pub fn apply_rebalance<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    err: rdkafka::bindings::rd_kafka_resp_err_t,
+    tpl: &mut rdkafka::TopicPartitionList,
+    rescan: bool,
+    on_assign: impl FnOnce(&[(String, i32)]),
+) {
+    use rdkafka::bindings::rd_kafka_resp_err_t as E;
+    use rdkafka::consumer::{Consumer, RebalanceProtocol};
+    let cooperative = matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    );
+    let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        on_assign(&parts);
+        if rescan {
+            for (t, p) in &parts {
+                let _ = tpl.set_partition_offset(t, *p, rdkafka::Offset::Beginning);
+            }
+        }
+        if cooperative {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        }
+    } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+        if cooperative {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        }
+    } else {
+        tracing::error!(?err, "rebalance error");
+        consumer.unassign()
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "applying the assignment failed");
+    }
+}

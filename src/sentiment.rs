@@ -147,41 +147,7 @@ impl rdkafka::consumer::ConsumerContext for FromStart {
         err: rdkafka::bindings::rd_kafka_resp_err_t,
         tpl: &mut TopicPartitionList,
     ) {
-        use rdkafka::bindings::rd_kafka_resp_err_t as E;
-        use rdkafka::consumer::RebalanceProtocol;
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            if self.rescan {
-                let parts: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                for (t, p) in parts {
-                    let _ = tpl.set_partition_offset(&t, p, Offset::Beginning);
-                }
-            }
-            if cooperative {
-                consumer.incremental_assign(tpl)
-            } else {
-                consumer.assign(tpl)
-            }
-        } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-            if cooperative {
-                consumer.incremental_unassign(tpl)
-            } else {
-                consumer.unassign()
-            }
-        } else {
-            tracing::error!(?err, "rebalance error");
-            consumer.unassign()
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "applying the assignment failed");
-        }
+        crate::kafka::apply_rebalance(consumer, err, tpl, self.rescan, |_| {});
     }
 }
 

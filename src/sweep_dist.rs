@@ -568,31 +568,13 @@ impl rdkafka::consumer::ConsumerContext for WorkerContext {
         err: rdkafka::bindings::rd_kafka_resp_err_t,
         tpl: &mut TopicPartitionList,
     ) {
-        use rdkafka::bindings::rd_kafka_resp_err_t as E;
-        let result = if err == E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
-            let parts: Vec<(String, i32)> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            let mut assigned = self.assigned.lock().expect("assigned lock");
-            for (t, p) in &parts {
-                assigned.insert(*p);
-                if self.rescan {
-                    let _ = tpl.set_partition_offset(t, *p, Offset::Beginning);
-                }
-            }
+        kafka::apply_rebalance(consumer, err, tpl, self.rescan, |parts| {
+            self.assigned
+                .lock()
+                .expect("assigned lock")
+                .extend(parts.iter().map(|p| p.1));
             tracing::info!(partitions = ?parts.iter().map(|p| p.1).collect::<Vec<_>>(), "sweep worker: task partitions assigned");
-            consumer.assign(tpl)
-        } else if err == E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-            consumer.unassign()
-        } else {
-            tracing::error!(?err, "rebalance error");
-            consumer.unassign()
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "applying the assignment failed");
-        }
+        });
     }
 }
 
