@@ -375,8 +375,11 @@ pub fn parse_ts(v: &serde_json::Value) -> Result<Ts, Rejection> {
 /// ```
 pub fn parse_ts_str(s: &str) -> Option<Ts> {
     let s = s.trim();
-    if let Some(n) = millis_text_to_nanos(s) {
-        return Some(n);
+    // RFC 3339 has a colon, which no number has: it is not tried as one.
+    if !s.contains(':') {
+        if let Some(n) = millis_text_to_nanos(s) {
+            return Some(n);
+        }
     }
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -384,6 +387,16 @@ pub fn parse_ts_str(s: &str) -> Option<Ts> {
 }
 
 fn millis_text_to_nanos(s: &str) -> Option<Ts> {
+    // Whole milliseconds of up to 18 digits (every time in range) in `i64`;
+    // the same result as the exact path below, which takes the rest.
+    if (1..=18).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        let ms: i64 = s.parse().ok()?;
+        return ms.checked_mul(NANOS_PER_MILLI);
+    }
+    millis_decimal_to_nanos(s)
+}
+
+fn millis_decimal_to_nanos(s: &str) -> Option<Ts> {
     let d = Decimal::from_str(s)
         .or_else(|_| Decimal::from_scientific(s))
         .ok()?;
@@ -762,6 +775,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Whole milliseconds parsed as integers give what the exact decimal
+        /// path gives, overflow included.
+        #[test]
+        fn whole_millis_fast_path_equals_the_decimal_path(s in "[0-9]{1,20}|[0-9.eE+-]{1,12}") {
+            proptest::prop_assert_eq!(millis_text_to_nanos(&s), millis_decimal_to_nanos(&s));
+        }
+
         /// No input makes a decoder panic: arbitrary bytes, and JSON objects with
         /// arbitrary values in the expected fields.
         #[test]

@@ -384,6 +384,20 @@ impl Venue {
         if let Some(cap) = self.cfg.volume_cap {
             self.cap_left = cap * size;
         }
+        let rebuild =
+            self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed());
+        // Nothing working: what follows would only move a synthesized book
+        // to the trade (most ticks of most strategies).
+        if self.resting.is_empty()
+            && self.participating.is_empty()
+            && self.stops.is_empty()
+            && self.oco_fills.is_empty()
+        {
+            if rebuild {
+                self.synth_at = Some(price);
+            }
+            return;
+        }
         // The trade printed against the book as it was: resting orders fill
         // first. Only then does a synthesized book move to the new price (its
         // levels are a model, not observed cancels: queue positions keep what
@@ -414,8 +428,6 @@ impl Venue {
         }
         resting.retain(|w| w.leaves > Decimal::ZERO);
         self.resting = resting;
-        let rebuild =
-            self.cfg.fill.from_trades() || (self.cfg.synth.enabled && !self.book.observed());
         let worked = !self.participating.is_empty();
         if worked {
             // Market orders held back by the cap take again from this trade,
