@@ -296,20 +296,16 @@ fn best_sharpe(report: &Path) -> (f64, usize) {
 /// fast 36, slow 130, sma) has three other sets within 5 %.
 const WIDE: [&str; 2] = ["fast=2..40:2,slow=30..200:10", "average=sma,ema"];
 
-fn search(app: &Path, report: &Path, extra: &[&str]) -> Vec<u8> {
-    let mut a = vec![
-        "sweep",
-        "--input",
-        DAILY,
-        "--report",
-        report.to_str().unwrap(),
-        "--grid",
-        WIDE[0],
-        "--grid",
-        WIDE[1],
-    ];
+/// `sweep` of the daily file over the WIDE grid into `report`, then `extra`.
+fn wide<'a>(report: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["sweep", "--input", DAILY, "--report", report];
+    a.extend(["--grid", WIDE[0], "--grid", WIDE[1]]);
     a.extend(extra);
-    run(app, &a);
+    a
+}
+
+fn search(app: &Path, report: &Path, extra: &[&str]) -> Vec<u8> {
+    run(app, &wide(report.to_str().unwrap(), extra));
     std::fs::read(report.join("sweep.csv")).unwrap()
 }
 
@@ -425,19 +421,10 @@ fn a_walk_forward_can_search_each_train_window() {
     let app = setup(d, "[\"AAPL\", \"MSFT\"]");
     let walk = |name: &str, extra: &[&str]| -> (Vec<u8>, Vec<BTreeMap<String, String>>) {
         let report = d.join(name);
-        let mut a = vec![
-            "sweep",
-            "--input",
-            DAILY,
-            "--report",
+        let mut a = wide(
             report.to_str().unwrap(),
-            "--grid",
-            WIDE[0],
-            "--grid",
-            WIDE[1],
-            "--walk-forward",
-            "train=365d,test=180d",
-        ];
+            &["--walk-forward", "train=365d,test=180d"],
+        );
         a.extend(extra);
         run(&app, &a);
         (
