@@ -132,8 +132,7 @@ struct Source {
 /// The events of CSV files in backtest order, one record per file held.
 pub struct FileStream {
     sources: Vec<Source>,
-    /// Each file's next record in the range, and its number.
-    heads: Vec<Option<(Record, i64)>>,
+    heads: Vec<Option<Event>>,
     heap: BinaryHeap<Reverse<(Ts, usize, i64)>>,
     range: TimeRange,
     skipped: u64,
@@ -210,16 +209,16 @@ impl FileStream {
             }
             src.last = ts;
             self.heap.push(Reverse((ts, i, row)));
-            self.heads[i] = Some((record, row));
+            self.heads[i] = Some(record_event(record, &src.stem, row));
             return;
         }
     }
 }
 
-impl FileStream {
-    /// The next record in backtest order, the index of its file and its
-    /// number there; [`FileStream::next`] makes it an [`Event`].
-    fn next_record(&mut self) -> Option<(Record, usize, i64)> {
+impl Iterator for FileStream {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
         if !self.primed {
             self.primed = true;
             for i in 0..self.sources.len() {
@@ -230,21 +229,12 @@ impl FileStream {
             return None;
         }
         let Reverse((_, i, _)) = self.heap.pop()?;
-        let (record, row) = self.heads[i].take().expect("a head for each heap entry");
+        let ev = self.heads[i].take().expect("a head for each heap entry");
         self.advance(i);
         if self.unsorted.is_some() {
             return None;
         }
-        Some((record, i, row))
-    }
-}
-
-impl Iterator for FileStream {
-    type Item = Event;
-
-    fn next(&mut self) -> Option<Event> {
-        let (record, i, row) = self.next_record()?;
-        Some(record_event(record, &self.sources[i].stem, row))
+        Some(ev)
     }
 }
 
