@@ -89,7 +89,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat};
 use rust_decimal::Decimal;
 use thiserror::Error;
 
-use crate::domain::{MarketEvent, Sentiment, Tick, Ts, NANOS_PER_MILLI, NANOS_PER_SEC};
+use crate::domain::{MarketEvent, Name, Sentiment, Tick, Ts, NANOS_PER_MILLI, NANOS_PER_SEC};
 
 /// Nanoseconds per day.
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
@@ -321,7 +321,7 @@ pub fn parse_columns(s: &str) -> Result<(ColumnMap, Option<TsUnit>), String> {
 
 /// Parses a decimal exactly: plain (`123.45`) or scientific (`1.00532E+11`).
 pub fn parse_decimal(s: &str) -> Option<Decimal> {
-    let s = s.trim();
+    let s = trim(s);
     match Decimal::from_str(s) {
         Ok(d) => Some(d),
         Err(_) if s.contains(['e', 'E']) => Decimal::from_scientific(s).ok(),
@@ -357,11 +357,26 @@ pub fn parse_ts(s: &str) -> Option<Ts> {
 /// [`parse_ts`], with whole numbers (and, in seconds or milliseconds,
 /// decimals) in `unit` when it is given.
 pub fn parse_ts_in(s: &str, unit: Option<TsUnit>) -> Option<Ts> {
-    let s = s.trim();
+    let s = trim(s);
     if s.is_empty() {
         return None;
     }
     let digits = s.strip_prefix('-').unwrap_or(s);
+    // The common case in one pass: up to 18 digits fit an i64.
+    if (1..=18).contains(&digits.len()) {
+        let mut n = 0i64;
+        let mut all = true;
+        for b in digits.bytes() {
+            all &= b.is_ascii_digit();
+            n = n * 10 + i64::from(b.wrapping_sub(b'0'));
+        }
+        if all {
+            let n = if digits.len() < s.len() { -n } else { n };
+            return n
+                .checked_mul(unit.unwrap_or_else(|| unit_of_magnitude(n)).nanos())
+                .filter(|t| *t != Ts::MIN);
+        }
+    }
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         let n = s.parse::<i64>().ok()?;
         return n
@@ -389,6 +404,16 @@ pub fn parse_ts_in(s: &str, unit: Option<TsUnit>) -> Option<Ts> {
         }
     }
     None
+}
+
+/// `s` without leading and trailing whitespace ([`str::trim`]), without
+/// looking further when both ends are visible ASCII (every field of a
+/// well-formed file).
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
 }
 
 /// The unit of an epoch time written as a whole number without one, by its
@@ -640,7 +665,7 @@ pub fn bar_to_ticks(bar: &Bar, period: Ts) -> Option<[Tick; 4]> {
     let last = v.checked_sub(q.checked_mul(Decimal::from(3))?)?;
     let tick = |k: i64, price: Decimal, size: Decimal| -> Option<Tick> {
         Some(Tick {
-            symbol: bar.symbol.clone(),
+            symbol: bar.symbol.as_str().into(),
             ts: bar_time(bar.ts, period, k)?,
             price,
             size,
@@ -893,7 +918,7 @@ impl<R: Read> RecordReader<R> {
 
     fn positive(&self, idx: usize) -> Result<Decimal, RowErrorKind> {
         let d = self.decimal(idx)?;
-        if d > Decimal::ZERO {
+        if crate::domain::is_positive(d) {
             Ok(d)
         } else {
             Err(self.out_of_range(idx, format!("{d} is not > 0")))
@@ -902,7 +927,7 @@ impl<R: Read> RecordReader<R> {
 
     fn non_negative(&self, idx: usize) -> Result<Decimal, RowErrorKind> {
         let d = self.decimal(idx)?;
-        if d >= Decimal::ZERO {
+        if !crate::domain::is_negative(d) {
             Ok(d)
         } else {
             Err(self.out_of_range(idx, format!("{d} is negative")))
@@ -937,10 +962,10 @@ impl<R: Read> RecordReader<R> {
         })
     }
 
-    fn symbol(&self, idx: Option<usize>) -> Result<String, RowErrorKind> {
+    fn symbol(&self, idx: Option<usize>) -> Result<Name, RowErrorKind> {
         match idx {
-            Some(i) => Ok(self.field(i)?.to_string()),
-            None => Ok(self.default_symbol.clone().unwrap_or_default()),
+            Some(i) => Ok(self.field(i)?.into()),
+            None => Ok(self.default_symbol.as_deref().unwrap_or_default().into()),
         }
     }
 
@@ -1036,7 +1061,7 @@ impl<R: Read> RecordReader<R> {
                     )));
                 }
                 Ok(Parsed::Bar(Bar {
-                    symbol,
+                    symbol: symbol.to_string(),
                     ts,
                     open: o,
                     high: h,

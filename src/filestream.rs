@@ -107,7 +107,7 @@ pub fn record_event(record: Record, stem: &str, row: i64) -> Event {
     Event {
         kind,
         origin: Origin {
-            topic: stem.to_string(),
+            topic: stem.into(),
             partition: 0,
             offset: row,
         },
@@ -132,7 +132,11 @@ struct Source {
 /// The events of CSV files in backtest order, one record per file held.
 pub struct FileStream {
     sources: Vec<Source>,
-    heads: Vec<Option<Event>>,
+    /// Each file's next record in the range and its number. A record becomes
+    /// an [`Event`] only when it leaves the merge, where it is built in place
+    /// in the consumer's batch ([`FileStream::fill`]): an event is a few
+    /// hundred bytes, and each move of one was a copy.
+    heads: Vec<Option<(Record, i64)>>,
     heap: BinaryHeap<Reverse<(Ts, usize, i64)>>,
     range: TimeRange,
     skipped: u64,
@@ -209,7 +213,7 @@ impl FileStream {
             }
             src.last = ts;
             self.heap.push(Reverse((ts, i, row)));
-            self.heads[i] = Some(record_event(record, &src.stem, row));
+            self.heads[i] = Some((record, row));
             return;
         }
     }
@@ -219,22 +223,38 @@ impl Iterator for FileStream {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
+        let mut one = Vec::with_capacity(1);
+        self.fill(&mut one, 1);
+        one.pop()
+    }
+}
+
+impl FileStream {
+    /// Append up to `max` events to `batch`, in order; fewer at the end of
+    /// the files or where one turns out not to be sorted.
+    pub fn fill(&mut self, batch: &mut Vec<Event>, max: usize) {
         if !self.primed {
             self.primed = true;
             for i in 0..self.sources.len() {
                 self.advance(i);
             }
         }
-        if self.unsorted.is_some() {
-            return None;
+        for _ in 0..max {
+            if self.unsorted.is_some() {
+                return;
+            }
+            let Some(Reverse((_, i, _))) = self.heap.pop() else {
+                return;
+            };
+            let (record, row) = self.heads[i].take().expect("a head for each heap entry");
+            self.advance(i);
+            // A file found unsorted: the stream ends here, and the caller
+            // reads the files whole instead.
+            if self.unsorted.is_some() {
+                return;
+            }
+            batch.push(record_event(record, &self.sources[i].stem, row));
         }
-        let Reverse((_, i, _)) = self.heap.pop()?;
-        let ev = self.heads[i].take().expect("a head for each heap entry");
-        self.advance(i);
-        if self.unsorted.is_some() {
-            return None;
-        }
-        Some(ev)
     }
 }
 
@@ -284,7 +304,7 @@ fn read_ahead<T>(
                 let mut stream = stream;
                 loop {
                     let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
-                    batch.extend(stream.by_ref().take(READ_AHEAD_BATCH));
+                    stream.fill(&mut batch, READ_AHEAD_BATCH);
                     // Done, or the engine stopped taking events.
                     if batch.is_empty() || tx.send(batch).is_err() {
                         return stream;

@@ -157,8 +157,8 @@ pub async fn publish<'a>(
     for (i, (topic, record)) in records.enumerate() {
         let ts = record.ts();
         let (key, payload) = match &record {
-            Record::Tick(t) => (t.symbol.clone(), wire::encode_tick(t)),
-            Record::Sentiment(s) => (s.symbol.clone(), wire::encode_sentiment(s)),
+            Record::Tick(t) => (t.symbol.to_string(), wire::encode_tick(t)),
+            Record::Sentiment(s) => (s.symbol.to_string(), wire::encode_sentiment(s)),
         };
         let due = match speed {
             Speed::Max => None,

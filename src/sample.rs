@@ -310,7 +310,7 @@ fn simulate(spec: &SampleSpec, index: usize) -> (Vec<Tick>, Vec<Sentiment>) {
                 (None, None)
             };
             ticks.push(Tick {
-                symbol: sym.name.clone(),
+                symbol: sym.name.as_str().into(),
                 ts,
                 price,
                 size,
@@ -326,7 +326,7 @@ fn simulate(spec: &SampleSpec, index: usize) -> (Vec<Tick>, Vec<Sentiment>) {
                 score = 0.0; // no "-0"
             }
             news.push(Sentiment {
-                symbol: sym.name.clone(),
+                symbol: sym.name.as_str().into(),
                 ts,
                 score,
                 source: "synthetic".to_string(),

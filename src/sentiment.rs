@@ -286,7 +286,7 @@ pub async fn run(
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         for m in &batch {
             let origin = Origin {
-                topic: m.topic().to_string(),
+                topic: m.topic().into(),
                 partition: m.partition(),
                 offset: m.offset(),
             };
@@ -299,7 +299,7 @@ pub async fn run(
                 m.payload().unwrap_or_default(),
                 &mut summary,
             ));
-            next.insert((origin.topic, origin.partition), origin.offset + 1);
+            next.insert((origin.topic.into(), origin.partition), origin.offset + 1);
         }
         publish(&producer, &outs).await?;
         let mut tpl = TopicPartitionList::new();

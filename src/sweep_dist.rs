@@ -800,7 +800,7 @@ impl Worker {
         r: Rejection,
     ) -> anyhow::Result<()> {
         let origin = crate::domain::Origin {
-            topic: m.topic().to_string(),
+            topic: m.topic().into(),
             partition: m.partition(),
             offset: m.offset(),
         };

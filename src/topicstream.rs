@@ -234,7 +234,7 @@ fn read_partition(
                 let ev = Event {
                     kind: part.kind,
                     origin: Origin {
-                        topic: part.topic.clone(),
+                        topic: part.topic.as_str().into(),
                         partition: m.partition(),
                         offset: m.offset(),
                     },

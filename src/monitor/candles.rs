@@ -51,7 +51,7 @@ impl Candles {
         let size = t.size.to_f64().unwrap_or(0.0);
         let start = t.ts.div_euclid(self.interval) * self.interval;
         let secs = start.div_euclid(1_000_000_000);
-        let series = self.by_symbol.entry(t.symbol.clone()).or_default();
+        let series = self.by_symbol.entry(t.symbol.to_string()).or_default();
         let fresh = Candle {
             t: secs,
             o: price,
@@ -86,7 +86,7 @@ impl Candles {
         while series.len() > self.kept {
             series.pop_front();
         }
-        Some((t.symbol.clone(), candle))
+        Some((t.symbol.to_string(), candle))
     }
 
     pub fn all(&self) -> &BTreeMap<String, VecDeque<Candle>> {

@@ -790,7 +790,7 @@ impl<'a> Session<'a> {
         decoded: Option<Result<crate::domain::MarketEvent, crate::wire::Rejection>>,
     ) {
         let origin = Origin {
-            topic: m.topic().to_string(),
+            topic: m.topic().into(),
             partition: m.partition(),
             offset: m.offset(),
         };
@@ -837,7 +837,7 @@ impl<'a> Session<'a> {
             self.order_causes.push(received);
         }
         self.offsets
-            .insert((origin.topic, origin.partition), origin.offset + 1);
+            .insert((origin.topic.into(), origin.partition), origin.offset + 1);
     }
 
     /// Publish the batch's outputs (alerts included) and wait for every

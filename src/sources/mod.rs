@@ -84,7 +84,7 @@ pub fn tick_record(
         _ => (None, None),
     };
     let t = crate::domain::Tick {
-        symbol,
+        symbol: symbol.into(),
         ts,
         price,
         size,
@@ -93,7 +93,7 @@ pub fn tick_record(
     };
     Record {
         topic: Topic::Prices,
-        key: t.symbol.clone(),
+        key: t.symbol.to_string(),
         payload: crate::wire::encode_tick(&t),
         ts_ms: ts.div_euclid(1_000_000),
         kind,

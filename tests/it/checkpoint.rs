@@ -27,7 +27,7 @@ fn inputs() -> Vec<Input> {
                 csvdata::Record::Sentiment(s) => wire::encode_sentiment(s),
             };
             let origin = Origin {
-                topic: file.to_string(),
+                topic: file.into(),
                 partition: 0,
                 offset: i as i64,
             };

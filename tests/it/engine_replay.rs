@@ -24,7 +24,7 @@ pub(crate) fn inputs() -> Vec<(InputKind, Origin, Vec<u8>)> {
                 csvdata::Record::Sentiment(s) => wire::encode_sentiment(s),
             };
             let origin = Origin {
-                topic: file.to_string(),
+                topic: file.into(),
                 partition: 0,
                 offset: i as i64,
             };

@@ -48,6 +48,69 @@ pub struct Account {
     pub peak_equity: Decimal,
     /// Largest drawdown seen, as a fraction of the peak (0.1 = 10%).
     pub max_drawdown: Decimal,
+    /// Prices at which a mark leaves the peak and the drawdown as they are
+    /// (a cache, not state: not saved, not compared).
+    #[serde(skip)]
+    band: MarkBand,
+}
+
+/// The prices of an account's one position at which its equity lies strictly
+/// between `peak * (1 - max_drawdown)` and the peak: a mark there changes
+/// neither, so [`Account::mark`] need not sum the equity in `Decimal`. The
+/// band is worked out in `f64` and narrowed by a margin (1e-9 of the sizes
+/// involved) far wider than `f64`'s error, so a price inside it is inside the
+/// exact band too; a price near an edge takes the exact path. It holds while
+/// cash, quantity, peak and largest drawdown are bit for bit those it was
+/// worked out from and the account has no other position.
+#[derive(Debug, Clone, Default)]
+struct MarkBand(Option<Band>);
+
+#[derive(Debug, Clone)]
+struct Band {
+    key: [[u8; 16]; 4],
+    lo: f64,
+    hi: f64,
+}
+
+impl PartialEq for MarkBand {
+    /// A cache: two accounts with the same state are equal whatever it holds.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+fn band_key(cash: Decimal, qty: Decimal, peak: Decimal, max_dd: Decimal) -> [[u8; 16]; 4] {
+    [
+        cash.serialize(),
+        qty.serialize(),
+        peak.serialize(),
+        max_dd.serialize(),
+    ]
+}
+
+impl Band {
+    /// The band of a position of `qty` with `cash` beside it, or `None`
+    /// when there is none to speak of (no peak above zero, no drawdown yet).
+    fn new(cash: Decimal, qty: Decimal, peak: Decimal, max_dd: Decimal) -> Option<Band> {
+        if !crate::domain::is_positive(peak) || !crate::domain::is_positive(max_dd) || qty.is_zero()
+        {
+            return None;
+        }
+        let f = crate::domain::f64_of;
+        let (cash_f, qty_f, peak_f) = (f(cash), f(qty), f(peak));
+        let floor_f = peak_f - f(max_dd) * peak_f;
+        // equity = cash + qty * price, so the equity band maps to prices.
+        let (a, b) = ((floor_f - cash_f) / qty_f, (peak_f - cash_f) / qty_f);
+        let (lo, hi) = if qty_f > 0.0 { (a, b) } else { (b, a) };
+        let margin = 1e-9
+            * ((floor_f.abs() + peak_f.abs() + cash_f.abs()) / qty_f.abs() + lo.abs() + hi.abs());
+        let (lo, hi) = (lo + margin, hi - margin);
+        (lo.is_finite() && hi.is_finite() && lo < hi).then(|| Band {
+            key: band_key(cash, qty, peak, max_dd),
+            lo,
+            hi,
+        })
+    }
 }
 
 impl Account {
@@ -58,6 +121,7 @@ impl Account {
             positions: BTreeMap::new(),
             peak_equity: starting_cash,
             max_drawdown: Decimal::ZERO,
+            band: MarkBand::default(),
         }
     }
 
@@ -75,11 +139,33 @@ impl Account {
             Some(p) => p,
             None => self.positions.entry(symbol.to_string()).or_default(),
         };
-        let moved = !p.qty.is_zero() && p.last_price != price;
+        let moved = !p.qty.is_zero() && crate::domain::dec_cmp(p.last_price, price).is_ne();
         p.last_price = price;
-        if moved {
-            self.update_drawdown();
+        if !moved {
+            return;
         }
+        let qty = p.qty;
+        let single = self.positions.len() == 1;
+        if single {
+            if let Some(b) = &self.band.0 {
+                let x = crate::domain::f64_of(price);
+                if b.lo < x
+                    && x < b.hi
+                    && b.key == band_key(self.cash, qty, self.peak_equity, self.max_drawdown)
+                {
+                    return;
+                }
+            }
+        }
+        let before = (self.peak_equity, self.max_drawdown);
+        self.update_drawdown();
+        // Worked out once the price is back inside: a mark that moved the
+        // peak or the drawdown is likely followed by another.
+        self.band.0 = if single && before == (self.peak_equity, self.max_drawdown) {
+            Band::new(self.cash, qty, self.peak_equity, self.max_drawdown)
+        } else {
+            None
+        };
     }
 
     /// Apply a fill: cash, position, average cost, realized P&L and fees.
@@ -183,6 +269,74 @@ mod tests {
     use super::*;
     use crate::test_util::d;
     use proptest::prelude::*;
+
+    proptest! {
+        /// Marks through the band give the peak and the drawdown of marks
+        /// that always sum the equity, bit for bit, whatever fills, second
+        /// symbols and price paths (steps of a cent, so prices dwell near
+        /// the band's edges) come between them.
+        #[test]
+        fn band_marks_equal_exact_marks(
+            steps in proptest::collection::vec((0u8..20, -300i64..300, 1u32..40), 1..400),
+            start in 5_000i64..20_000,
+        ) {
+            let mut fast = Account::new(d("100000"));
+            let mut exact = Account::new(d("100000"));
+            let mut cents = start;
+            for (op, step, q) in steps {
+                cents = (cents + step).max(1);
+                let price = Decimal::new(cents, 2);
+                match op {
+                    0 | 1 => {
+                        let side = if op == 0 { Side::Buy } else { Side::Sell };
+                        let qty = Decimal::from(q);
+                        fast.apply_fill("X", side, qty, price, Decimal::ONE);
+                        exact.apply_fill("X", side, qty, price, Decimal::ONE);
+                    }
+                    2 => {
+                        fast.mark("Y", price);
+                        exact.mark("Y", price);
+                    }
+                    3 => {
+                        fast.apply_fill("Y", Side::Buy, Decimal::ONE, price, Decimal::ZERO);
+                        exact.apply_fill("Y", Side::Buy, Decimal::ONE, price, Decimal::ZERO);
+                    }
+                    _ => {
+                        fast.mark("X", price);
+                        exact.band.0 = None;
+                        exact.mark("X", price);
+                    }
+                }
+                prop_assert_eq!(fast.peak_equity.serialize(), exact.peak_equity.serialize());
+                prop_assert_eq!(fast.max_drawdown.serialize(), exact.max_drawdown.serialize());
+                prop_assert_eq!(&fast, &exact);
+            }
+        }
+    }
+
+    #[test]
+    fn a_mark_inside_the_band_leaves_peak_and_drawdown() {
+        let mut a = Account::new(d("10000"));
+        // Long 10 at 100 (no fee): equity 10000 at 100.
+        a.apply_fill("X", Side::Buy, d("10"), d("100"), d("0"));
+        a.mark("X", d("90")); // equity 9900: drawdown 1%
+        assert_eq!(a.max_drawdown, d("0.01"));
+        a.mark("X", d("95")); // 9950: inside, and the band is worked out
+        let b = a
+            .band
+            .0
+            .clone()
+            .expect("a band after a mark that changed nothing");
+        // equity in (9900, 10000) <=> price in (90, 100), less the margin.
+        assert!(b.lo > 90.0 && b.lo < 90.0 + 1e-5, "{}", b.lo);
+        assert!(b.hi < 100.0 && b.hi > 100.0 - 1e-5, "{}", b.hi);
+        a.mark("X", d("99.99"));
+        assert_eq!((a.peak_equity, a.max_drawdown), (d("10000"), d("0.01")));
+        a.mark("X", d("89")); // 9890: a new largest drawdown, 1.1%
+        assert_eq!(a.max_drawdown, d("0.011"));
+        a.mark("X", d("101")); // 10010: a new peak
+        assert_eq!(a.peak_equity, d("10010"));
+    }
 
     #[test]
     fn round_trip_worked_by_hand() {

@@ -277,7 +277,7 @@ impl Alerts {
             let subject = t.symbol.as_str();
             let fired = match &mut rule.state {
                 State::Breakout { period, window } => {
-                    let w = window.entry(t.symbol.clone()).or_default();
+                    let w = window.entry(t.symbol.to_string()).or_default();
                     let verdict = if w.len() == *period {
                         let hi = w.iter().copied().fold(f64::MIN, f64::max);
                         let lo = w.iter().copied().fold(f64::MAX, f64::min);
@@ -315,7 +315,7 @@ impl Alerts {
                     let x = if *volume { size } else { price };
                     let field = if *volume { "volume" } else { "price" };
                     let zs = z
-                        .entry(t.symbol.clone())
+                        .entry(t.symbol.to_string())
                         .or_insert_with(|| ZScore::new(*period))
                         .update(x);
                     zs.filter(|v| v.abs() > *threshold).map(|v| {
@@ -326,7 +326,7 @@ impl Alerts {
                     })
                 }
                 State::StaleFeed { last, .. } => {
-                    last.insert(t.symbol.clone(), (now, t.ts, origin_id(origin)));
+                    last.insert(t.symbol.to_string(), (now, t.ts, origin_id(origin)));
                     None
                 }
                 State::Drawdown { .. } | State::Expr { .. } | State::Arbitrage(_) => continue,
@@ -393,12 +393,15 @@ impl Alerts {
                 continue;
             };
             let (program, root) = programs
-                .entry(symbol.clone())
+                .entry(symbol.to_string())
                 .or_insert_with(|| compile_when(when).expect("checked when the config loaded"));
             program.update(&input);
             let holds = program.holds(*root);
             // As `Rule::crossed`, on the field: `program` borrows the state.
-            let was = rule.active.insert(symbol.clone(), holds).unwrap_or(false);
+            let was = rule
+                .active
+                .insert(symbol.to_string(), holds)
+                .unwrap_or(false);
             if !holds || was {
                 continue;
             }
@@ -412,7 +415,7 @@ impl Alerts {
                 alert_id: format!("alert:{}:{}:{}", rule.name, symbol, origin_id(origin)),
                 rule: rule.name.clone(),
                 kind: "expr",
-                subject: symbol.clone(),
+                subject: symbol.to_string(),
                 ts,
                 direction: "true",
                 value: 1.0,
@@ -541,7 +544,7 @@ impl Alerts {
                         alert_id: format!("alert:{}:{}:after:{}", rule.name, symbol, origin),
                         rule: rule.name.clone(),
                         kind: "stale_feed",
-                        subject: symbol.clone(),
+                        subject: symbol.to_string(),
                         ts,
                         direction: "stale",
                         value: silent.as_secs_f64(),
@@ -724,7 +727,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, (sym, secs, p, quote)) in ticks.iter().enumerate() {
             let ev = MarketEvent::Tick(Tick {
-                symbol: sym.to_string(),
+                symbol: (*sym).into(),
                 ts: secs * 1_000_000_000,
                 price: d(*p),
                 size: d(1.0),

@@ -175,11 +175,13 @@ impl Analytics {
             MarketEvent::Book(_) => return,
         };
         for e in &mut self.entries {
-            if !e.cfg.symbols.is_empty() && !e.cfg.symbols.contains(symbol) {
+            if !e.cfg.symbols.is_empty() && !e.cfg.symbols.iter().any(|s| s == symbol) {
                 continue;
             }
-            let s =
-                e.series.entry(symbol.clone()).or_insert_with(|| Series {
+            let s = e
+                .series
+                .entry(symbol.to_string())
+                .or_insert_with(|| Series {
                     program: e.cfg.compile().expect("checked when the config loaded").0,
                     bars: e.cfg.bars.as_ref().map(|b| {
                         BarBuilder::new(b.spec().expect("checked when the config loaded"))
@@ -217,7 +219,7 @@ impl Analytics {
             out.push(IndicatorMsg {
                 indicator_id: format!("{}:{symbol}:{origin}", e.cfg.name),
                 analytics: e.cfg.name.clone(),
-                symbol: symbol.clone(),
+                symbol: symbol.to_string(),
                 ts: at,
                 values,
                 origin: origin.to_string(),

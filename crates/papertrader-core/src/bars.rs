@@ -16,7 +16,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Tick, Ts};
+use crate::domain::{dec_max, dec_min, Name, Tick, Ts};
 
 /// How ticks are grouped into bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub enum BarSpec {
 /// One bar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bar {
-    pub symbol: String,
+    pub symbol: Name,
     /// Time of the first and the last tick in the bar.
     pub first_ts: Ts,
     pub last_ts: Ts,
@@ -61,8 +61,8 @@ impl Bar {
 
     fn add(&mut self, t: &Tick) {
         self.last_ts = t.ts;
-        self.high = self.high.max(t.price);
-        self.low = self.low.min(t.price);
+        self.high = dec_max(self.high, t.price);
+        self.low = dec_min(self.low, t.price);
         self.close = t.price;
         self.volume += t.size;
         self.ticks += 1;

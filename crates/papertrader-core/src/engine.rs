@@ -70,7 +70,7 @@ pub fn dead_letter_msg(
         dead_letter_id: format!("dl:{origin}"),
         reason: r.code,
         detail: r.detail,
-        topic: origin.topic.clone(),
+        topic: origin.topic.to_string(),
         partition: origin.partition,
         offset: origin.offset,
         key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
@@ -275,6 +275,9 @@ pub struct Engine {
     last_price: SymbolMap<Decimal>,
     pnl_every: u64,
     counts: InputCounts,
+    /// Messages processed since `counts` was set, by [`InputKind`] (counted
+    /// here, per event, rather than in `counts`' map by name).
+    processed: [u64; 3],
     last_ts: Ts,
     analytics: Analytics,
     /// `venue.latency`, ns.
@@ -337,6 +340,7 @@ impl Engine {
             analytics: Analytics::new(&cfg.analytics).map_err(SpecError::Analytics)?,
             venue_latency: cfg.venue_latency,
             counts: InputCounts::default(),
+            processed: [0; 3],
             last_ts: 0,
             controls: 0,
         })
@@ -380,12 +384,7 @@ impl Engine {
             };
             return self.dead_letter(origin, key, payload, r, out);
         }
-        match self.counts.processed.get_mut(kind_name(kind)) {
-            Some(n) => *n += 1,
-            None => {
-                self.counts.processed.insert(kind_name(kind).to_string(), 1);
-            }
-        }
+        self.processed[kind as usize] += 1;
         self.last_ts = self.last_ts.max(ev.ts());
         if !self.analytics.is_empty() {
             let mut values = Vec::new();
@@ -410,7 +409,7 @@ impl Engine {
         match ev {
             MarketEvent::Tick(t) => self.on_tick(origin, &t, out),
             MarketEvent::Sentiment(s) => {
-                let Some(slots) = self.by_symbol.get(&s.symbol) else {
+                let Some(slots) = self.by_symbol.get(s.symbol.as_str()) else {
                     return;
                 };
                 for &i in slots {
@@ -419,13 +418,13 @@ impl Engine {
                     slot.sim.catch_up(s.ts, &mut evs);
                     let inst = slot
                         .instances
-                        .get_mut(&s.symbol)
+                        .get_mut(s.symbol.as_str())
                         .expect("instance per symbol");
                     inst.counts.sentiment += 1;
                     let (qty, cost) = position_of(slot.sim.account(), &s.symbol);
                     inst.rule.set_position(qty, cost);
                     if let Some(d) = inst.rule.on_sentiment(&s) {
-                        let price = self.last_price.get(&s.symbol).copied();
+                        let price = self.last_price.get(s.symbol.as_str()).copied();
                         decide(
                             slot, &s.symbol, s.ts, price, d, origin, "", None, &mut evs, out,
                         );
@@ -436,7 +435,7 @@ impl Engine {
                 }
             }
             MarketEvent::Book(u) => {
-                let Some(slots) = self.by_symbol.get(&u.symbol) else {
+                let Some(slots) = self.by_symbol.get(u.symbol.as_str()) else {
                     return;
                 };
                 for &i in slots {
@@ -562,13 +561,13 @@ impl Engine {
     }
 
     fn on_tick(&mut self, origin: &Origin, t: &Tick, out: &mut Vec<Output>) {
-        match self.last_price.get_mut(&t.symbol) {
+        match self.last_price.get_mut(t.symbol.as_str()) {
             Some(p) => *p = t.price,
             None => {
-                self.last_price.insert(t.symbol.clone(), t.price);
+                self.last_price.insert(t.symbol.to_string(), t.price);
             }
         }
-        let Some(slots) = self.by_symbol.get(&t.symbol) else {
+        let Some(slots) = self.by_symbol.get(t.symbol.as_str()) else {
             return;
         };
         let price = f64_of(t.price);
@@ -589,7 +588,7 @@ impl Engine {
             follow_symbol(slot, &t.symbol, &mut filled, t.ts, origin, &mut evs, out);
             let inst = slot
                 .instances
-                .get_mut(&t.symbol)
+                .get_mut(t.symbol.as_str())
                 .expect("instance per symbol");
             inst.counts.ticks += 1;
             let ticks = inst.counts.ticks;
@@ -612,7 +611,7 @@ impl Engine {
             }
             let inst = slot
                 .instances
-                .get_mut(&t.symbol)
+                .get_mut(t.symbol.as_str())
                 .expect("instance per symbol");
             let (qty, cost) = position_of(slot.sim.account(), &t.symbol);
             inst.rule.set_position(qty, cost);
@@ -634,7 +633,7 @@ impl Engine {
                 report(slot, &mut evs, origin, &mut filled, out);
             }
             settle(slot, &mut filled, t.ts, origin, &mut evs, out);
-            if !filled.contains(&t.symbol)
+            if !filled.contains(t.symbol.as_str())
                 && self.pnl_every > 0
                 && ticks.is_multiple_of(self.pnl_every)
             {
@@ -659,8 +658,20 @@ impl Engine {
         out.push(Output::DeadLetter(dead_letter_msg(origin, key, payload, r)));
     }
 
-    pub fn counts(&self) -> &InputCounts {
-        &self.counts
+    /// Messages processed and dead-lettered so far.
+    pub fn counts(&self) -> InputCounts {
+        let mut c = self.counts.clone();
+        for kind in [
+            InputKind::Prices,
+            InputKind::Sentiment,
+            InputKind::OrderBook,
+        ] {
+            let n = self.processed[kind as usize];
+            if n > 0 {
+                *c.processed.entry(kind_name(kind).to_string()).or_default() += n;
+            }
+        }
+        c
     }
 
     /// The newest event time seen.
@@ -701,7 +712,7 @@ impl Engine {
                     s.instances.iter().map(|(k, v)| (k, &v.counts)),
                 )
             }),
-            &self.counts,
+            &self.counts(),
         )
     }
 }
@@ -820,7 +831,7 @@ impl Engine {
                 .collect(),
             newest,
             last_price,
-            counts: self.counts.clone(),
+            counts: self.counts(),
             last_ts: self.last_ts,
             analytics: self.analytics.state(),
             controls: self.controls,
@@ -882,6 +893,7 @@ impl Engine {
         }
         self.last_price = st.last_price.into_iter().collect();
         self.counts = st.counts;
+        self.processed = [0; 3];
         self.last_ts = st.last_ts;
         self.analytics
             .restore(st.analytics)

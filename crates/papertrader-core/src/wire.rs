@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 use crate::domain::{
-    AlertMsg, BookUpdate, DeadLetterMsg, FillMsg, IndicatorMsg, Level, MarketEvent, OrderMsg,
-    Output, PnlMsg, Sentiment, SignalMsg, Tick, Ts, NANOS_PER_MILLI,
+    is_negative, is_positive, AlertMsg, BookUpdate, DeadLetterMsg, FillMsg, IndicatorMsg, Level,
+    MarketEvent, Name, OrderMsg, Output, PnlMsg, Sentiment, SignalMsg, Tick, Ts, NANOS_PER_MILLI,
 };
 
 /// Largest accepted input message, in bytes.
@@ -62,7 +62,7 @@ impl std::fmt::Display for Rejection {
 
 #[derive(Deserialize)]
 struct RawTick {
-    symbol: String,
+    symbol: Name,
     ts: serde_json::Value,
     price: Decimal,
     size: Decimal,
@@ -74,7 +74,7 @@ struct RawTick {
 
 #[derive(Deserialize)]
 struct RawSentiment {
-    symbol: String,
+    symbol: Name,
     ts: serde_json::Value,
     score: serde_json::Value,
     source: String,
@@ -84,7 +84,7 @@ struct RawSentiment {
 
 #[derive(Deserialize)]
 struct RawBook {
-    symbol: String,
+    symbol: Name,
     ts: serde_json::Value,
     #[serde(rename = "type")]
     kind: String,
@@ -181,13 +181,13 @@ pub fn check_tick_ref(t: &Tick) -> Result<(), Rejection> {
             format!("ts is outside 1970..2200: {v}"),
         ));
     }
-    if t.price <= Decimal::ZERO {
+    if !is_positive(t.price) {
         return Err(Rejection::new(
             "invalid_price",
             format!("price must be > 0, got {}", t.price),
         ));
     }
-    if t.size < Decimal::ZERO {
+    if is_negative(t.size) {
         return Err(Rejection::new(
             "invalid_size",
             format!("size must be >= 0, got {}", t.size),
@@ -195,7 +195,7 @@ pub fn check_tick_ref(t: &Tick) -> Result<(), Rejection> {
     }
     for (name, v) in [("bid", t.bid), ("ask", t.ask)] {
         if let Some(v) = v {
-            if v <= Decimal::ZERO {
+            if !is_positive(v) {
                 return Err(Rejection::new(
                     "invalid_price",
                     format!("{name} must be > 0, got {v}"),
@@ -321,7 +321,7 @@ fn decode_book(bytes: &[u8]) -> Result<BookUpdate, Rejection> {
     })
 }
 
-fn check_symbol(symbol: String) -> Result<String, Rejection> {
+fn check_symbol(symbol: Name) -> Result<Name, Rejection> {
     symbol_problem(&symbol).map(|()| symbol)
 }
 
@@ -899,7 +899,7 @@ mod check_tick_tests {
             ask in proptest::option::of((-5i64..1_000_000, 0u32..4)),
         ) {
             let t = Tick {
-                symbol,
+                symbol: symbol.into(),
                 ts,
                 price: dec(price.0, price.1),
                 size: dec(size.0, size.1),

@@ -13,6 +13,12 @@ pub use output::*;
 /// Event time: nanoseconds since the Unix epoch (UTC).
 pub type Ts = i64;
 
+/// A symbol or topic name as an event carries it: a string kept inline up
+/// to 24 bytes (`compact_str`), so decoding an event makes no heap block for
+/// its symbol or topic. It derefs to `&str`, compares with `&str` and
+/// `String`, and serializes as a string.
+pub type Name = compact_str::CompactString;
+
 /// Nanoseconds per millisecond.
 pub const NANOS_PER_MILLI: i64 = 1_000_000;
 /// Nanoseconds per second.
@@ -25,13 +31,40 @@ pub const NANOS_PER_SEC: i64 = 1_000_000_000;
 /// every price and size a feed sends, instead of `u128` division.
 #[inline]
 pub fn f64_of(d: Decimal) -> f64 {
+    const POW10_U64: [u64; 20] = {
+        let mut t = [1u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    const POW10_F64: [f64; 20] = {
+        let mut t = [1f64; 20];
+        let mut i = 1;
+        while i < 20 {
+            t[i] = POW10_U64[i] as f64;
+            i += 1;
+        }
+        t
+    };
     let m = d.mantissa().unsigned_abs();
     let scale = d.scale();
-    if scale == 0 || scale > 19 || m > u128::from(u64::MAX) {
+    if scale > 19 || m > u128::from(u64::MAX) {
         return rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN);
     }
     let m = m as u64;
-    let precision = 10u64.pow(scale);
+    if scale == 0 {
+        // A whole number: the one rounding of `u64` to `f64`, as `to_f64`'s
+        // (which makes a negative zero 0.0).
+        return if d.is_sign_negative() && m != 0 {
+            -(m as f64)
+        } else {
+            m as f64
+        };
+    }
+    let precision = POW10_U64[scale as usize];
     let integral = (m / precision) as f64;
     let frac = (m % precision) as f64 / precision as f64;
     if frac == 0.0 {
@@ -41,7 +74,8 @@ pub fn f64_of(d: Decimal) -> f64 {
             integral
         };
     }
-    let round_to = 10f64.powi(scale as i32);
+    // Every power of ten up to 10^22 is exact in f64, as `powi` makes it.
+    let round_to = POW10_F64[scale as usize];
     let rounded = ((integral + frac) * round_to).round() / round_to;
     if d.is_sign_negative() {
         -rounded
@@ -50,10 +84,55 @@ pub fn f64_of(d: Decimal) -> f64 {
     }
 }
 
+/// `a.cmp(&b)`, without bringing the two to one scale when they already
+/// share it (two prices of one instrument, a bar's high and a trade).
+#[inline]
+pub fn dec_cmp(a: Decimal, b: Decimal) -> std::cmp::Ordering {
+    if a.scale() == b.scale() {
+        a.mantissa().cmp(&b.mantissa())
+    } else {
+        a.cmp(&b)
+    }
+}
+
+/// `a.max(b)` ([`Decimal::max`]: `b` only when greater, so of two equal
+/// values of different scales `a` stays).
+#[inline]
+pub fn dec_max(a: Decimal, b: Decimal) -> Decimal {
+    if dec_cmp(a, b).is_lt() {
+        b
+    } else {
+        a
+    }
+}
+
+/// `a.min(b)` ([`Decimal::min`]: `b` only when smaller).
+#[inline]
+pub fn dec_min(a: Decimal, b: Decimal) -> Decimal {
+    if dec_cmp(a, b).is_gt() {
+        b
+    } else {
+        a
+    }
+}
+
+/// `d > 0`, from its sign alone (a comparison of two decimals first brings
+/// them to one scale).
+#[inline]
+pub fn is_positive(d: Decimal) -> bool {
+    !d.is_zero() && d.is_sign_positive()
+}
+
+/// `d < 0`, from its sign alone (a negative zero is zero).
+#[inline]
+pub fn is_negative(d: Decimal) -> bool {
+    !d.is_zero() && d.is_sign_negative()
+}
+
 /// A trade tick from `live_prices`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tick {
-    pub symbol: String,
+    pub symbol: Name,
     pub ts: Ts,
     pub price: Decimal,
     pub size: Decimal,
@@ -64,7 +143,7 @@ pub struct Tick {
 /// A news-sentiment reading from `news_sentiment`: `score` lies in [-1, 1].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sentiment {
-    pub symbol: String,
+    pub symbol: Name,
     pub ts: Ts,
     pub score: f64,
     pub source: String,
@@ -82,7 +161,7 @@ pub struct Level {
 /// (a level with size zero removes that level).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BookUpdate {
-    pub symbol: String,
+    pub symbol: Name,
     pub ts: Ts,
     pub snapshot: bool,
     pub bids: Vec<Level>,
@@ -121,7 +200,7 @@ impl MarketEvent {
 /// partition 0 and the record number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
-    pub topic: String,
+    pub topic: Name,
     pub partition: i32,
     pub offset: i64,
 }
@@ -186,9 +265,42 @@ mod tests {
             "-42.5",
             "99999999.99999999",
             "1e-28",
+            "-0",
+            "274",
+            "-18446744073709551615",
         ] {
             let d: Decimal = s.parse().or_else(|_| Decimal::from_scientific(s)).unwrap();
             assert_eq!(f64_of(d).to_bits(), d.to_f64().unwrap().to_bits(), "{s}");
         }
+        // A negative zero of scale 0, which parsing "-0" may not make.
+        let z = Decimal::from_parts(0, 0, 0, true, 0);
+        assert_eq!(f64_of(z).to_bits(), z.to_f64().unwrap().to_bits());
+    }
+
+    proptest! {
+        /// The same-scale shortcut orders as `Decimal`'s own comparison, and
+        /// `dec_max` / `dec_min` keep the operand `Decimal::max` / `min` keep
+        /// (bit for bit: of equal values, the scale matters).
+        #[test]
+        fn dec_cmp_equals_decimal_cmp(a in any::<i64>(), b in any::<i64>(), sa in 0u32..=28, sb in 0u32..=28, same in any::<bool>(), zeros in any::<bool>()) {
+            let sb = if same { sa } else { sb };
+            let (a, b) = if zeros { (a % 3, b % 3) } else { (a, b) };
+            let x = Decimal::new(a, sa);
+            let y = Decimal::new(b, sb);
+            prop_assert_eq!(dec_cmp(x, y), x.cmp(&y));
+            prop_assert_eq!(dec_max(x, y).serialize(), x.max(y).serialize());
+            prop_assert_eq!(dec_min(x, y).serialize(), x.min(y).serialize());
+        }
+    }
+
+    #[test]
+    fn sign_checks_equal_comparisons_with_zero() {
+        for s in ["0", "-0", "0.000", "-0.000", "1", "-1", "0.01", "-0.01"] {
+            let d: Decimal = s.parse().unwrap();
+            assert_eq!(is_positive(d), d > Decimal::ZERO, "{s}");
+            assert_eq!(is_negative(d), d < Decimal::ZERO, "{s}");
+        }
+        let z = Decimal::from_parts(0, 0, 0, true, 3);
+        assert!(!is_positive(z) && !is_negative(z));
     }
 }

@@ -252,7 +252,7 @@ impl Simulator {
     /// A depth message (unknown symbols are ignored).
     pub fn on_book(&mut self, u: &BookUpdate, out: &mut Vec<SimEvent>) {
         self.step(u.ts, false, out);
-        if let Some(v) = self.venues.get_mut(&u.symbol) {
+        if let Some(v) = self.venues.get_mut(u.symbol.as_str()) {
             v.on_book(u, &*self.queue);
         }
     }
