@@ -32,29 +32,39 @@ fn log_text(log: &Path) -> String {
 
 /// `(status, broker_connected)` of `/health`.
 async fn health(client: &reqwest::Client, base: &str) -> (u16, bool) {
-    let r = client
-        .get(format!("{base}/health"))
-        .send()
+    try_health(client, base)
         .await
-        .unwrap_or_else(|e| panic!("GET {base}/health: {e}"));
+        .unwrap_or_else(|e| panic!("GET {base}/health: {e}"))
+}
+
+async fn try_health(client: &reqwest::Client, base: &str) -> Result<(u16, bool), reqwest::Error> {
+    let r = client.get(format!("{base}/health")).send().await?;
     let code = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
-    (code, body["broker_connected"].as_bool().unwrap())
+    let body: Value = r.json().await?;
+    Ok((code, body["broker_connected"].as_bool().unwrap()))
 }
 
 /// `papertrader_broker_connected` of `/metrics`.
 async fn broker_gauge(client: &reqwest::Client, base: &str) -> Option<i64> {
+    try_broker_gauge(client, base)
+        .await
+        .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"))
+}
+
+async fn try_broker_gauge(
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<Option<i64>, reqwest::Error> {
     let text = client
         .get(format!("{base}/metrics"))
         .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"))
+        .await?
         .text()
-        .await
-        .unwrap();
-    text.lines()
+        .await?;
+    Ok(text
+        .lines()
         .find_map(|l| l.strip_prefix("papertrader_broker_connected "))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.trim().parse().ok()))
 }
 
 /// The paper-mode run under test: the child process, its log and its HTTP
@@ -77,17 +87,40 @@ impl Run {
 
     /// Poll until `/health` and `/metrics` report the broker connected (`up`)
     /// or not, and the log holds every line of `needles`; fail naming `what` if
-    /// the run exits first or after `within`.
+    /// the run exits first or after `within`. A run that reached the end of
+    /// its input once the broker was back may exit before a poll sees it:
+    /// then its log must hold `needles`, and it must have succeeded.
     async fn wait_until(&mut self, what: &str, up: bool, needles: &[&str], within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            assert!(
-                self.running(),
-                "the run exited while waiting for {what}:\n{}",
-                self.log()
-            );
-            let (code, connected) = health(&self.client, &self.base).await;
-            let gauge = broker_gauge(&self.client, &self.base).await;
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let text = self.log();
+                assert!(
+                    up && status.success() && needles.iter().all(|n| text.contains(n)),
+                    "the run exited ({status}) while waiting for {what}:\n{text}"
+                );
+                eprintln!("{what}: the run had finished by then, and its log says so");
+                return;
+            }
+            let polled = match try_health(&self.client, &self.base).await {
+                Ok(h) => try_broker_gauge(&self.client, &self.base)
+                    .await
+                    .map(|g| (h, g)),
+                Err(e) => Err(e),
+            };
+            let ((code, connected), gauge) = match polled {
+                Ok(p) => p,
+                Err(e) => {
+                    // Refused because the run is ending (its HTTP server
+                    // stops first): the check above says how it ended.
+                    let ending = Instant::now() + Duration::from_secs(10);
+                    while self.running() && Instant::now() < ending {
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                    assert!(!self.running(), "GET {}/health or /metrics: {e}", self.base);
+                    continue;
+                }
+            };
             let text = self.log();
             if connected == up
                 && gauge == Some(i64::from(up))
