@@ -264,15 +264,14 @@ pub struct StrategyMark<'a> {
 /// The engine. Build it from a loaded configuration.
 pub struct Engine {
     slots: Vec<Slot>,
-    /// symbol -> indexes of the slots that trade it.
-    by_symbol: SymbolMap<Vec<usize>>,
+    /// Each symbol traded or admitted so far -> its place in `seen`: the one
+    /// lookup by name of an event.
+    symbol_ids: SymbolMap<usize>,
+    seen: Vec<Seen>,
     symbols: Option<BTreeSet<String>>,
     max_out_of_order: Ts,
     /// Paper mode: the latest event time admitted (wall clock + input.max_ahead).
     not_after: Option<Ts>,
-    /// Per input kind, per symbol: the newest event time admitted.
-    newest: BTreeMap<InputKind, SymbolMap<Ts>>,
-    last_price: SymbolMap<Decimal>,
     pnl_every: u64,
     counts: InputCounts,
     /// Messages processed since `counts` was set, by [`InputKind`] (counted
@@ -285,6 +284,33 @@ pub struct Engine {
     /// Operator actions applied so far ([`Engine::control`]): the sequence
     /// number in their output ids.
     controls: u64,
+}
+
+/// What the engine keeps of one symbol.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Indexes of the slots that trade it.
+    slots: Vec<usize>,
+    /// Per input kind (by `InputKind as usize`): the newest event time admitted.
+    newest: [Option<Ts>; 3],
+    last_price: Option<Decimal>,
+}
+
+/// The input kinds, in the order of `InputKind as usize`.
+const KINDS: [InputKind; 3] = [
+    InputKind::Prices,
+    InputKind::Sentiment,
+    InputKind::OrderBook,
+];
+
+/// The place of `symbol` in `seen`, made on first sight.
+fn seen_id(ids: &mut SymbolMap<usize>, seen: &mut Vec<Seen>, symbol: &str) -> usize {
+    if let Some(&id) = ids.get(symbol) {
+        return id;
+    }
+    ids.insert(symbol.to_string(), seen.len());
+    seen.push(Seen::default());
+    seen.len() - 1
 }
 
 /// A specification an engine cannot be built from: a strategy that trades a
@@ -312,11 +338,12 @@ impl Engine {
     /// A strategy of `spec` trades a symbol without a valid instrument, names a
     /// model `spec.models` does not hold, or has bars that do not parse.
     pub fn new(cfg: &EngineSpec) -> Result<Self, SpecError> {
-        let mut by_symbol: SymbolMap<Vec<usize>> = SymbolMap::default();
+        let (mut symbol_ids, mut seen) = (SymbolMap::default(), Vec::new());
         let mut slots = Vec::with_capacity(cfg.strategies.len());
         for (i, s) in cfg.strategies.iter().enumerate() {
             for sym in &s.symbols {
-                let v = by_symbol.entry(sym.clone()).or_default();
+                let id = seen_id(&mut symbol_ids, &mut seen, sym);
+                let v = &mut seen[id].slots;
                 if !v.contains(&i) {
                     v.push(i);
                 }
@@ -330,12 +357,11 @@ impl Engine {
         };
         Ok(Engine {
             slots,
-            by_symbol,
+            symbol_ids,
+            seen,
             symbols,
             max_out_of_order: cfg.max_out_of_order,
             not_after: None,
-            newest: BTreeMap::new(),
-            last_price: SymbolMap::default(),
             pnl_every: cfg.pnl_every_ticks,
             analytics: Analytics::new(&cfg.analytics).map_err(SpecError::Analytics)?,
             venue_latency: cfg.venue_latency,
@@ -371,19 +397,12 @@ impl Engine {
         ev: MarketEvent,
         out: &mut Vec<Output>,
     ) {
-        if let Err(r) = self.admit(kind, &ev) {
-            // An empty payload stands for the event's own encoding, and then
-            // a missing key for its symbol: a source that hands over decoded
-            // events (a file backtest) makes them only for a dead letter.
-            let own;
-            let (key, payload) = if payload.is_empty() {
-                own = wire::encode_event(&ev);
-                (key.or(Some(ev.symbol().as_bytes())), &own[..])
-            } else {
-                (key, payload)
-            };
-            return self.dead_letter(origin, key, payload, r, out);
-        }
+        let id = match self.admit(kind, &ev) {
+            Ok(id) => id,
+            Err(r) => {
+                return self.refuse(origin, key, payload, &ev, r, out);
+            }
+        };
         self.processed[kind as usize] += 1;
         self.last_ts = self.last_ts.max(ev.ts());
         if !self.analytics.is_empty() {
@@ -392,12 +411,14 @@ impl Engine {
             out.extend(values.into_iter().map(Output::Indicator));
         }
         let ts = ev.ts();
-        let here = self.by_symbol.get(ev.symbol());
+        // The slots that trade this symbol, taken out for the event (and put
+        // back below) so that the slots themselves can be borrowed.
+        let here = std::mem::take(&mut self.seen[id].slots);
         // Requests of strategies that do not trade this symbol reach their venue
         // as event time passes.
         let mut evs = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if !here.is_some_and(|v| v.contains(&i)) {
+            if !here.contains(&i) {
                 slot.sim.catch_up(ts, &mut evs);
                 if !evs.is_empty() {
                     let mut filled = BTreeSet::new();
@@ -407,12 +428,13 @@ impl Engine {
             }
         }
         match ev {
-            MarketEvent::Tick(t) => self.on_tick(origin, &t, out),
+            MarketEvent::Tick(t) => {
+                self.seen[id].last_price = Some(t.price);
+                self.on_tick(&here, origin, &t, out);
+            }
             MarketEvent::Sentiment(s) => {
-                let Some(slots) = self.by_symbol.get(s.symbol.as_str()) else {
-                    return;
-                };
-                for &i in slots {
+                let price = self.seen[id].last_price;
+                for &i in &here {
                     let slot = &mut self.slots[i];
                     let mut filled = BTreeSet::new();
                     slot.sim.catch_up(s.ts, &mut evs);
@@ -424,7 +446,6 @@ impl Engine {
                     let (qty, cost) = position_of(slot.sim.account(), &s.symbol);
                     inst.rule.set_position(qty, cost);
                     if let Some(d) = inst.rule.on_sentiment(&s) {
-                        let price = self.last_price.get(s.symbol.as_str()).copied();
                         decide(
                             slot, &s.symbol, s.ts, price, d, origin, "", None, &mut evs, out,
                         );
@@ -435,10 +456,7 @@ impl Engine {
                 }
             }
             MarketEvent::Book(u) => {
-                let Some(slots) = self.by_symbol.get(u.symbol.as_str()) else {
-                    return;
-                };
-                for &i in slots {
+                for &i in &here {
                     let slot = &mut self.slots[i];
                     let mut filled = BTreeSet::new();
                     slot.sim.on_book(&u, &mut evs);
@@ -447,6 +465,30 @@ impl Engine {
                 }
             }
         }
+        self.seen[id].slots = here;
+    }
+
+    /// A refused event's dead letter.
+    fn refuse(
+        &mut self,
+        origin: &Origin,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        ev: &MarketEvent,
+        r: Rejection,
+        out: &mut Vec<Output>,
+    ) {
+        // An empty payload stands for the event's own encoding, and then
+        // a missing key for its symbol: a source that hands over decoded
+        // events (a file backtest) makes them only for a dead letter.
+        let own;
+        let (key, payload) = if payload.is_empty() {
+            own = wire::encode_event(ev);
+            (key.or(Some(ev.symbol().as_bytes())), &own[..])
+        } else {
+            (key, payload)
+        };
+        self.dead_letter(origin, key, payload, r, out);
     }
 
     /// After a backtest's last event: every strategy with
@@ -513,7 +555,8 @@ impl Engine {
         self.not_after = t;
     }
 
-    fn admit(&mut self, kind: InputKind, ev: &MarketEvent) -> Result<(), Rejection> {
+    /// Admit an event or say why not; its symbol's place in `seen`.
+    fn admit(&mut self, kind: InputKind, ev: &MarketEvent) -> Result<usize, Rejection> {
         let symbol = ev.symbol();
         if let Some(limit) = self.not_after {
             if ev.ts() > limit {
@@ -536,7 +579,8 @@ impl Engine {
             }
         }
         let ts = ev.ts();
-        match self.newest.get_mut(&kind).and_then(|m| m.get_mut(symbol)) {
+        let id = seen_id(&mut self.symbol_ids, &mut self.seen, symbol);
+        match &mut self.seen[id].newest[kind as usize] {
             Some(newest) => {
                 if ts < *newest - self.max_out_of_order {
                     return Err(Rejection::new(
@@ -550,26 +594,13 @@ impl Engine {
                 }
                 *newest = (*newest).max(ts);
             }
-            None => {
-                self.newest
-                    .entry(kind)
-                    .or_default()
-                    .insert(symbol.to_string(), ts);
-            }
+            none => *none = Some(ts),
         }
-        Ok(())
+        Ok(id)
     }
 
-    fn on_tick(&mut self, origin: &Origin, t: &Tick, out: &mut Vec<Output>) {
-        match self.last_price.get_mut(t.symbol.as_str()) {
-            Some(p) => *p = t.price,
-            None => {
-                self.last_price.insert(t.symbol.to_string(), t.price);
-            }
-        }
-        let Some(slots) = self.by_symbol.get(t.symbol.as_str()) else {
-            return;
-        };
+    /// A tick, to the slots that trade its symbol.
+    fn on_tick(&mut self, slots: &[usize], origin: &Origin, t: &Tick, out: &mut Vec<Output>) {
         let price = f64_of(t.price);
         let mut evs = Vec::new();
         for &i in slots {
@@ -661,11 +692,7 @@ impl Engine {
     /// Messages processed and dead-lettered so far.
     pub fn counts(&self) -> InputCounts {
         let mut c = self.counts.clone();
-        for kind in [
-            InputKind::Prices,
-            InputKind::Sentiment,
-            InputKind::OrderBook,
-        ] {
+        for kind in KINDS {
             let n = self.processed[kind as usize];
             if n > 0 {
                 *c.processed.entry(kind_name(kind).to_string()).or_default() += n;
@@ -699,7 +726,9 @@ impl Engine {
 
     /// The last trade price of `symbol`, if it has traded.
     pub fn last_price(&self, symbol: &str) -> Option<Decimal> {
-        self.last_price.get(symbol).copied()
+        self.symbol_ids
+            .get(symbol)
+            .and_then(|&id| self.seen[id].last_price)
     }
 
     /// A summary of every strategy, symbol and account.
@@ -788,16 +817,21 @@ pub fn config_fingerprint(cfg: &EngineSpec) -> String {
 impl Engine {
     /// The state to checkpoint. Deterministic: the same state gives the same value.
     pub fn state(&self, fingerprint: &str) -> EngineState {
-        let mut newest: Vec<_> = self
-            .newest
-            .iter()
-            .flat_map(|(k, m)| m.iter().map(|(s, v)| ((*k, s.clone()), *v)))
+        let named = || {
+            self.symbol_ids
+                .iter()
+                .map(|(name, &id)| (name, &self.seen[id]))
+        };
+        let mut newest: Vec<_> = named()
+            .flat_map(|(name, s)| {
+                KINDS
+                    .iter()
+                    .filter_map(move |&k| s.newest[k as usize].map(|ts| ((k, name.clone()), ts)))
+            })
             .collect();
         newest.sort();
-        let mut last_price: Vec<_> = self
-            .last_price
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
+        let mut last_price: Vec<_> = named()
+            .filter_map(|(name, s)| s.last_price.map(|p| (name.clone(), p)))
             .collect();
         last_price.sort();
         EngineState {
@@ -887,11 +921,18 @@ impl Engine {
             slot.paused = saved.paused;
         }
         self.controls = st.controls;
-        self.newest = BTreeMap::new();
-        for ((kind, symbol), ts) in st.newest {
-            self.newest.entry(kind).or_default().insert(symbol, ts);
+        for s in &mut self.seen {
+            s.newest = [None; 3];
+            s.last_price = None;
         }
-        self.last_price = st.last_price.into_iter().collect();
+        for ((kind, symbol), ts) in st.newest {
+            let id = seen_id(&mut self.symbol_ids, &mut self.seen, &symbol);
+            self.seen[id].newest[kind as usize] = Some(ts);
+        }
+        for (symbol, price) in st.last_price {
+            let id = seen_id(&mut self.symbol_ids, &mut self.seen, &symbol);
+            self.seen[id].last_price = Some(price);
+        }
         self.counts = st.counts;
         self.processed = [0; 3];
         self.last_ts = st.last_ts;
@@ -1406,6 +1447,9 @@ fn settle(
     evs: &mut Vec<SimEvent>,
     out: &mut Vec<Output>,
 ) {
+    if filled.is_empty() {
+        return;
+    }
     let changed = filled.clone();
     follow_exits(slot, changed, filled, ts, origin, evs, out);
     pnl_after(slot, filled, ts, origin, out);

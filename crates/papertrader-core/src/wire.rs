@@ -335,7 +335,14 @@ fn symbol_problem(symbol: &str) -> Result<(), Rejection> {
             ),
         ));
     }
-    if symbol.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // ASCII, the usual case, byte by byte: its whitespace and control
+    // characters are the bytes up to the space, and DEL.
+    let bad = if symbol.is_ascii() {
+        symbol.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        symbol.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if bad {
         return Err(Rejection::new(
             "invalid_symbol",
             format!("symbol contains whitespace or control characters: {symbol:?}"),

@@ -793,6 +793,11 @@ impl Venue {
     }
 
     /// Expire DAY orders whose session ended at or before `ts`.
+    /// No order resting and no stop waiting: nothing that could expire.
+    pub fn is_idle(&self) -> bool {
+        self.resting.is_empty() && self.stops.is_empty()
+    }
+
     pub fn expire(&mut self, ts: Ts, out: &mut Vec<SimEvent>) {
         for list in [&mut self.resting, &mut self.stops] {
             list.retain(|w| {

@@ -482,6 +482,10 @@ impl Simulator {
     /// Execute the pending requests that reached the venue before `ts` (or at
     /// `ts` when `inclusive`), expiring DAY orders on the way.
     fn step(&mut self, ts: Ts, inclusive: bool, out: &mut Vec<SimEvent>) {
+        // Nothing in flight and nothing that could expire.
+        if self.pending.is_empty() && self.venues.values().all(Venue::is_idle) {
+            return;
+        }
         let start = out.len();
         while let Some((&(at, seq), _)) = self.pending.first_key_value() {
             if at > ts || (at == ts && !inclusive) {
