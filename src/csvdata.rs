@@ -814,7 +814,9 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
-    fn read_one(&mut self) {
+    /// Read the next row: a record or a row error, which is the next item
+    /// unless bars are waiting in the queue; a bar joins the queue.
+    fn read_one(&mut self) -> Option<Result<Record, RowError>> {
         match self.rdr.read_record(&mut self.record) {
             Ok(false) => self.done = true,
             Ok(true) => {
@@ -824,11 +826,8 @@ impl<R: Read> RecordReader<R> {
                     .map(|p| p.line())
                     .unwrap_or_else(|| self.rdr.position().line());
                 match self.parse_row() {
-                    Err(kind) => {
-                        let e = self.row_error(line, kind);
-                        self.queue.push_back(Slot::Ready(Err(e)));
-                    }
-                    Ok(Parsed::Record(r)) => self.queue.push_back(Slot::Ready(Ok(r))),
+                    Err(kind) => return Some(Err(self.row_error(line, kind))),
+                    Ok(Parsed::Record(r)) => return Some(Ok(r)),
                     Ok(Parsed::Bar(bar)) => self.accept_bar(line, bar),
                 }
             }
@@ -840,10 +839,12 @@ impl<R: Read> RecordReader<R> {
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     self.done = true;
                 }
-                let err = self.row_error(line, RowErrorKind::Malformed(e.to_string()));
-                self.queue.push_back(Slot::Ready(Err(err)));
+                return Some(Err(
+                    self.row_error(line, RowErrorKind::Malformed(e.to_string()))
+                ));
             }
         }
+        None
     }
 
     fn accept_bar(&mut self, line: u64, bar: Bar) {
@@ -1113,8 +1114,13 @@ impl<R: Read> Iterator for RecordReader<R> {
             }
             if self.done {
                 self.finish_periods();
-            } else {
-                self.read_one();
+            } else if let Some(item) = self.read_one() {
+                // Straight out when nothing waits before it (every row of a
+                // tick or sentiment file), else behind what waits.
+                if self.queue.is_empty() {
+                    return Some(item);
+                }
+                self.queue.push_back(Slot::Ready(item));
             }
         }
     }
