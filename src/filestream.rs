@@ -223,38 +223,43 @@ impl Iterator for FileStream {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
-        let mut one = Vec::with_capacity(1);
-        self.fill(&mut one, 1);
-        one.pop()
+        let (record, row, i) = self.take_head()?;
+        Some(record_event(record, &self.sources[i].stem, row))
     }
 }
 
 impl FileStream {
-    /// Append up to `max` events to `batch`, in order; fewer at the end of
-    /// the files or where one turns out not to be sorted.
+    /// Append up to `max` events to `batch`, in order, each built in place;
+    /// fewer at the end of the files or where one turns out not to be sorted.
     pub fn fill(&mut self, batch: &mut Vec<Event>, max: usize) {
+        for _ in 0..max {
+            let Some((record, row, i)) = self.take_head() else {
+                return;
+            };
+            batch.push(record_event(record, &self.sources[i].stem, row));
+        }
+    }
+
+    /// The next record in merge order, its number and its file's index, with
+    /// that file read on to its next head; `None` at the end of the files or
+    /// once one is found unsorted (the caller then reads the files whole).
+    fn take_head(&mut self) -> Option<(Record, i64, usize)> {
         if !self.primed {
             self.primed = true;
             for i in 0..self.sources.len() {
                 self.advance(i);
             }
         }
-        for _ in 0..max {
-            if self.unsorted.is_some() {
-                return;
-            }
-            let Some(Reverse((_, i, _))) = self.heap.pop() else {
-                return;
-            };
-            let (record, row) = self.heads[i].take().expect("a head for each heap entry");
-            self.advance(i);
-            // A file found unsorted: the stream ends here, and the caller
-            // reads the files whole instead.
-            if self.unsorted.is_some() {
-                return;
-            }
-            batch.push(record_event(record, &self.sources[i].stem, row));
+        if self.unsorted.is_some() {
+            return None;
         }
+        let Reverse((_, i, _)) = self.heap.pop()?;
+        let (record, row) = self.heads[i].take().expect("a head for each heap entry");
+        self.advance(i);
+        if self.unsorted.is_some() {
+            return None;
+        }
+        Some((record, row, i))
     }
 }
 
