@@ -8,12 +8,15 @@
 //! passing through `f64` (serde_json's `arbitrary_precision`), and written as
 //! strings. Timestamps are read as epoch milliseconds (integer or decimal) or RFC
 //! 3339, and written as RFC 3339 UTC. The formats are documented, with an example
-//! per topic, in `docs/topics.md`.
+//! per topic, in `docs/topics.md`. A price tick of the common shape is read
+//! without serde ([`fast`]), which falls back to serde for anything else.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
+
+mod fast;
 
 use crate::domain::{
     is_negative, is_positive, AlertMsg, BookUpdate, DeadLetterMsg, FillMsg, IndicatorMsg, Level,
@@ -141,6 +144,22 @@ fn json_error(e: serde_json::Error) -> Rejection {
 }
 
 fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
+    // The common shape without serde; anything else, and every rejection,
+    // through serde (`fast`).
+    if let Some(f) = fast::tick(bytes) {
+        return check_tick(Tick {
+            symbol: check_symbol(f.symbol)?,
+            ts: f.ts,
+            price: f.price,
+            size: f.size,
+            bid: f.bid,
+            ask: f.ask,
+        });
+    }
+    decode_tick_serde(bytes)
+}
+
+fn decode_tick_serde(bytes: &[u8]) -> Result<Tick, Rejection> {
     let raw: RawTick = serde_json::from_slice(bytes).map_err(json_error)?;
     let symbol = check_symbol(raw.symbol)?;
     let ts = parse_ts(&raw.ts)?;
@@ -387,6 +406,8 @@ pub fn parse_ts_str(s: &str) -> Option<Ts> {
         if let Some(n) = millis_text_to_nanos(s) {
             return Some(n);
         }
+    } else if let Some(n) = fast::rfc3339_utc(s) {
+        return Some(n);
     }
     DateTime::parse_from_rfc3339(s)
         .ok()
