@@ -9,7 +9,7 @@
 //! strings. Timestamps are read as epoch milliseconds (integer or decimal) or RFC
 //! 3339, and written as RFC 3339 UTC. The formats are documented, with an example
 //! per topic, in `docs/topics.md`. A price tick of the common shape is read
-//! without serde ([`fast`]), which falls back to serde for anything else.
+//! without serde (the private `fast` module), which falls back to serde for anything else.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
