@@ -61,7 +61,7 @@ pub struct Account {
 /// involved) far wider than `f64`'s error, so a price inside it is inside the
 /// exact band too; a price near an edge takes the exact path. It holds while
 /// cash, quantity, peak and largest drawdown are bit for bit those it was
-/// worked out from and the account has no other position.
+/// worked out from and the account has no other open position.
 #[derive(Debug, Clone, Default)]
 struct MarkBand(Option<Band>);
 
@@ -145,7 +145,9 @@ impl Account {
             return;
         }
         let qty = p.qty;
-        let single = self.positions.len() == 1;
+        // A flat position adds nothing to the equity, whatever its price:
+        // the band holds while this is the only open one.
+        let single = self.positions.values().filter(|p| !p.qty.is_zero()).count() == 1;
         if single {
             if let Some(b) = &self.band.0 {
                 let x = crate::domain::f64_of(price);
@@ -297,9 +299,12 @@ mod tests {
                         fast.mark("Y", price);
                         exact.mark("Y", price);
                     }
-                    3 => {
-                        fast.apply_fill("Y", Side::Buy, Decimal::ONE, price, Decimal::ZERO);
-                        exact.apply_fill("Y", Side::Buy, Decimal::ONE, price, Decimal::ZERO);
+                    3 | 4 => {
+                        // Y opens and goes flat again: a flat Y beside X
+                        // leaves the band in use.
+                        let side = if op == 3 { Side::Buy } else { Side::Sell };
+                        fast.apply_fill("Y", side, Decimal::ONE, price, Decimal::ZERO);
+                        exact.apply_fill("Y", side, Decimal::ONE, price, Decimal::ZERO);
                     }
                     _ => {
                         fast.mark("X", price);

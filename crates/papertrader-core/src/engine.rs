@@ -617,7 +617,7 @@ impl Engine {
             // The exits follow what the venue filled before anything decides:
             // a position closed by a stop and reopened on this tick is a new trade.
             follow_symbol(slot, &t.symbol, &mut filled, t.ts, origin, &mut evs, out);
-            let inst = slot
+            let mut inst = slot
                 .instances
                 .get_mut(t.symbol.as_str())
                 .expect("instance per symbol");
@@ -639,11 +639,12 @@ impl Engine {
                 timed_exit(slot, &t.symbol, t.ts, t.price, origin, &mut evs, out);
                 report(slot, &mut evs, origin, &mut filled, out);
                 follow_symbol(slot, &t.symbol, &mut filled, t.ts, origin, &mut evs, out);
+                // Found again only after the exits, which needed the slot.
+                inst = slot
+                    .instances
+                    .get_mut(t.symbol.as_str())
+                    .expect("instance per symbol");
             }
-            let inst = slot
-                .instances
-                .get_mut(t.symbol.as_str())
-                .expect("instance per symbol");
             let (qty, cost) = position_of(slot.sim.account(), &t.symbol);
             inst.rule.set_position(qty, cost);
             // `orders.trade_on_close`: a bar's decision is sized and filled

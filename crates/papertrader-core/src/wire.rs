@@ -146,15 +146,8 @@ fn json_error(e: serde_json::Error) -> Rejection {
 fn decode_tick(bytes: &[u8]) -> Result<Tick, Rejection> {
     // The common shape without serde; anything else, and every rejection,
     // through serde (`fast`).
-    if let Some(f) = fast::tick(bytes) {
-        return check_tick(Tick {
-            symbol: check_symbol(f.symbol)?,
-            ts: f.ts,
-            price: f.price,
-            size: f.size,
-            bid: f.bid,
-            ask: f.ask,
-        });
+    if let Some(t) = fast::tick(bytes) {
+        return check_tick(t);
     }
     decode_tick_serde(bytes)
 }

@@ -18,18 +18,7 @@ use rust_decimal::Decimal;
 use std::str::FromStr;
 
 use super::{millis_text_to_nanos, parse_ts_str, MAX_TS_NANOS};
-use crate::domain::{Name, Ts};
-
-/// The fields of a tick as its message carries them (not yet checked).
-#[derive(Debug, PartialEq)]
-pub(super) struct Fields {
-    pub symbol: Name,
-    pub ts: Ts,
-    pub price: Decimal,
-    pub size: Decimal,
-    pub bid: Option<Decimal>,
-    pub ask: Option<Decimal>,
-}
+use crate::domain::{Name, Tick, Ts};
 
 enum Value<'a> {
     Str(&'a str),
@@ -38,6 +27,8 @@ enum Value<'a> {
 }
 
 struct Scan<'a> {
+    /// The message, checked as UTF-8 once; `b` is its bytes.
+    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -69,7 +60,7 @@ impl<'a> Scan<'a> {
                 _ => self.i += 1,
             }
         }
-        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        let s = &self.text[start..self.i];
         self.i += 1;
         Some(s)
     }
@@ -102,7 +93,7 @@ impl<'a> Scan<'a> {
         if let Some(b'e' | b'E') = self.b.get(self.i) {
             return None;
         }
-        std::str::from_utf8(&self.b[start..self.i]).ok()
+        Some(&self.text[start..self.i])
     }
 
     fn value(&mut self) -> Option<Value<'a>> {
@@ -144,10 +135,15 @@ fn time(v: Value) -> Option<Ts> {
     (0..MAX_TS_NANOS).contains(&ts).then_some(ts)
 }
 
-/// The tick in `bytes` when it has the common shape and serde would accept
-/// its fields; `None` sends it to serde.
-pub(super) fn tick(bytes: &[u8]) -> Option<Fields> {
-    let mut s = Scan { b: bytes, i: 0 };
+/// The tick in `bytes`, not yet checked, when it has the common shape and
+/// serde would accept its fields; `None` sends it to serde.
+pub(super) fn tick(bytes: &[u8]) -> Option<Tick> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut s = Scan {
+        text,
+        b: bytes,
+        i: 0,
+    };
     s.eat(b'{')?;
     let (mut symbol, mut ts, mut price, mut size) = (None, None, None, None);
     let (mut bid, mut ask) = (None, None);
@@ -182,7 +178,7 @@ pub(super) fn tick(bytes: &[u8]) -> Option<Fields> {
     if s.i != bytes.len() {
         return None;
     }
-    Some(Fields {
+    Some(Tick {
         symbol: symbol?,
         ts: ts?,
         price: price?,
