@@ -149,7 +149,12 @@ impl SentimentConfig {
                 "remember at most 10,000,000 ids (0 for none)",
             ));
         }
-        Scorer::from_config(self).map(|_| ())
+        match self.scorer {
+            // The built-in lexicon cannot fail: it is built when a scorer is
+            // first needed, not by every command that checks the config.
+            ScorerKind::Vader => Ok(()),
+            ScorerKind::Lm => Scorer::from_config(self).map(|_| ()),
+        }
     }
 }
 
