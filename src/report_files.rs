@@ -18,7 +18,24 @@ use crate::wire::format_ts;
 pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let report = Report::new(bt);
-    let mut json = serde_json::to_vec_pretty(&report)?;
+    // report.html is drawn on a second core while the tables are written
+    // (both only read `bt`; its temporary files are read with `read_at`).
+    let html = std::thread::scope(|s| {
+        let html = s.spawn(|| crate::report_html::render(&report, bt));
+        write_tables(dir, bt, &report)?;
+        anyhow::Ok(
+            html.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
+    })?;
+    let p = dir.join("report.html");
+    std::fs::write(&p, html).with_context(|| format!("writing {}", p.display()))?;
+    Ok(report)
+}
+
+/// `report.json` and the CSV tables of [`write`].
+fn write_tables(dir: &Path, bt: &Backtest, report: &Report) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(report)?;
     json.push(b'\n');
     let p = dir.join("report.json");
     std::fs::write(&p, json).with_context(|| format!("writing {}", p.display()))?;
@@ -94,10 +111,7 @@ pub fn write(dir: &Path, bt: &Backtest) -> anyhow::Result<Report> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
 
-    let p = dir.join("report.html");
-    std::fs::write(&p, crate::report_html::render(&report, bt))
-        .with_context(|| format!("writing {}", p.display()))?;
-    Ok(report)
+    Ok(())
 }
 
 /// Write the tables of the report directory `dir` (written by [`write`]) as
