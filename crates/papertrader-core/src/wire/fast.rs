@@ -9,7 +9,7 @@
 //! never decides what is rejected, and what it accepts is what serde would:
 //! the decimals go through the same `Decimal::from_str`, the times through
 //! the same [`super::parse_ts_str`] and [`super::millis_text_to_nanos`]
-//! (`wire::tests::fast_tick_equals_serde` checks it on generated messages).
+//! (`wire::fast::tests::fast_tick_equals_serde` checks it on generated messages).
 //!
 //! [`rfc3339_utc`] reads `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, the form papertrader
 //! writes, without chrono; other forms go to chrono.
